@@ -1,0 +1,215 @@
+"""The service document and its config, as the directory accepts, stores and returns them.
+
+A document is ``{name, description, dockerRepository, config: {...}}`` as paz stored it. On create,
+config keys may also stand at the top level (the seed's walkthrough posts ``ports`` and
+``numInstances`` there) and ``dockerImage`` is accepted for ``dockerRepository``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates
+
+with warnings.catch_warnings():  # stdlib in 3.11: the SHA-512 crypt hashes HAProxy's userlist reads
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import crypt as _crypt
+
+NAME_RULE = (
+    "a service name is 3 to 63 characters of lowercase letters, digits and '-', "
+    "starting with a letter and not ending with '-' (a DNS label, as it becomes <name>.paz)"
+)
+_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+_IMAGE = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PATTERN = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
+_HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,255}$")
+_USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
+AUTO_DEPLOY = ("always", "never")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a service name, or None when it can."""
+    if _NAME.match(name):
+        return None
+    if len(name) > 63:
+        return f"is {len(name)} characters long: {NAME_RULE}"
+    if len(name) < 3:
+        return f"is too short: {NAME_RULE}"
+    if any(c.isupper() for c in name):
+        return f"has capital letters: {NAME_RULE}"
+    if any(c in name for c in "/ \n\r\t") or ".." in name:
+        return f"has '/', '..', spaces or line breaks: {NAME_RULE}"
+    return f"is not a DNS label: {NAME_RULE}"
+
+
+def check_name(name: str) -> None:
+    problem = name_problem(name)
+    if problem:
+        raise ValidationError(f"{name!r} {problem}")
+
+
+def _no_nul(value: str) -> None:
+    if "\x00" in value:
+        raise ValidationError("may not contain a NUL character")
+
+
+def _absolute_path(value: str) -> None:
+    if not value.startswith("/") or any(c in value for c in "\x00\n\r:"):
+        raise ValidationError(f"{value!r} must be an absolute path without ':' or line breaks")
+
+
+class PortSchema(Schema):
+    container = fields.Integer(required=True, strict=True, validate=validate.Range(1, 65535))
+    host = fields.Integer(strict=True, validate=validate.Range(1, 65535))
+
+
+class HealthCheckSchema(Schema):
+    path = fields.String(
+        required=True,
+        validate=validate.Regexp(_HTTP_PATH, error="must start with '/' and hold no spaces, quotes or line breaks"),
+    )
+    intervalSeconds = fields.Integer(strict=True, load_default=2, validate=validate.Range(1, 3600))
+    timeoutSeconds = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 600))
+
+
+class UserSchema(Schema):
+    """A router basic-auth user; a plain ``password`` is stored only as its SHA-512 crypt hash."""
+
+    username = fields.String(
+        required=True, validate=validate.Regexp(_USERNAME, error="1 to 64 letters, digits, '.', '_' or '-'")
+    )
+    password = fields.String(load_only=True, validate=[validate.Length(1, 256), _no_nul])
+    passwordHash = fields.String(validate=validate.Regexp(_CRYPT_HASH, error="must be a crypt(3) hash ($6$, $5$, $y$ or $2b$)"))
+
+    @post_load
+    def hash_password(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        password = data.pop("password", None)
+        if password is None and "passwordHash" not in data:
+            raise ValidationError("give password or passwordHash", "password")
+        if password is not None:
+            data["passwordHash"] = _crypt.crypt(password, _crypt.mksalt(_crypt.METHOD_SHA512))
+        return data
+
+
+class BasicAuthSchema(Schema):
+    realm = fields.String(load_default="paz", validate=validate.Regexp(r"^[A-Za-z0-9 ._-]{1,64}$", error="1 to 64 letters, digits, spaces, '.', '_' or '-'"))
+    users = fields.List(fields.Nested(UserSchema), required=True, validate=validate.Length(min=1, max=100))
+
+
+class PatternList(fields.Field):
+    """``conflictsWith`` / ``mustShareWith``: a service name pattern or a list of them (``*`` as wildcard)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[str]:
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) and _PATTERN.match(v) for v in values):
+            raise ValidationError("must be a service name pattern ('*' allowed) or a list of them")
+        return values
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "publicFacing": False,
+    "loadBalanced": True,
+    "ports": [],
+    "env": {},
+    "volume": {},
+    "numInstances": 1,
+    "autoDeploy": "never",
+    "conflictsWith": [],
+    "mustShareWith": [],
+}
+MERGED_KEYS = ("env", "volume")
+"""Config keys whose PATCH merges key by key (``null`` removes a key) instead of replacing."""
+
+
+class ConfigSchema(Schema):
+    """What a service's next deploy uses. Unknown keys are refused."""
+
+    publicFacing = fields.Boolean(load_default=False)
+    loadBalanced = fields.Boolean(load_default=True)
+    ports = fields.List(fields.Nested(PortSchema), load_default=list, validate=validate.Length(max=32))
+    env = fields.Dict(keys=fields.String(validate=validate.Regexp(_ENV_NAME, error="env names are letters, digits and '_', not starting with a digit")),
+                      values=fields.String(allow_none=True, validate=_no_nul), load_default=dict)
+    volume = fields.Dict(keys=fields.String(validate=_absolute_path), values=fields.String(allow_none=True, validate=_absolute_path), load_default=dict)
+    numInstances = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 100))
+    autoDeploy = fields.String(load_default="never", validate=validate.OneOf(AUTO_DEPLOY))
+    conflictsWith = PatternList(load_default=list)
+    mustShareWith = PatternList(load_default=list)
+    healthCheck = fields.Nested(HealthCheckSchema, allow_none=True)
+    basicAuth = fields.Nested(BasicAuthSchema, allow_none=True)
+
+    @validates("ports")
+    def unique_container_ports(self, ports: list[dict[str, int]], **_: Any) -> None:
+        containers = [p["container"] for p in ports]
+        if len(set(containers)) != len(containers):
+            raise ValidationError("each container port may be listed once")
+
+
+CONFIG_KEYS = tuple(ConfigSchema().fields)
+
+
+class ServiceSchema(Schema):
+    """A service as POSTed: config keys may be nested under ``config`` or at the top level."""
+
+    name = fields.String(required=True, validate=check_name)
+    description = fields.String(load_default="", validate=[validate.Length(max=1000), _no_nul])
+    dockerRepository = fields.String(
+        required=True,
+        validate=validate.Regexp(_IMAGE, error="must be a Docker image reference such as 'user/repo' or 'user/repo:1.0'"),
+    )
+    config = fields.Nested(ConfigSchema, load_default=lambda: ConfigSchema().load({}))
+
+    @pre_load
+    def accept_paz_shapes(self, data: Any, **_: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "dockerImage" in data:
+            image = data.pop("dockerImage")
+            if data.setdefault("dockerRepository", image) != image:
+                raise ValidationError("give dockerRepository or its alias dockerImage, not two different values", "dockerImage")
+        lifted = {key: data.pop(key) for key in CONFIG_KEYS if key in data}
+        if lifted:
+            config = data.get("config", {})
+            if not isinstance(config, dict):
+                raise ValidationError("must be an object", "config")
+            clash = sorted(set(lifted) & set(config))
+            if clash:
+                raise ValidationError(f"{', '.join(clash)} given both at the top level and in config", "config")
+            data["config"] = {**config, **lifted}
+        return data
+
+
+class ServiceOut(Schema):
+    """A stored service document, as every route returns it."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String()
+    description = fields.String()
+    dockerRepository = fields.String()
+    config = fields.Dict()
+
+
+def merge_config(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``patch`` applied: mappings in :data:`MERGED_KEYS` merge, other keys replace."""
+    merged = {**CONFIG_DEFAULTS, **current}
+    for key, value in patch.items():
+        if key in MERGED_KEYS:
+            combined = {**merged.get(key, {}), **value}
+            merged[key] = {k: v for k, v in combined.items() if v is not None}
+        elif value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,87 @@
+"""The ``paz`` command: run the suite on this machine (``up``, ``down``, ``status``, ``logs``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .suite import Suite
+
+
+def _suite(args: argparse.Namespace) -> Suite:
+    return Suite(Path(args.state_dir))
+
+
+def up(args: argparse.Namespace) -> int:
+    suite = _suite(args)
+    problems = suite.missing()
+    if problems:
+        print("paz up: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    for part in suite.parts:
+        if suite.pid(part) is not None:
+            print(f"{part.name:<18} already running (pid {suite.pid(part)})")
+            continue
+        pid = suite.start(part)
+        if not suite.wait_healthy(part):
+            print(f"paz up: {part.name} did not become healthy; see {suite.log_file(part)}", file=sys.stderr)
+            return 1
+        print(f"{part.name:<18} started (pid {pid}) on 127.0.0.1:{part.port}")
+    print(f"\nstate and logs: {suite.state_dir}")
+    print("try: curl -s http://127.0.0.1:9001/services")
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    suite = _suite(args)
+    for part in reversed(suite.parts):
+        print(f"{part.name:<18} {'stopped' if suite.stop(part) else 'was not running'}")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    suite = _suite(args)
+    all_healthy = True
+    for part in suite.parts:
+        pid = suite.pid(part)
+        healthy = pid is not None and suite.healthy(part)
+        all_healthy &= healthy
+        state = "healthy" if healthy else ("running, unhealthy" if pid else "stopped")
+        print(f"{part.name:<18} {state:<20} 127.0.0.1:{part.port}" + (f" pid {pid}" if pid else ""))
+    return 0 if all_healthy else 1
+
+
+def logs(args: argparse.Namespace) -> int:
+    suite = _suite(args)
+    parts = [suite.part(args.name)] if args.name else suite.parts
+    for part in parts:
+        path = suite.log_file(part)
+        lines = path.read_text(errors="replace").splitlines()[-args.lines:] if path.exists() else []
+        for line in lines:
+            print(f"{part.name}: {line}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="paz", description="Run the paz suite on this machine.")
+    parser.add_argument("--state-dir", default=os.environ.get("PAZ_STATE_DIR", ".paz"), help="where pid files, logs and etcd data live (PAZ_STATE_DIR)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start etcd and the services in the background").set_defaults(run=up)
+    commands.add_parser("down", help="stop what paz up started").set_defaults(run=down)
+    commands.add_parser("status", help="show each part and its health").set_defaults(run=status)
+    logs_parser = commands.add_parser("logs", help="show the last lines of the logs")
+    logs_parser.add_argument("name", nargs="?", help="one part, e.g. service-directory")
+    logs_parser.add_argument("-n", "--lines", type=int, default=50)
+    logs_parser.set_defaults(run=logs)
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyError as exc:
+        print(f"paz: {exc.args[0]}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""etcd v2 access through python-etcd, with fail-over, timeouts and one error for "etcd is down".
+
+Every caller sees the same small surface: :meth:`Etcd.get`, :meth:`Etcd.write`, :meth:`Etcd.delete`,
+:meth:`Etcd.update_json` (compare-and-swap) and :meth:`Etcd.wait`. When no endpoint answers, the
+call raises :class:`StoreUnavailable`, which the web layer turns into a 503; python-etcd's own
+conditions (``EtcdKeyNotFound``, ``EtcdAlreadyExist``, ``EtcdCompareFailed``) pass through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import etcd
+
+log = logging.getLogger(__name__)
+
+KeyNotFound = etcd.EtcdKeyNotFound
+AlreadyExists = etcd.EtcdAlreadyExist
+CompareFailed = etcd.EtcdCompareFailed
+IndexCleared = etcd.EtcdEventIndexCleared
+WatchTimedOut = etcd.EtcdWatchTimedOut
+Result = etcd.EtcdResult
+
+
+class StoreUnavailable(Exception):
+    """No etcd endpoint answered."""
+
+    def __init__(self, endpoints: tuple[str, ...], cause: BaseException | None = None) -> None:
+        self.endpoints = endpoints
+        detail = f": {cause}" if cause else ""
+        super().__init__(f"etcd is unreachable at {', '.join(endpoints)}{detail}")
+
+
+class Etcd:
+    """A thread-safe handle on an etcd cluster given as a list of endpoint URLs.
+
+    The python-etcd client is made on first use and made again after a failure, so a service
+    started before etcd, or one whose etcd was restarted with a new cluster id, recovers by itself.
+    """
+
+    CAS_ATTEMPTS = 50
+
+    def __init__(self, endpoints: tuple[str, ...] | list[str], timeout: float = 2.0) -> None:
+        self.endpoints = tuple(endpoints)
+        self.timeout = timeout
+        self._client: etcd.Client | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Etcd":
+        return cls(settings.etcd_endpoints, settings.etcd_timeout)
+
+    def _make_client(self) -> etcd.Client:
+        hosts = tuple((urlsplit(e).hostname, urlsplit(e).port) for e in self.endpoints)
+        protocol = urlsplit(self.endpoints[0]).scheme
+        return etcd.Client(
+            host=hosts if len(hosts) > 1 else hosts[0][0],
+            port=hosts[0][1],
+            protocol=protocol,
+            read_timeout=self.timeout,
+            allow_reconnect=len(hosts) > 1,
+        )
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        for attempt in (1, 2):
+            try:
+                with self._lock:
+                    if self._client is None:
+                        self._client = self._make_client()
+                    client = self._client
+                return getattr(client, method)(*args, **kwargs)
+            except etcd.EtcdWatchTimedOut:
+                raise
+            except etcd.EtcdClusterIdChanged:
+                # etcd was replaced under us (new cluster id): the next attempt talks to the new one.
+                self._forget(client)
+                if attempt == 2:
+                    raise StoreUnavailable(self.endpoints) from None
+            except (etcd.EtcdConnectionFailed, etcd.EtcdException) as exc:
+                if type(exc) not in (etcd.EtcdConnectionFailed, etcd.EtcdException):
+                    raise  # a condition of the key (not found, compare failed, ...), not an outage
+                self._forget(self._client)
+                raise StoreUnavailable(self.endpoints, exc) from None
+        raise AssertionError("unreachable")
+
+    def _forget(self, client: etcd.Client | None) -> None:
+        with self._lock:
+            if self._client is client:
+                self._client = None
+
+    def read(self, key: str, **kwargs: Any) -> Result:
+        """The node at ``key`` (python-etcd's result); raises :data:`KeyNotFound`."""
+        return self._call("read", key, **kwargs)
+
+    def get(self, key: str) -> str | None:
+        """The value at ``key``, or None when there is none."""
+        try:
+            return self.read(key).value
+        except KeyNotFound:
+            return None
+
+    def children(self, key: str, recursive: bool = False) -> list[Result]:
+        """The leaf nodes below directory ``key`` (empty when it does not exist)."""
+        try:
+            node = self.read(key, recursive=recursive)
+        except KeyNotFound:
+            return []
+        return [child for child in node.leaves if child.key != node.key]
+
+    def write(self, key: str, value: str | None, **kwargs: Any) -> Result:
+        """Set ``key``; ``ttl``, ``prevExist``, ``prevIndex``, ``prevValue`` are etcd's conditions."""
+        return self._call("write", key, value, **kwargs)
+
+    def refresh(self, key: str, ttl: int) -> Result:
+        """Extend ``key``'s TTL without notifying watchers; raises :data:`KeyNotFound`."""
+        return self._call("write", key, None, ttl=ttl, refresh=True, prevExist=True)
+
+    def delete(self, key: str, **kwargs: Any) -> Result:
+        return self._call("delete", key, **kwargs)
+
+    def wait(self, key: str, index: int | None, timeout: float, recursive: bool = True) -> Result:
+        """Block until the next change at or below ``key`` from ``index``.
+
+        Raises :data:`WatchTimedOut` when nothing changed in ``timeout`` seconds and
+        :data:`IndexCleared` when ``index`` is older than etcd's event history.
+        """
+        kwargs: dict[str, Any] = {"wait": True, "recursive": recursive, "timeout": timeout}
+        if index is not None:
+            kwargs["waitIndex"] = index
+        return self._call("read", key, **kwargs)
+
+    def update_json(self, key: str, change: Callable[[Any], Any], create: Any = None) -> Any:
+        """Read-modify-write the JSON document at ``key`` with compare-and-swap.
+
+        ``change`` gets the current document (``create`` when the key is absent, or KeyNotFound
+        is raised when ``create`` is None) and returns the new one; it is called again if another
+        writer got in between, so concurrent updates of different parts all survive.
+        """
+        for _ in range(self.CAS_ATTEMPTS):
+            try:
+                node = self.read(key)
+                current, condition = json.loads(node.value), {"prevIndex": node.modifiedIndex}
+            except KeyNotFound:
+                if create is None:
+                    raise
+                current, condition = create, {"prevExist": False}
+            updated = change(current)
+            try:
+                self.write(key, json.dumps(updated, sort_keys=True), **condition)
+                return updated
+            except (CompareFailed, AlreadyExists, KeyNotFound):
+                continue
+        raise StoreUnavailable(self.endpoints, RuntimeError(f"{key} kept changing under {self.CAS_ATTEMPTS} attempts"))

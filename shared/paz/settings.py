@@ -1,0 +1,128 @@
+"""Settings read from environment variables, with the defaults of DESIGN.md.
+
+Each field names its variable and its parser; a service that needs more settings subclasses
+:class:`Settings` and adds fields the same way. A bad value is a :class:`SettingsError` that names
+the variable, the value and what was expected, raised before anything starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the suite cannot use."""
+
+
+def parse_port(raw: str) -> int:
+    port = int(raw)
+    if not 0 < port < 65536:
+        raise ValueError("a port is a whole number from 1 to 65535")
+    return port
+
+
+def parse_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return value
+
+
+def parse_positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("expected a number above 0")
+    return value
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def parse_host(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        if _HOSTNAME.match(raw):
+            return raw
+    raise ValueError("expected an IP address or a host name")
+
+
+def parse_endpoints(raw: str) -> tuple[str, ...]:
+    """``http://a:2379,http://b:2379`` into a tuple of base URLs."""
+    endpoints = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    if not endpoints:
+        raise ValueError("expected one or more etcd URLs separated by commas")
+    for endpoint in endpoints:
+        url = urlsplit(endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname or url.port is None:
+            raise ValueError(f"{endpoint!r} is not of the form http://host:port")
+    return endpoints
+
+
+def parse_log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def env(var: str, parse: Callable[[str], Any], default: Any) -> Any:
+    """A settings field read from environment variable ``var`` through ``parse``."""
+    return field(default=default, metadata={"env": var, "parse": parse})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every paz service is configured with."""
+
+    name: str = ""
+    port: int = env("PAZ_PORT", parse_port, 0)
+    host: str = env("PAZ_HOST", parse_host, "127.0.0.1")
+    announce_host: str = env("PAZ_ANNOUNCE_HOST", parse_host, "")
+    announce_ttl: int = env("PAZ_ANNOUNCE_TTL", parse_positive_int, 60)
+    etcd_endpoints: tuple[str, ...] = env("PAZ_ETCD_ENDPOINTS", parse_endpoints, ("http://127.0.0.1:2379",))
+    etcd_timeout: float = env("PAZ_ETCD_TIMEOUT", parse_positive_float, 2.0)
+    workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
+    threads: int = env("PAZ_THREADS", parse_positive_int, 8)
+    log_level: str = env("PAZ_LOG_LEVEL", parse_log_level, "INFO")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **defaults: Any) -> "Settings":
+        """Settings from ``environ`` (the process environment by default) over ``defaults``."""
+        environ = os.environ if environ is None else environ
+        values = dict(defaults)
+        for spec in fields(cls):
+            var = spec.metadata.get("env")
+            if var and environ.get(var, "") != "":
+                raw = environ[var]
+                try:
+                    values[spec.name] = spec.metadata["parse"](raw)
+                except ValueError as exc:
+                    raise SettingsError(f"{var}={raw!r} is not usable: {exc}") from None
+        return cls(**values)
+
+    @property
+    def service_name(self) -> str:
+        """The name the service is announced under, e.g. ``paz-service-directory``."""
+        return f"paz-{self.name}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` that other services reach this one at."""
+        return f"{self.announce_host or self.host}:{self.port}"
+
+    def override(self, name: str, environ: Mapping[str, str] | None = None) -> str | None:
+        """An address pinned for service ``name`` by ``PAZ_<NAME>_ADDR``, if any.
+
+        ``paz-scheduler`` is pinned by ``PAZ_SCHEDULER_ADDR``; tests and odd networks use this
+        instead of the address announced in etcd.
+        """
+        environ = os.environ if environ is None else environ
+        var = "PAZ_" + name.removeprefix("paz-").upper().replace("-", "_") + "_ADDR"
+        return environ.get(var) or None

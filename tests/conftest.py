@@ -1,0 +1,60 @@
+"""Fixtures that start the real components once per session (etcd, the directory, a Docker Engine)
+or once per test where a test stops or restarts them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import DockerEngine, EtcdServer, Service, build_test_image
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("paz")
+
+
+@pytest.fixture(scope="session")
+def etcd(workdir: Path) -> Iterator[EtcdServer]:
+    """One etcd for the session; tests keep apart by using unique service names."""
+    folder = workdir / "etcd-session"
+    folder.mkdir()
+    server = EtcdServer(folder).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """An etcd for one test, which that test may stop, restart or wipe."""
+    server = EtcdServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def directory(etcd: EtcdServer, workdir: Path) -> Iterator[Service]:
+    service = Service("paz-service-directory", etcd, workdir).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    engine = DockerEngine().start()
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def test_image(docker_engine: DockerEngine) -> str:
+    return build_test_image(docker_engine)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A fresh, valid service name, so tests sharing the session's etcd never collide."""
+    return f"t-{uuid.uuid4().hex[:10]}"

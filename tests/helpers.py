@@ -1,0 +1,301 @@
+"""Real components for the tests: etcd, the suite's services and a Docker Engine, each started on
+127.0.0.1 by the test that needs it and stopped by PID when it is done. Nothing here is a mock."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+TEST_LABEL = "paz.test"
+
+
+def need(binary: str) -> str:
+    """The path of ``binary``; a missing one fails the run under CI and skips elsewhere."""
+    path = shutil.which(binary) or next((p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if os.access(p, os.X_OK)), None)
+    if path:
+        return path
+    message = f"{binary} is not installed: run bin/setup (as root) to install it"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as exc:  # the thing is not up yet
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_error!r}" if last_error else ""))
+
+
+class Process:
+    """A child process we started, stopped by its own PID only."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self.argv = argv
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="paz-test-", suffix=".log")[1])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Process":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class EtcdServer:
+    """A single-member etcd with the v2 API on free loopback ports, in its own data folder."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.binary = need("etcd")
+        self.workdir = workdir
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    def start(self, wipe: bool = False) -> "EtcdServer":
+        data = self.workdir / "etcd-data"
+        if wipe and data.exists():
+            shutil.rmtree(data)
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.process = Process(
+            [
+                self.binary, "--name", "paz-test", "--data-dir", str(data), "--enable-v2",
+                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", f"paz-test={peer}", "--log-level", "warn",
+            ],
+            env={"ETCD_UNSUPPORTED_ARCH": ""},
+            log_path=self.workdir / "etcd.log",
+        ).start()
+        wait_until(lambda: requests.get(f"{self.url}/v2/keys/", timeout=1).ok, 20, what=f"etcd on {self.url}")
+        return self
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The node at ``key`` as etcd's v2 API returns it, or None."""
+        answer = requests.get(f"{self.url}/v2/keys{key}", timeout=2)
+        return answer.json()["node"] if answer.status_code == 200 else None
+
+    def put(self, key: str, value: str, ttl: int | None = None) -> None:
+        data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
+        requests.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
+
+    def delete_tree(self, key: str) -> None:
+        requests.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
+
+
+class Service:
+    """One of the suite's services run as its console script (gunicorn, real HTTP) on a free port."""
+
+    def __init__(self, script: str, etcd: EtcdServer, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+        self.script = script
+        self.port = port or free_port()
+        self.env = {
+            "PAZ_ETCD_ENDPOINTS": etcd.url,
+            "PAZ_HOST": "127.0.0.1",
+            "PAZ_PORT": str(self.port),
+            "PAZ_ANNOUNCE_TTL": "3",
+            "PAZ_WORKERS": "2",
+            **(env or {}),
+        }
+        self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> "Service":
+        self.process.start()
+        if wait:
+            self.wait_answering()
+        return self
+
+    def wait_answering(self, timeout: float = 20.0) -> None:
+        def answers() -> bool:
+            if not self.process.alive:
+                raise AssertionError(f"{self.script} exited:\n{self.process.log()[-3000:]}")
+            return requests.get(f"{self.url}/openapi.json", timeout=1).status_code == 200
+
+        wait_until(answers, timeout, what=f"{self.script} on {self.url}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        return self.process.stop(sig)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 10)
+        return requests.request(method, self.url + path, **kwargs)
+
+
+class DockerEngine:
+    """A dockerd of the tests' own, on a private socket and data folder."""
+
+    def __init__(self) -> None:
+        self.binary = need("dockerd")
+        self.root = Path(tempfile.mkdtemp(prefix="pazd-", dir="/tmp"))
+        self.socket = self.root / "docker.sock"
+        self.process: Process | None = None
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> "DockerEngine":
+        self.process = Process(
+            [
+                self.binary, "--host", self.host, "--data-root", str(self.root / "data"),
+                "--exec-root", str(self.root / "x"), "--pidfile", str(self.root / "docker.pid"),
+                "--iptables=true", "--ip", "127.0.0.1",
+            ],
+            log_path=self.root / "dockerd.log",
+        ).start()
+        import docker
+
+        def ready() -> bool:
+            if not self.process.alive:
+                raise AssertionError(f"dockerd exited:\n{self.process.log()[-3000:]}")
+            return docker.DockerClient(base_url=self.host, timeout=5).ping()
+
+        wait_until(ready, 60, interval=0.2, what="dockerd")
+        return self
+
+    def client(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.host, timeout=30)
+
+    def remove_test_containers(self) -> None:
+        client = self.client()
+        for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+    def stop(self) -> None:
+        if self.process:
+            with contextlib.suppress(Exception):
+                self.remove_test_containers()
+            self.process.stop(timeout=30)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+BUSYBOX_HTTPD_SCRIPT = """#!/bin/sh
+# A tiny web app: serves MESSAGE (and the env it was given) on $PORT, default 8000.
+mkdir -p /www/cgi-bin
+cat > /www/cgi-bin/index <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+printf '%s' "$MESSAGE"
+CGI
+cat > /www/cgi-bin/env <<'CGI'
+#!/bin/sh
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+env
+CGI
+chmod +x /www/cgi-bin/index /www/cgi-bin/env
+printf '<meta http-equiv="refresh" content="0;url=/cgi-bin/index">' > /www/index.html
+exec /bin/busybox httpd -f -p "${PORT:-8000}" -h /www
+"""
+
+
+def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1") -> str:
+    """``docker import`` a busybox-static root filesystem whose default command serves a page.
+
+    No registry is reachable here, so the image is built from the machine's own busybox.
+    """
+    import io
+    import tarfile
+
+    busybox = Path("/bin/busybox")
+    if not busybox.exists():
+        need("busybox")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in ("sh", "mkdir", "cat", "chmod", "printf", "env", "httpd", "sleep", "echo", "wget"):
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        script = BUSYBOX_HTTPD_SCRIPT.encode()
+        info = tarfile.TarInfo("serve")
+        info.size, info.mode = len(script), 0o755
+        tar.addfile(info, io.BytesIO(script))
+        for folder in ("tmp", "www"):
+            entry = tarfile.TarInfo(folder)
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o1777
+            tar.addfile(entry)
+    client = engine.client()
+    repository, _, version = tag.partition(":")
+    client.api.import_image_from_data(
+        buffer.getvalue(), repository=repository, tag=version or "latest",
+        changes=['CMD ["/serve"]', "EXPOSE 8000", f"LABEL {TEST_LABEL}=1"],
+    )
+    return tag
+
+
+@contextlib.contextmanager
+def running(*things: Any) -> Iterator[None]:
+    """Start each of ``things`` and stop them all, in reverse order, whatever happens."""
+    started: list[Any] = []
+    try:
+        for thing in things:
+            thing.start()
+            started.append(thing)
+        yield
+    finally:
+        for thing in reversed(started):
+            thing.stop()
