@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 TEST_LABEL = "paz.test"
+SESSION_ID = uuid.uuid4().hex[:12]
+"""Containers of this test session carry ``paz.test=<SESSION_ID>``, so cleanup removes exactly its own."""
 
 
 def need(binary: str) -> str:
@@ -183,19 +186,26 @@ class Service:
 
 
 class DockerEngine:
-    """A dockerd of the tests' own, on a private socket and data folder."""
+    """A dockerd of the tests' own, on a private socket and data folder.
+
+    ``PAZ_TEST_DOCKER_HOST`` (never set in CI) points the tests at a dockerd a developer already
+    started the same way, so that several test runs on one machine do not fight over the bridge.
+    """
 
     def __init__(self) -> None:
         self.binary = need("dockerd")
         self.root = Path(tempfile.mkdtemp(prefix="pazd-", dir="/tmp"))
         self.socket = self.root / "docker.sock"
+        self.shared_host = os.environ.get("PAZ_TEST_DOCKER_HOST", "")
         self.process: Process | None = None
 
     @property
     def host(self) -> str:
-        return f"unix://{self.socket}"
+        return self.shared_host or f"unix://{self.socket}"
 
     def start(self) -> "DockerEngine":
+        if self.shared_host:
+            return self
         self.process = Process(
             [
                 self.binary, "--host", self.host, "--data-root", str(self.root / "data"),
@@ -221,14 +231,14 @@ class DockerEngine:
 
     def remove_test_containers(self) -> None:
         client = self.client()
-        for container in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        for container in client.containers.list(all=True, filters={"label": f"{TEST_LABEL}={SESSION_ID}"}):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
 
     def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.remove_test_containers()
         if self.process:
-            with contextlib.suppress(Exception):
-                self.remove_test_containers()
             self.process.stop(timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -282,7 +292,7 @@ def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1") -> str
     repository, _, version = tag.partition(":")
     client.api.import_image_from_data(
         buffer.getvalue(), repository=repository, tag=version or "latest",
-        changes=['CMD ["/serve"]', "EXPOSE 8000", f"LABEL {TEST_LABEL}=1"],
+        changes=['CMD ["/serve"]', "EXPOSE 8000"],
     )
     return tag
 
