@@ -149,7 +149,7 @@ class ConfigSchema(Schema):
 
     @validates("ports")
     def unique_container_ports(self, ports: list[dict[str, int]], **_: Any) -> None:
-        containers = [p["container"] for p in ports]
+        containers = [p["container"] for p in ports if "container" in p]
         if len(set(containers)) != len(containers):
             raise ValidationError("each container port may be listed once")
 
