@@ -1,0 +1,107 @@
+"""Calling another suite service over HTTP, found through :mod:`paz.discovery`.
+
+One small client for every service-to-service call: it forwards the caller's ``X-Request-Id`` (so
+one id follows a request through the suite's logs), bounds every call with a timeout, and turns a
+service that cannot be reached into an error that names it and its address:
+
+* not announced in etcd → 503 (:class:`~paz.discovery.ServiceNotAnnounced`);
+* connection refused or reset → 503 ``paz-scheduler is unreachable at 127.0.0.1:9002: ...``;
+* no answer within the timeout, or an answer that is not HTTP → 502.
+
+An answer the service did give, whatever its status, is returned untouched: :meth:`Upstream.call`
+gives the :class:`requests.Response` (for relaying it as it is), :meth:`Upstream.json` gives the
+body of a 2xx answer and raises :class:`UpstreamError` carrying the upstream's own status, message
+and details otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import requests
+from flask import g, has_request_context
+
+from .discovery import Discovery
+from .errors import ApiError, BadGateway, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+class UpstreamError(ApiError):
+    """A suite service answered with an error; carries its status, message and details as they were."""
+
+    def __init__(self, service: str, response: requests.Response) -> None:
+        error = _error_of(response)
+        message = error.get("message") or f"{service} answered {response.status_code} {response.reason}"
+        super().__init__(str(message), error.get("details"), status=response.status_code)
+        self.service = service
+        self.response = response
+
+
+def _error_of(response: requests.Response) -> dict[str, Any]:
+    """The ``error`` object of a paz error body, or an empty dict for any other body."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return {}
+    return error if isinstance(error, dict) else {}
+
+
+class Upstream:
+    """Calls suite services by name (``paz-scheduler``, ``paz-service-directory``, ...)."""
+
+    def __init__(self, discovery: Discovery, timeout: float = 10.0) -> None:
+        self.discovery = discovery
+        self.timeout = timeout
+        self._local = threading.local()
+
+    @property
+    def _session(self) -> requests.Session:
+        """A session per thread: connections are reused, and no session is shared between threads."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def call(self, service: str, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+        """``method path`` on ``service``; any answer it gives is returned, whatever its status."""
+        address = self.discovery.address(service)
+        headers = dict(kwargs.pop("headers", None) or {})
+        if has_request_context() and g.get("request_id"):
+            headers.setdefault("X-Request-Id", g.request_id)
+        try:
+            return self._session.request(
+                method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
+                allow_redirects=False, **kwargs,
+            )
+        except requests.Timeout as exc:
+            raise BadGateway(
+                f"{service} at {address} did not answer {method} {path} within {timeout or self.timeout:g}s",
+                {"service": service, "address": address},
+            ) from exc
+        except requests.ConnectionError as exc:
+            log.warning("upstream unreachable", extra={"service": service, "address": address, "reason": str(exc)})
+            raise Unavailable(
+                f"{service} is unreachable at {address}: check that it is running (paz status)",
+                {"service": service, "address": address},
+            ) from exc
+        except requests.RequestException as exc:
+            raise BadGateway(
+                f"{service} at {address} gave no usable answer to {method} {path}: {exc}",
+                {"service": service, "address": address},
+            ) from exc
+
+    def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a 2xx answer; :class:`UpstreamError` (the upstream's status) otherwise."""
+        response = self.call(service, method, path, **kwargs)
+        if not response.ok:
+            raise UpstreamError(service, response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise BadGateway(
+                f"{service} answered {method} {path} with a body that is not JSON",
+                {"service": service, "status": response.status_code},
+            ) from exc
