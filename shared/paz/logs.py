@@ -1,12 +1,16 @@
-"""Structured logs: one JSON object a line on stderr, carrying the service and the request id."""
+"""Structured logs: one JSON object a line on stderr, carrying the service and the request id.
+
+The same configuration serves the app and gunicorn itself (``logconfig_dict``), so gunicorn's own
+lines (workers booting, signals) are JSON too.
+"""
 
 from __future__ import annotations
 
 import logging
-import sys
+import logging.config
+from typing import Any
 
 from flask import g, has_request_context
-from pythonjsonlogger.json import JsonFormatter
 
 
 class RequestContext(logging.Filter):
@@ -23,16 +27,33 @@ class RequestContext(logging.Filter):
         return True
 
 
+def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` mapping that sends every record to stderr as JSON."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": RequestContext, "service": service}},
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                "rename_fields": {"levelname": "level"},
+            }
+        },
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr", "formatter": "json", "filters": ["context"]}
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
+            "gunicorn.access": {"handlers": [], "propagate": False},
+            # python-etcd logs every failed request at ERROR in its own words; ours say what it means.
+            "etcd.client": {"level": "CRITICAL"},
+            "urllib3": {"level": "WARNING"},
+        },
+    }
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send every log record of this process to stderr as JSON (idempotent)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"})
-    )
-    handler.addFilter(RequestContext(service))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    # python-etcd logs every failed request at ERROR with its own wording; ours say what it means.
-    logging.getLogger("etcd.client").setLevel(logging.CRITICAL)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    """Send every log record of this process to stderr as JSON."""
+    logging.config.dictConfig(logging_config(service, level))

@@ -18,7 +18,7 @@ from gunicorn.app.base import BaseApplication
 
 from .announce import Announcer, service_key
 from .etcd_client import Etcd
-from .logs import configure_logging
+from .logs import logging_config
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class _Gunicorn(BaseApplication):
             "accesslog": None,
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
+            "logconfig_dict": logging_config(self.settings.service_name, self.settings.log_level),
             "proc_name": self.settings.service_name,
             "control_socket_disable": True,
             "when_ready": self._when_ready,
@@ -63,7 +64,6 @@ class _Gunicorn(BaseApplication):
         return self.factory(self.settings)
 
     def _when_ready(self, _arbiter: Any) -> None:
-        configure_logging(self.settings.service_name, self.settings.log_level)
         announcer = Announcer(Etcd.from_settings(self.settings), self.settings.announce_ttl)
         announcer.announce(service_key(self.settings.service_name), self.settings.address)
         self.running.append(announcer.start())

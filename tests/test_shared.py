@@ -1,0 +1,125 @@
+"""The shared library as the services use it: announcing, discovery, settings, one announcer per service."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from helpers import EtcdServer, Service, VENV_BIN, wait_until
+from paz.discovery import Discovery, ServiceNotAnnounced
+from paz.etcd_client import Etcd, StoreUnavailable
+from paz.settings import Settings, SettingsError
+
+KEY = "/paz/services/paz-service-directory"
+
+
+def etcdctl_get(etcd: EtcdServer, key: str) -> str:
+    """What a person sees with ``ETCDCTL_API=2 etcdctl get``."""
+    result = subprocess.run(
+        ["etcdctl", "--endpoints", etcd.url, "get", key],
+        env={"ETCDCTL_API": "2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
+    )
+    return result.stdout.strip()
+
+
+def test_announce_key_has_a_ttl_and_is_deleted_on_a_clean_stop(own_etcd, tmp_path):
+    service = Service("paz-service-directory", own_etcd, tmp_path, env={"PAZ_ANNOUNCE_TTL": "6"}).start()
+    node = wait_until(lambda: own_etcd.get(KEY), 5, what="announce key")
+    assert node["value"] == f"127.0.0.1:{service.port}"
+    assert 0 < node["ttl"] <= 6
+    assert etcdctl_get(own_etcd, KEY) == f"127.0.0.1:{service.port}"
+    time.sleep(3)  # past one refresh (every ttl/3): the key is still there with its TTL renewed
+    assert own_etcd.get(KEY)["ttl"] > 3
+    assert service.stop() == 0
+    assert own_etcd.get(KEY) is None
+
+
+def test_announce_comes_back_by_itself_after_etcd_restarts_empty(own_etcd, tmp_path):
+    service = Service("paz-service-directory", own_etcd, tmp_path, env={"PAZ_ANNOUNCE_TTL": "30"}).start()
+    try:
+        wait_until(lambda: own_etcd.get(KEY), 5, what="announce key")
+        own_etcd.stop()
+        time.sleep(1.5)
+        own_etcd.start(wipe=True)  # a new etcd that lost every key
+        node = wait_until(lambda: own_etcd.get(KEY), 10, what="announce key after etcd came back")
+        assert node["value"] == f"127.0.0.1:{service.port}"
+        assert service.request("GET", "/health").status_code == 200
+    finally:
+        service.stop()
+
+
+def test_one_announcer_per_service_however_many_workers(own_etcd, tmp_path):
+    service = Service("paz-service-directory", own_etcd, tmp_path, env={"PAZ_WORKERS": "4"}).start()
+    service.stop()
+    lines = [json.loads(line) for line in service.process.log().splitlines() if line.startswith("{")]
+    assert [line["key"] for line in lines if line["message"] == "announced"] == [KEY]
+    assert len([line for line in lines if line["message"] == "stopped"]) == 1
+
+
+def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
+    discovery = Discovery(Etcd([own_etcd.url]))
+    with pytest.raises(ServiceNotAnnounced, match="paz-service-directory is not announced"):
+        discovery.address("paz-service-directory")
+    first = Service("paz-service-directory", own_etcd, tmp_path).start()
+    try:
+        assert discovery.address("paz-service-directory") == f"127.0.0.1:{first.port}"
+        assert discovery.address("paz-service-directory") == f"127.0.0.1:{first.port}"  # from the cache
+    finally:
+        first.stop()
+    second = Service("paz-service-directory", own_etcd, tmp_path).start()
+    try:
+        moved = wait_until(lambda: discovery.address("paz-service-directory") == f"127.0.0.1:{second.port}", 5,
+                           what="discovery to see the new address")
+        assert moved
+    finally:
+        second.stop()
+
+
+def test_discovery_address_can_be_pinned_by_environment(own_etcd):
+    settings = Settings(name="orchestrator", port=9000)
+    discovery = Discovery(Etcd([own_etcd.url]), settings)
+    assert settings.override("paz-scheduler", {"PAZ_SCHEDULER_ADDR": "127.0.0.1:1234"}) == "127.0.0.1:1234"
+    assert settings.override("paz-service-directory", {"PAZ_SERVICE_DIRECTORY_ADDR": "127.0.0.2:9"}) == "127.0.0.2:9"
+    with pytest.raises(ServiceNotAnnounced):
+        discovery.address("paz-scheduler")
+
+
+def test_etcd_client_fails_over_to_the_endpoint_that_answers(own_etcd):
+    dead = "http://127.0.0.1:1"
+    store = Etcd([dead, own_etcd.url], timeout=1)
+    store.write("/paz/test/failover", "ok")
+    assert store.get("/paz/test/failover") == "ok"
+    with pytest.raises(StoreUnavailable, match="etcd is unreachable at http://127.0.0.1:1"):
+        Etcd([dead], timeout=1).get("/paz/test/failover")
+
+
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("PAZ_PORT", "http", "PAZ_PORT='http' is not usable"),
+        ("PAZ_PORT", "70000", "1 to 65535"),
+        ("PAZ_ETCD_ENDPOINTS", "127.0.0.1:2379", "http://host:port"),
+        ("PAZ_ANNOUNCE_TTL", "0", "at least 1"),
+        ("PAZ_HOST", "bad host;rm", "IP address or a host name"),
+        ("PAZ_LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+    ],
+)
+def test_a_bad_setting_stops_the_service_with_its_reason(variable, value, expected):
+    with pytest.raises(SettingsError, match=expected):
+        Settings.from_env({variable: value}, name="service-directory", port=9001)
+    result = subprocess.run([str(VENV_BIN / "paz-service-directory")], env={variable: value, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2
+    assert variable in result.stderr and "Traceback" not in result.stderr
+
+
+def test_settings_defaults_follow_the_design():
+    settings = Settings.from_env({}, name="service-directory", port=9001)
+    assert settings.etcd_endpoints == ("http://127.0.0.1:2379",)
+    assert (settings.host, settings.port, settings.announce_ttl) == ("127.0.0.1", 9001, 60)
+    assert settings.address == "127.0.0.1:9001"
+    many = Settings.from_env({"PAZ_ETCD_ENDPOINTS": "http://a:1, http://b:2"}, name="x", port=1)
+    assert many.etcd_endpoints == ("http://a:1", "http://b:2")
