@@ -70,14 +70,19 @@ class Announcer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        """Withdraw every key and stop the refresh thread (a clean stop)."""
+    def stop(self, withdraw: bool = True) -> None:
+        """Stop the refresh thread and, on a clean stop, withdraw every key.
+
+        ``withdraw=False`` leaves the keys to live out their TTL, for keys that stay true after this
+        process ends (the scheduler's instance keys: the instances keep serving while it restarts).
+        """
         self._stop.set()
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
-        for key in list(self.keys):
-            self.withdraw(key)
+        if withdraw:
+            for key in list(self.keys):
+                self.withdraw(key)
 
     def _run(self) -> None:
         while not self._stop.is_set():
