@@ -309,3 +309,50 @@ def running(*things: Any) -> Iterator[None]:
     finally:
         for thing in reversed(started):
             thing.stop()
+
+
+class EventStream:
+    """A Server-Sent Events client, as ``curl -N`` or a browser's EventSource reads a stream."""
+
+    def __init__(self, url: str, last_event_id: int | None = None, read_timeout: float = 10.0) -> None:
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self.response = requests.get(url, headers=headers, stream=True, timeout=(5, read_timeout))
+        self.response.raise_for_status()
+        self.lines = self.response.iter_lines(decode_unicode=True)
+        self.comments: list[str] = []
+
+    def next(self, timeout: float = 15.0) -> dict[str, Any] | None:
+        """The next event as ``{"id", "event", "data"}`` (data parsed as JSON), or None when the stream ends."""
+        import json
+
+        deadline = time.monotonic() + timeout
+        event: dict[str, Any] = {}
+        for line in self.lines:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no complete event within {timeout}s")
+            if line.startswith(":"):
+                self.comments.append(line[1:].strip())
+            elif line == "" and "data" in event:
+                event["data"] = json.loads(event["data"])
+                return event
+            elif ":" in line:
+                name, _, value = line.partition(":")
+                event[name] = value.removeprefix(" ")
+        return None
+
+    def until(self, wanted: Callable[[dict[str, Any]], bool], count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The next ``count`` events for which ``wanted`` is true, in the order they came."""
+        deadline = time.monotonic() + timeout
+        found: list[dict[str, Any]] = []
+        while len(found) < count:
+            event = self.next(max(0.1, deadline - time.monotonic()))
+            if event is None:
+                raise AssertionError(f"the stream ended after {len(found)} of {count} events: {found}")
+            if wanted(event):
+                found.append(event)
+        return found
+
+    def close(self) -> None:
+        self.response.close()
