@@ -297,6 +297,26 @@ def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1") -> str
     return tag
 
 
+def etcdctl_get(etcd_url: str, key: str) -> str:
+    """What a person sees with ``ETCDCTL_API=2 etcdctl --endpoints <url> get <key>``."""
+    result = subprocess.run(
+        [need("etcdctl"), "--endpoints", etcd_url, "get", key],
+        env={"ETCDCTL_API": "2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
+    )
+    return result.stdout.strip()
+
+
+def paz_command(state: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run ``paz --state-dir <state> <args>`` as a user would."""
+    return subprocess.run([str(VENV_BIN / "paz"), "--state-dir", str(state), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def suite_pids(state: Path) -> dict[str, int]:
+    """The pids ``paz up`` recorded in ``state``, by part."""
+    return {path.stem: int(path.read_text()) for path in (state / "run").glob("*.pid") if path.stem != "dockerd.self"}
+
+
 @contextlib.contextmanager
 def running(*things: Any) -> Iterator[None]:
     """Start each of ``things`` and stop them all, in reverse order, whatever happens."""

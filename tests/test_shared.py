@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import EtcdServer, Service, VENV_BIN, wait_until
+from helpers import EtcdServer, Service, VENV_BIN, etcdctl_get, wait_until
 from paz.discovery import Discovery, ServiceNotAnnounced
 from paz.etcd_client import Etcd, StoreUnavailable
 from paz.settings import Settings, SettingsError
@@ -16,21 +16,12 @@ from paz.settings import Settings, SettingsError
 KEY = "/paz/services/paz-service-directory"
 
 
-def etcdctl_get(etcd: EtcdServer, key: str) -> str:
-    """What a person sees with ``ETCDCTL_API=2 etcdctl get``."""
-    result = subprocess.run(
-        ["etcdctl", "--endpoints", etcd.url, "get", key],
-        env={"ETCDCTL_API": "2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
-    )
-    return result.stdout.strip()
-
-
 def test_announce_key_has_a_ttl_and_is_deleted_on_a_clean_stop(own_etcd, tmp_path):
     service = Service("paz-service-directory", own_etcd, tmp_path, env={"PAZ_ANNOUNCE_TTL": "6"}).start()
     node = wait_until(lambda: own_etcd.get(KEY), 5, what="announce key")
     assert node["value"] == f"127.0.0.1:{service.port}"
     assert 0 < node["ttl"] <= 6
-    assert etcdctl_get(own_etcd, KEY) == f"127.0.0.1:{service.port}"
+    assert etcdctl_get(own_etcd.url, KEY) == f"127.0.0.1:{service.port}"
     time.sleep(3)  # past one refresh (every ttl/3): the key is still there with its TTL renewed
     assert own_etcd.get(KEY)["ttl"] > 3
     assert service.stop() == 0
