@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import docs as api_docs
 from .suite import Suite
 
 
@@ -64,6 +65,28 @@ def logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def docs_build(args: argparse.Namespace) -> int:
+    for path in api_docs.build(Path(args.dir)):
+        print(f"wrote {path}")
+    return 0
+
+
+def docs_serve(args: argparse.Namespace) -> int:
+    try:
+        httpd = api_docs.server(Path(args.dir), args.port)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"paz docs serve: {exc}", file=sys.stderr)
+        return 1
+    print(f"serving {args.dir}/ at http://127.0.0.1:{args.port}/ (Ctrl-C stops)")
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="paz", description="Run the paz suite on this machine.")
     parser.add_argument("--state-dir", default=os.environ.get("PAZ_STATE_DIR", ".paz"), help="where pid files, logs and etcd data live (PAZ_STATE_DIR)")
@@ -75,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     logs_parser.add_argument("name", nargs="?", help="one part, e.g. service-directory")
     logs_parser.add_argument("-n", "--lines", type=int, default=50)
     logs_parser.set_defaults(run=logs)
+    docs_parser = commands.add_parser("docs", help="build or serve the API documents (docs/)")
+    docs_commands = docs_parser.add_subparsers(dest="docs_command", required=True)
+    build_parser = docs_commands.add_parser("build", help="write each service's OpenAPI document and index.html")
+    serve_parser = docs_commands.add_parser("serve", help="serve the documents on 127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=9090)
+    for sub, run in ((build_parser, docs_build), (serve_parser, docs_serve)):
+        sub.add_argument("--dir", default="docs", help="the documents' folder (default: docs)")
+        sub.set_defaults(run=run)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,8 +209,21 @@ def docs():
     return render_docs(openapi_spec(current_app))
 
 
-def render_docs(spec: dict[str, Any]) -> str:
-    return render_template("docs.html", spec=spec)
+def render_docs(*specs: dict[str, Any], title: str = "", links: Sequence[str] = ()) -> str:
+    """An HTML reference of one or more OpenAPI documents, one section each.
+
+    ``links[i]`` is where the document of ``specs[i]`` is downloaded (``openapi.json``, this
+    service's own route, when not given); ``title`` names the page (the first document's title).
+    """
+    sections = [
+        {"spec": spec, "link": links[i] if i < len(links) else "openapi.json", "id": _anchor(spec["info"]["title"])}
+        for i, spec in enumerate(specs)
+    ]
+    return render_template("docs.html", title=title or specs[0]["info"]["title"], sections=sections)
+
+
+def _anchor(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]+", "-", text).strip("-").lower() or "api"
 
 
 def openapi_spec(app: Flask) -> dict[str, Any]:
