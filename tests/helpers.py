@@ -262,7 +262,7 @@ exec /bin/busybox httpd -f -p "${PORT:-8000}" -h /www
 """
 
 
-def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1") -> str:
+def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1", extra_changes: list[str] | None = None) -> str:
     """``docker import`` a busybox-static root filesystem whose default command serves a page.
 
     No registry is reachable here, so the image is built from the machine's own busybox.
@@ -292,7 +292,7 @@ def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1") -> str
     repository, _, version = tag.partition(":")
     client.api.import_image_from_data(
         buffer.getvalue(), repository=repository, tag=version or "latest",
-        changes=['CMD ["/serve"]', "EXPOSE 8000"],
+        changes=['CMD ["/serve"]', "EXPOSE 8000", *(extra_changes or [])],
     )
     return tag
 
