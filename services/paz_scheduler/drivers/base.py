@@ -1,0 +1,121 @@
+"""What every runtime driver deals in: the instance to start, the unit it becomes, and how a deploy fails."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from paz.announce import SERVICES_PREFIX
+from paz.errors import ApiError
+
+
+def unit_id(service: str, version: int, instance: int) -> str:
+    """``<service>-<version>-<instance>``: the unit id, container name and fleet unit name (without suffix)."""
+    return f"{service}-{version}-{instance}"
+
+
+def instance_key(service: str, version: int, instance: int) -> str:
+    """``/paz/services/<service>/<version>/<instance>``: where a running instance is announced."""
+    return f"{SERVICES_PREFIX}/{service}/{version}/{instance}"
+
+
+class DeployFailed(ApiError):
+    """The new version could not be made to serve: its image, command or health is at fault.
+
+    422, not a 5xx: the request was understood and the scheduler and its dependencies worked, but
+    what it asks to run does not serve; repeating it will not help until the image or config changes.
+    """
+
+    status = 422
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """One instance to start: which service, version and instance number, with what image and config."""
+
+    service: str
+    version: int
+    instance: int
+    image: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return unit_id(self.service, self.version, self.instance)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A running (or stopped) instance as the runtime reports it."""
+
+    id: str
+    service: str
+    version: int
+    instance: int
+    host: str | None
+    port: int | None
+    image: str
+    containerId: str | None
+    state: str
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.service, self.version, self.instance)
+
+    @property
+    def address(self) -> str | None:
+        """``host:port`` it is reached at, or None when it publishes no port."""
+        return f"{self.host}:{self.port}" if self.host and self.port else None
+
+    def as_json(self, announced: bool) -> dict[str, Any]:
+        return {**asdict(self), "announced": announced, "healthy": self.state == "running" and announced}
+
+
+class Driver(Protocol):
+    """A runtime the scheduler deploys onto (``docker`` or ``fleet``)."""
+
+    name: str
+    self_announcing: bool
+    """True when the runtime announces instances itself (fleet's sidekick units)."""
+
+    def health(self) -> dict[str, Any]: ...
+    def prepare(self, image: str) -> None: ...
+    def start(self, spec: InstanceSpec) -> Unit: ...
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None: ...
+    def units(self, service: str | None = None) -> list[Unit]: ...
+    def unit(self, unit_id: str) -> tuple[Unit, dict[str, Any]]: ...
+    def remove(self, units: list[Unit]) -> None: ...
+    def hosts(self) -> list[dict[str, Any]]: ...
+
+
+def accepts_connections(host: str, port: int, timeout: float = 0.5, hold: float = 0.05) -> bool:
+    """True when ``host:port`` accepts a connection and keeps it open.
+
+    Docker's userland proxy accepts on a published port even before the container listens, then
+    closes at once; so a connection that is closed within ``hold`` seconds does not count.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(hold)
+            try:
+                return sock.recv(1) != b""
+            except socket.timeout:
+                return True
+    except OSError:
+        return False
+
+
+def ready(host: str, port: int, health_check: dict[str, Any] | None) -> bool:
+    """Whether an instance serves: its HTTP health path answers below 400, or else it accepts TCP."""
+    if not health_check:
+        return accepts_connections(host, port)
+    try:
+        answer = requests.get(
+            f"http://{host}:{port}{health_check['path']}", timeout=health_check.get("timeoutSeconds", 1), allow_redirects=False
+        )
+        return answer.status_code < 400
+    except requests.RequestException:
+        return False

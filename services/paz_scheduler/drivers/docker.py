@@ -1,0 +1,270 @@
+"""The docker driver: one Docker Engine through the docker SDK (never a shell).
+
+Each instance is a container named ``<service>-<version>-<instance>`` and labelled ``paz.service``,
+``paz.version``, ``paz.instance`` and ``paz.port`` (the container port it is announced with), plus
+``PAZ_INSTANCE_LABELS``; the labels are how the scheduler finds its instances again after a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+import requests
+from docker.utils import parse_repository_tag
+
+from paz.errors import BadGateway, NotFound, Unavailable
+
+from .base import DeployFailed, InstanceSpec, Unit, ready, unit_id
+
+log = logging.getLogger(__name__)
+
+RESTART_POLICY = {"Name": "unless-stopped"}
+"""Once an instance serves, Docker restarts it when it crashes (and after the engine restarts), never
+when the scheduler stopped it. Until then it has none, so a new version that exits fails its deploy
+with its own exit code instead of being restarted in a loop."""
+LABELS = ("paz.service", "paz.version", "paz.instance")
+
+
+class DockerDriver:
+    name = "docker"
+    self_announcing = False
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.extra_labels = dict(settings.instance_labels)
+        self.where = settings.docker_host or "unix:///var/run/docker.sock"
+        self._clients: dict[float, docker.DockerClient] = {}
+        self._lock = threading.Lock()
+
+    # -- reaching the engine -------------------------------------------------------------------
+
+    def client(self, timeout: float = 30.0) -> docker.DockerClient:
+        """A client of the engine (made on first use and again after a failure), found the Docker way."""
+        with self._lock:
+            if timeout not in self._clients:
+                with self.reaching():
+                    self._clients[timeout] = docker.from_env(timeout=timeout)
+            return self._clients[timeout]
+
+    @contextlib.contextmanager
+    def reaching(self) -> Iterator[None]:
+        """Turn "the engine cannot be reached" into a 503 that names it; Docker's own answers pass."""
+        try:
+            yield
+        except docker.errors.APIError:
+            raise
+        except (requests.RequestException, docker.errors.DockerException, OSError) as exc:
+            self._clients.clear()
+            log.warning("docker engine unreachable", extra={"docker_host": self.where, "reason": str(exc)})
+            raise Unavailable(
+                f"The Docker Engine at {self.where} is unreachable ({exc}); start it or point DOCKER_HOST at it.",
+                {"dockerHost": self.where},
+            ) from None
+
+    def health(self) -> dict[str, Any]:
+        with self.reaching():
+            self.client(5.0).ping()
+        return {"dockerHost": self.where}
+
+    def label_filter(self, service: str | None = None) -> dict[str, list[str]]:
+        wanted = [f"paz.service={service}" if service else "paz.service"]
+        return {"label": wanted + [f"{k}={v}" for k, v in self.extra_labels.items()]}
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def prepare(self, image: str) -> None:
+        """Pull ``image``; when no registry answers but the engine has it, use that one (and say so)."""
+        missing, reason = self._pull(image)
+        if reason is None:
+            return
+        with self.reaching():
+            try:
+                self.client().images.get(image)
+            except docker.errors.ImageNotFound:
+                if missing:
+                    raise DeployFailed(
+                        f"Image {image} does not exist: the registry has no such repository or tag ({reason}), "
+                        "and the Docker Engine does not have it either.",
+                        {"image": image},
+                    ) from None
+                raise BadGateway(
+                    f"Could not pull {image} ({reason}) and the Docker Engine does not have it: "
+                    "make the registry reachable, or load the image on the engine.",
+                    {"image": image},
+                ) from None
+        log.warning("pull failed; running the image the engine already has", extra={"image": image, "reason": reason})
+
+    def _pull(self, image: str) -> tuple[bool, str | None]:
+        """``(registry says it does not exist, why the pull failed)``; ``(False, None)`` when it worked."""
+        repository, tag = parse_repository_tag(image)
+        client = self.client(self.settings.pull_timeout)
+        try:
+            with self.reaching():
+                client.api.pull(repository, tag=tag or "latest")
+            return False, None
+        except docker.errors.APIError as exc:
+            return isinstance(exc, docker.errors.NotFound), _explanation(exc)
+        except Unavailable:
+            return False, f"the engine gave no answer within PAZ_PULL_TIMEOUT={self.settings.pull_timeout:g}s"
+
+    # -- instances -------------------------------------------------------------------------------
+
+    def start(self, spec: InstanceSpec) -> Unit:
+        """Create and start the container of one instance (replacing a leftover of the same name)."""
+        config = spec.config
+        ports = self._ports(spec.image, config.get("ports") or [])
+        labels = {
+            **self.extra_labels,
+            "paz.service": spec.service,
+            "paz.version": str(spec.version),
+            "paz.instance": str(spec.instance),
+        }
+        if ports:
+            labels["paz.port"] = str(ports[0][0])
+        with self.reaching():
+            client = self.client()
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_container(spec.id, force=True)
+            try:
+                container = client.containers.run(
+                    spec.image,
+                    detach=True,
+                    name=spec.id,
+                    labels=labels,
+                    environment=dict(config.get("env") or {}),
+                    volumes={host: {"bind": inside, "mode": "rw"} for host, inside in (config.get("volume") or {}).items()},
+                    ports={f"{inside}/tcp": (self.settings.instance_host, host) for inside, host in ports},
+                )
+            except docker.errors.APIError as exc:
+                raise DeployFailed(f"Docker could not start {spec.id}: {_explanation(exc)}", {"unit": spec.id}) from None
+            return self._summary(container.id)
+
+    def _ports(self, image: str, configured: list[dict[str, int]]) -> list[tuple[int, int | None]]:
+        """``(container port, host port or None)`` pairs; without configured ports, the image's exposed TCP ports."""
+        if configured:
+            return [(p["container"], p.get("host")) for p in configured]
+        exposed = self.client().images.get(image).attrs.get("Config", {}).get("ExposedPorts") or {}
+        tcp = sorted(int(p.split("/")[0]) for p in exposed if p.endswith("/tcp"))
+        return [(port, None) for port in tcp]
+
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None:
+        """Wait until every unit serves; DeployFailed naming each one that exited or did not answer in time."""
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(max_workers=max(len(units), 1)) as pool:
+            problems = [p for p in pool.map(lambda u: self._wait_one(u, health_check, deadline), units) if p]
+        if problems:
+            raise DeployFailed("; ".join(problems), {"units": [u.id for u in units]})
+
+    def _wait_one(self, unit: Unit, health_check: dict[str, Any] | None, deadline: float) -> str | None:
+        with self.reaching():
+            api = self.client().api
+            while True:
+                attrs = api.inspect_container(unit.containerId)
+                state = attrs["State"]
+                if state["Status"] in ("exited", "dead"):
+                    return f"{unit.id} exited with code {state.get('ExitCode')}{self._last_words(unit)}"
+                if state["Running"] and (unit.address is None or ready(unit.host, unit.port, health_check)):
+                    api.update_container(unit.containerId, restart_policy=RESTART_POLICY)
+                    return None
+                if time.monotonic() > deadline:
+                    what = f"answer at {health_check['path']}" if health_check else "accept connections"
+                    return f"{unit.id} did not {what} on {unit.address} in time{self._last_words(unit)}"
+                time.sleep(0.05)
+
+    def _last_words(self, unit: Unit) -> str:
+        with contextlib.suppress(Exception):
+            tail = self.client().api.logs(unit.containerId, tail=5).decode("utf-8", "replace").strip()
+            if tail:
+                return f" (last output: {tail[-300:]!r})"
+        return ""
+
+    def units(self, service: str | None = None) -> list[Unit]:
+        """Every labelled container (of ``service``), running or not."""
+        with self.reaching():
+            return [self._unit(c) for c in self.client().api.containers(all=True, filters=self.label_filter(service))]
+
+    def _summary(self, container_id: str) -> Unit:
+        found = self.client().api.containers(all=True, filters={"id": container_id})
+        return self._unit(found[0])
+
+    def _unit(self, summary: dict[str, Any]) -> Unit:
+        labels = summary["Labels"]
+        port_label = labels.get("paz.port")
+        host_port = next(
+            (p["PublicPort"] for p in summary.get("Ports") or [] if str(p.get("PrivatePort")) == port_label and p.get("PublicPort")),
+            None,
+        )
+        service, version, instance = labels["paz.service"], int(labels["paz.version"]), int(labels["paz.instance"])
+        return Unit(
+            id=unit_id(service, version, instance),
+            service=service,
+            version=version,
+            instance=instance,
+            host=self.settings.instance_host if host_port else None,
+            port=host_port,
+            image=summary["Image"],
+            containerId=summary["Id"],
+            state=summary["State"],
+        )
+
+    def unit(self, unit_id_: str) -> tuple[Unit, dict[str, Any]]:
+        """One unit and its resource use (null figures when Docker does not know them)."""
+        with self.reaching():
+            found = self.client().api.containers(all=True, filters={**self.label_filter(), "name": f"^/{unit_id_}$"})
+            if not found:
+                raise NotFound(f"No unit {unit_id_}; GET /units lists them.", {"unit": unit_id_})
+            unit = self._unit(found[0])
+            stats = {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
+            if unit.state == "running":
+                stats = _stats(self.client().api.stats(unit.containerId, stream=False))
+            return unit, stats
+
+    def remove(self, units: list[Unit]) -> None:
+        """Stop (SIGTERM, then SIGKILL after PAZ_STOP_TIMEOUT) and remove the units' containers, in parallel."""
+        def remove_one(unit: Unit) -> None:
+            with self.reaching(), contextlib.suppress(docker.errors.NotFound):
+                api = self.client(self.settings.stop_timeout + 30).api
+                api.stop(unit.containerId, timeout=self.settings.stop_timeout)
+                api.remove_container(unit.containerId, force=True)
+
+        with ThreadPoolExecutor(max_workers=max(len(units), 1)) as pool:
+            list(pool.map(remove_one, units))
+
+    def hosts(self) -> list[dict[str, Any]]:
+        """The engine as the one host; ``healthy: false`` when it cannot be reached."""
+        try:
+            with self.reaching():
+                info = self.client(5.0).info()
+        except Unavailable:
+            return [{"id": "docker", "name": self.where, "driver": self.name, "address": self.settings.instance_host,
+                     "cores": None, "memoryBytes": None, "containersRunning": None, "healthy": False}]
+        return [{"id": info["ID"], "name": info.get("Name"), "driver": self.name, "address": self.settings.instance_host,
+                 "cores": info.get("NCPU"), "memoryBytes": info.get("MemTotal"),
+                 "containersRunning": info.get("ContainersRunning"), "healthy": True}]
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc)
+
+
+def _stats(raw: dict[str, Any]) -> dict[str, Any]:
+    """Docker's stats sample as cpuPercent (of one core = 100), memoryBytes (without page cache) and the limit."""
+    cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
+    cpu_delta = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cores = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1
+    memory = raw.get("memory_stats") or {}
+    usage = memory.get("usage")
+    cache = (memory.get("stats") or {}).get("inactive_file", (memory.get("stats") or {}).get("cache", 0))
+    return {
+        "cpuPercent": round(cpu_delta / system_delta * cores * 100, 2) if system_delta > 0 and pre else None,
+        "memoryBytes": usage - cache if usage is not None else None,
+        "memoryLimitBytes": memory.get("limit"),
+    }

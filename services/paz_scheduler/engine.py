@@ -1,0 +1,202 @@
+"""Deploys, rollbacks and stops: versioned, one at a time per service, without downtime.
+
+A deploy (the docker driver; fleet differs only where noted):
+
+1. takes the service's deploy lock and the next version number (compare-and-swap), and records the
+   version as ``deploying``;
+2. pulls the image (or uses the engine's own copy when no registry answers);
+3. starts the new instances beside the old ones and waits until each accepts connections (or
+   answers its ``healthCheck.path``);
+4. marks the version ``running``: the scheduler's background task (one per scheduler, in gunicorn's
+   master) announces its instances in etcd, and the deploy waits until their keys are there;
+5. marks the old versions ``replaced``: their keys are withdrawn; after ``PAZ_DRAIN_SECONDS`` for
+   requests in flight, their containers are stopped and removed.
+
+If step 2 or 3 fails, the new instances are removed, the version is marked ``failed``, the journal
+records ``deploy-failed`` and the old version keeps serving. A service with a fixed host port
+cannot run two versions on one machine, so there the old version is retired before step 3
+(stop-then-start: a short outage, and none of the old version left if the new one fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from paz.errors import ApiError
+from paz.etcd_client import Etcd, KeyNotFound
+from paz.upstream import Upstream
+
+from .drivers.base import Driver, InstanceSpec, Unit
+from .schemas import iso_now
+from .store import SchedulerStore
+
+log = logging.getLogger(__name__)
+
+DIRECTORY = "paz-service-directory"
+ANNOUNCE_WAIT_SECONDS = 10.0
+"""How long a deploy waits for the background task to announce (or withdraw) instance keys."""
+
+
+class Scheduler:
+    def __init__(self, settings: Any, store: SchedulerStore, driver: Driver, upstream: Upstream) -> None:
+        self.settings = settings
+        self.store = store
+        self.driver = driver
+        self.upstream = upstream
+
+    @property
+    def etcd(self) -> Etcd:
+        return self.store.etcd
+
+    # -- the directory ---------------------------------------------------------------------------
+
+    def service(self, name: str) -> dict[str, Any]:
+        """The directory's document of ``name`` (its 404 passes through, saying the service is not there)."""
+        return self.upstream.json(DIRECTORY, "GET", f"/services/{name}")
+
+    def service_of_repository(self, repository: str) -> dict[str, Any]:
+        return self.upstream.json(DIRECTORY, "GET", "/services", params={"dockerRepository": repository})
+
+    # -- deploys ---------------------------------------------------------------------------------
+
+    def deploy(self, name: str, image: str | None = None, pushed_at: str | None = None) -> dict[str, Any]:
+        """Deploy ``image`` (default: the service's repository) with the directory's current config."""
+        document = self.service(name)
+        image = image or document["dockerRepository"]
+        return self._roll_out(name, image, document["config"], pushed_at, "deploy")
+
+    def rollback(self, name: str, version: int) -> dict[str, Any]:
+        """Deploy recorded ``version``'s image and config again, as a new version."""
+        old = self.store.version(name, version)
+        return self._roll_out(name, old["dockerRepository"], old["config"], old.get("pushedAt"), "rollback", rollback_of=version)
+
+    def stop(self, name: str) -> list[str]:
+        """Stop every instance of ``name`` and withdraw their keys; the ids of the units stopped."""
+        with self._lock(name):
+            units = self.driver.units(name)
+            self._retire(name, units, "stopped")
+            ids = sorted(unit.id for unit in units)
+            self.store.journal("stop", name, f"stopped {len(ids)} instance(s)" + (f": {', '.join(ids)}" if ids else ""))
+            return ids
+
+    def _lock(self, name: str):
+        wait = self.settings.deploy_timeout + 30
+        return self.store.locked(name, uuid.uuid4().hex, ttl=int(2 * wait), wait=wait)
+
+    def _roll_out(
+        self, name: str, image: str, config: dict[str, Any], pushed_at: str | None, kind: str, rollback_of: int | None = None
+    ) -> dict[str, Any]:
+        with self._lock(name):
+            version = self.store.next_version(name)
+            document: dict[str, Any] = {
+                "service": name, "version": version, "dockerRepository": image, "config": config,
+                "pushedAt": pushed_at, "deployedAt": None, "status": "deploying",
+            }
+            if rollback_of is not None:
+                document["rollbackOf"] = rollback_of
+            self.store.create_version(document)
+            log.info("deploy started", extra={"service": name, "version": version, "image": image, "kind": kind})
+            previous = [unit for unit in self.driver.units(name) if unit.version != version]
+            fixed_port = any(port.get("host") for port in config.get("ports") or [])
+            started: list[Unit] = []
+            try:
+                self.driver.prepare(image)
+                if fixed_port:
+                    self._retire(name, previous, "replaced")
+                started = self._start(name, version, image, config)
+                document = self.store.update_version(name, version, status="running", deployedAt=iso_now())
+                self._await_keys(started, present=True)
+            except ApiError as exc:
+                self._fail(name, version, started, exc, [] if fixed_port else previous)
+                raise
+            if not fixed_port:
+                self._retire(name, previous, "replaced")
+            self.store.journal(kind, name, self._summary(kind, version, image, started, rollback_of), version)
+            log.info("deploy done", extra={"service": name, "version": version, "units": [u.id for u in started]})
+            return document
+
+    def _start(self, name: str, version: int, image: str, config: dict[str, Any]) -> list[Unit]:
+        started: list[Unit] = []
+        try:
+            for instance in range(1, int(config.get("numInstances") or 1) + 1):
+                started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
+            self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
+        except ApiError:
+            self.driver.remove(started)
+            raise
+        return started
+
+    def _fail(self, name: str, version: int, started: list[Unit], exc: ApiError, previous: list[Unit]) -> None:
+        """Undo a deploy that did not make it; the ``previous`` units were never touched."""
+        self.driver.remove(started)
+        serving = sorted({unit.version for unit in previous if unit.state == "running"})
+        outcome = f"v{', v'.join(map(str, serving))} keeps serving." if serving else "No other version of it is running."
+        exc.message = f"v{version} of {name} was not deployed: {exc.message.rstrip('.')}. {outcome}"
+        self.store.update_version(name, version, status="failed", message=exc.message)
+        self.store.journal("deploy-failed", name, exc.message, version)
+        log.warning("deploy failed", extra={"service": name, "version": version, "reason": exc.message})
+
+    def _retire(self, name: str, units: list[Unit], status: str) -> None:
+        """Withdraw ``units``' keys (by marking their versions ``status``), let requests drain, stop them."""
+        if not units:
+            return
+        for version in sorted({unit.version for unit in units}):
+            try:
+                if self.store.version(name, version)["status"] in ("running", "deploying"):
+                    self.store.update_version(name, version, status=status)
+            except (ApiError, KeyNotFound):
+                log.info("unit of an unrecorded version", extra={"service": name, "version": version})
+        announced = self._await_keys(units, present=False)
+        if announced and self.settings.drain_seconds:
+            time.sleep(self.settings.drain_seconds)
+        self.driver.remove(units)
+
+    def _await_keys(self, units: list[Unit], present: bool) -> bool:
+        """Wait until ``units``' instance keys are (or are no longer) in etcd; whether any was there at the start.
+
+        The background task writes and deletes these keys; a deploy only waits for it. The runtime's
+        own sidekicks announce under fleet, so nothing is awaited there.
+        """
+        if self.driver.self_announcing:
+            return True
+        keys = [unit.key for unit in units if unit.address]
+        initially = [key for key in keys if self.etcd.get(key) is not None]
+        deadline = time.monotonic() + ANNOUNCE_WAIT_SECONDS
+        while True:
+            waiting = [key for key in keys if (self.etcd.get(key) is not None) != present]
+            if not waiting:
+                return bool(initially)
+            if time.monotonic() > deadline:
+                if present:
+                    raise ApiError(
+                        f"The new instances answer but were not announced within {ANNOUNCE_WAIT_SECONDS:g}s "
+                        f"({', '.join(waiting)}); the scheduler's announcer is not working: see its logs.",
+                        status=503,
+                    )
+                log.warning("keys still present after withdrawal", extra={"keys": waiting})
+                return bool(initially)
+            time.sleep(0.05)
+
+    @staticmethod
+    def _summary(kind: str, version: int, image: str, units: list[Unit], rollback_of: int | None) -> str:
+        what = f"rolled back to v{rollback_of} as v{version}" if kind == "rollback" else f"deployed v{version}"
+        return f"{what} ({image}): {len(units)} instance(s) {', '.join(u.id for u in units)}"
+
+    # -- what runs -------------------------------------------------------------------------------
+
+    def units(self, service: str | None = None) -> list[dict[str, Any]]:
+        return [unit.as_json(self._announced(unit)) for unit in sorted(self.driver.units(service), key=_order)]
+
+    def unit(self, unit_id: str) -> dict[str, Any]:
+        unit, stats = self.driver.unit(unit_id)
+        return {**unit.as_json(self._announced(unit)), "stats": stats}
+
+    def _announced(self, unit: Unit) -> bool:
+        return self.etcd.get(unit.key) is not None
+
+
+def _order(unit: Unit) -> tuple[str, int, int]:
+    return unit.service, unit.version, unit.instance

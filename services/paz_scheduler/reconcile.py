@@ -1,0 +1,190 @@
+"""The one place instance keys are written: a background task in the scheduler's gunicorn master.
+
+It announces ``/paz/services/<service>/<version>/<instance>`` = ``host:port`` for every labelled
+container that is running, belongs to a version marked ``running`` in etcd, and accepts
+connections; and withdraws every other key it holds. It reconciles:
+
+* at once when a version's status changes in etcd (a watch on ``/paz/scheduler/services``), which
+  is how a deploy in a worker hands instances over to it;
+* at once on a Docker event: a container that dies loses its key before anything else is done;
+* every ``PAZ_PROBE_INTERVAL`` seconds, probing each instance (two failed probes in a row withdraw it).
+
+Its state is rebuilt from the labelled containers and etcd on start, so a restarted scheduler knows
+every instance again. Keys are not deleted when it stops: instances keep serving while the
+scheduler restarts, and keys of a scheduler that is gone expire after ``PAZ_INSTANCE_TTL``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from paz.announce import Announcer
+from paz.etcd_client import Etcd, Result, StoreUnavailable
+from paz.errors import ApiError
+from paz.watch import Watcher
+
+from .drivers.base import Unit, instance_key, ready
+from .drivers.docker import DockerDriver
+from .store import SERVICES, SchedulerStore, parse_version_key
+
+log = logging.getLogger(__name__)
+
+FAILED_PROBES_TO_WITHDRAW = 2
+
+
+class InstanceAnnouncer:
+    """Keeps instance keys in etcd in line with the running containers and the versions' status."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.etcd = Etcd.from_settings(settings)
+        self.store = SchedulerStore(self.etcd)
+        self.driver = DockerDriver(settings)
+        self.announcer = Announcer(self.etcd, settings.instance_ttl)
+        self.versions: dict[tuple[str, int], dict[str, Any]] = {}
+        self.failures: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._events: Any = None
+        self._watcher = Watcher(self.etcd, SERVICES, self._on_change, self._on_reset)
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="paz-probe")
+
+    def start(self) -> "InstanceAnnouncer":
+        self.announcer.start()
+        self._watcher.start()
+        for target, name in ((self._loop, "paz-reconcile"), (self._follow_docker, "paz-docker-events")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._watcher.stop()
+        events = self._events
+        if events is not None:
+            events.close()
+        self.announcer.stop(withdraw=False)
+        self._pool.shutdown(wait=False)
+
+    # -- versions' status, from etcd -------------------------------------------------------------
+
+    def _on_reset(self, tree: Result | None) -> None:
+        versions = {}
+        for node in tree.leaves if tree is not None else []:
+            parsed = parse_version_key(node.key)
+            if parsed and node.value:
+                versions[parsed] = json.loads(node.value)
+        with self._lock:
+            self.versions = versions
+        self._wake.set()
+
+    def _on_change(self, event: Result) -> None:
+        parsed = parse_version_key(event.key)
+        if not parsed:
+            return
+        with self._lock:
+            if event.value and event.action not in ("delete", "expire", "compareAndDelete"):
+                self.versions[parsed] = json.loads(event.value)
+            else:
+                self.versions.pop(parsed, None)
+        self._wake.set()
+
+    def _serving(self, unit: Unit) -> dict[str, Any] | None:
+        """The version document of ``unit`` when its version is to be announced."""
+        with self._lock:
+            document = self.versions.get((unit.service, unit.version))
+        return document if document and document.get("status") == "running" else None
+
+    # -- reconciling -----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.reconcile()
+            except (ApiError, StoreUnavailable) as exc:
+                log.warning("reconcile failed, retrying", extra={"reason": str(exc)})
+            except Exception:
+                log.exception("reconcile failed, retrying")
+            self._wake.wait(self.settings.probe_interval)
+
+    def reconcile(self) -> None:
+        """Announce what serves, withdraw the rest."""
+        candidates = [u for u in self.driver.units() if u.state == "running" and u.address and self._serving(u)]
+        verdicts = dict(zip(candidates, self._pool.map(self._probe, candidates)))
+        held = self.announcer.keys
+        wanted: dict[str, str] = {}
+        failures: dict[str, int] = {}
+        for unit, healthy in verdicts.items():
+            failures[unit.key] = 0 if healthy else self.failures.get(unit.key, 0) + 1
+            if healthy or (unit.key in held and failures[unit.key] < FAILED_PROBES_TO_WITHDRAW):
+                wanted[unit.key] = unit.address
+        self.failures = failures
+        for key in set(held) - set(wanted):
+            self.announcer.withdraw(key)
+        for key, address in wanted.items():
+            if held.get(key) != address:
+                self.announcer.announce(key, address)
+
+    def _probe(self, unit: Unit) -> bool:
+        document = self._serving(unit) or {}
+        return ready(unit.host, unit.port, (document.get("config") or {}).get("healthCheck"))
+
+    # -- Docker events ---------------------------------------------------------------------------
+
+    def _follow_docker(self) -> None:
+        """Withdraw a dying container's key at once; on any other change, reconcile."""
+        while not self._stop.is_set():
+            try:
+                with self.driver.reaching():
+                    self._events = self.driver.client().events(
+                        decode=True, filters={"type": "container", **self.driver.label_filter()}
+                    )
+                    self._wake.set()  # events may have been missed while not following
+                    for event in self._events:
+                        self._on_docker_event(event)
+            except Exception as exc:  # the engine went away, or the stream broke: follow it again
+                if not self._stop.is_set():
+                    log.warning("docker events interrupted", extra={"reason": str(exc)})
+                    self._stop.wait(1.0)
+
+    def _on_docker_event(self, event: dict[str, Any]) -> None:
+        if event.get("Action") not in ("die", "stop", "kill", "oom", "destroy", "start"):
+            return
+        labels = (event.get("Actor") or {}).get("Attributes") or {}
+        if event["Action"] != "start" and "paz.version" in labels:
+            service, version = labels["paz.service"], int(labels["paz.version"])
+            self.announcer.withdraw(instance_key(service, version, int(labels["paz.instance"])))
+            with self._lock:
+                serving = (self.versions.get((service, version)) or {}).get("status") == "running"
+            if event["Action"] == "die" and serving:
+                self._journal_down(labels, event)
+        self._wake.set()
+
+    def _journal_down(self, labels: dict[str, str], event: dict[str, Any]) -> None:
+        service, version = labels["paz.service"], int(labels["paz.version"])
+        unit = f"{service}-{version}-{labels['paz.instance']}"
+        code = ((event.get("Actor") or {}).get("Attributes") or {}).get("exitCode", "?")
+        try:
+            self.store.journal("instance-down", service, f"{unit} stopped (exit code {code}) while serving; its key was withdrawn", version)
+        except StoreUnavailable as exc:
+            log.warning("could not journal instance-down", extra={"unit": unit, "reason": str(exc)})
+
+
+def start_background(settings: Any) -> Any:
+    """The scheduler's process-wide task (gunicorn master): the instance announcer for the docker driver."""
+    if settings.driver == "docker":
+        return InstanceAnnouncer(settings).start()
+    return _Nothing()
+
+
+class _Nothing:
+    """fleet's sidekick units announce instances themselves: nothing runs in the background."""
+
+    def stop(self) -> None:
+        return None

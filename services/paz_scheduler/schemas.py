@@ -1,0 +1,137 @@
+"""What the scheduler accepts (hook bodies, rollbacks) and returns (versions, journal entries, units, hosts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from paz_directory.schemas import _IMAGE as IMAGE_REFERENCE
+
+JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
+STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
+"""A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
+``failed`` (never served), ``replaced`` (a newer version took over) or ``stopped`` (service stopped)."""
+
+
+def iso_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Timestamp(fields.Field):
+    """``pushedAt``: seconds since the epoch (paz's walkthrough sends ``date +%s``) or ISO 8601; kept as ISO 8601 UTC."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, bool):
+            raise ValidationError("must be seconds since the epoch or an ISO 8601 date")
+        try:
+            if isinstance(value, (int, float)):
+                moment = dt.datetime.fromtimestamp(value, dt.timezone.utc)
+            elif isinstance(value, str):
+                moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                moment = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+            else:
+                raise ValueError
+        except (ValueError, OverflowError, OSError):
+            raise ValidationError("must be seconds since the epoch or an ISO 8601 date") from None
+        return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _image(required: bool = True) -> fields.String:
+    return fields.String(
+        required=required,
+        validate=validate.Regexp(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo:1.0'"),
+    )
+
+
+class DeployHookSchema(Schema):
+    """paz's deploy hook: ``dockerRepository`` (with a tag) is the image to run; it defaults to the service's."""
+
+    serviceName = fields.String(required=True, validate=validate.Length(1, 63))
+    dockerRepository = _image(required=False)
+    pushedAt = Timestamp(load_default=None)
+
+
+class DockerHubRepository(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    repo_name = fields.String(required=True, validate=validate.Regexp(IMAGE_REFERENCE, error="is not a repository name"))
+
+
+class DockerHubPushData(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    tag = fields.String(load_default="latest", validate=validate.Regexp(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", error="is not a Docker tag"))
+    pushed_at = Timestamp(load_default=None)
+
+
+class DockerHubHookSchema(Schema):
+    """The parts of Docker Hub's webhook body the scheduler uses; the rest is ignored."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    repository = fields.Nested(DockerHubRepository, required=True)
+    push_data = fields.Nested(DockerHubPushData, load_default=lambda: DockerHubPushData().load({}))
+
+
+class RollbackSchema(Schema):
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class VersionOut(Schema):
+    """A deployed (or attempted) version of a service."""
+
+    service = fields.String()
+    version = fields.Integer()
+    dockerRepository = fields.String(metadata={"description": "the image run, with its tag"})
+    config = fields.Dict()
+    pushedAt = fields.String(allow_none=True)
+    deployedAt = fields.String(allow_none=True)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    rollbackOf = fields.Integer(metadata={"description": "the version this one restored, for a rollback"})
+    message = fields.String(metadata={"description": "why a deploy failed"})
+
+
+class JournalEntryOut(Schema):
+    id = fields.String()
+    at = fields.String()
+    type = fields.String(validate=validate.OneOf(JOURNAL_TYPES))
+    service = fields.String()
+    version = fields.Integer()
+    message = fields.String()
+
+
+class StatsOut(Schema):
+    cpuPercent = fields.Float(allow_none=True)
+    memoryBytes = fields.Integer(allow_none=True)
+    memoryLimitBytes = fields.Integer(allow_none=True)
+
+
+class UnitOut(Schema):
+    id = fields.String(metadata={"description": "<service>-<version>-<instance>, also the container name"})
+    service = fields.String()
+    version = fields.Integer()
+    instance = fields.Integer()
+    host = fields.String(allow_none=True)
+    port = fields.Integer(allow_none=True)
+    image = fields.String()
+    containerId = fields.String(allow_none=True)
+    state = fields.String(metadata={"description": "as the runtime says: running, exited, ..."})
+    announced = fields.Boolean()
+    healthy = fields.Boolean(metadata={"description": "running and announced"})
+    stats = fields.Nested(StatsOut, metadata={"description": "only on GET /units/<id>"})
+
+
+class HostOut(Schema):
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    driver = fields.String()
+    address = fields.String(allow_none=True)
+    cores = fields.Integer(allow_none=True)
+    memoryBytes = fields.Integer(allow_none=True)
+    containersRunning = fields.Integer(allow_none=True)
+    healthy = fields.Boolean()
