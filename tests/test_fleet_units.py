@@ -1,0 +1,126 @@
+"""The fleet units in compose/fleet/: what `fleetctl start` would hand to systemd on each machine.
+
+fleet itself cannot run here, so the units are checked the way systemd would load them
+(``systemd-analyze verify``, on a machine prepared by bin/setup, which installs the binaries the
+units run: /usr/bin/docker from docker.io, /usr/bin/etcdctl from etcd-client, and docker.service),
+and the announce sidekick's own shell loop is run for real against a real etcd and a real service.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import ROOT, Process, need, wait_until
+
+FLEET = ROOT / "compose" / "fleet"
+SERVICES = {
+    "paz-orchestrator": "paz_orchestrator",
+    "paz-service-directory": "paz_directory",
+    "paz-scheduler": "paz_scheduler",
+    "paz-haproxy-sync": "paz_haproxy_sync",
+}
+MACHINE_IP = "192.0.2.10"
+
+
+def unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """A unit file as ``{section: {key: [values]}}`` (systemd keys may repeat; ``\\`` continues a line)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    text = re.sub(r"\\\n", " ", path.read_text())
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current.setdefault(key, []).append(value)
+    return sections
+
+
+def verify(*paths: Path) -> subprocess.CompletedProcess[str]:
+    analyze = need("systemd-analyze")
+    for binary in ("/usr/bin/docker", "/usr/bin/etcdctl"):  # the paths the units run, as on CoreOS
+        need(binary)
+    return subprocess.run([analyze, "verify", *map(str, paths)], capture_output=True, text=True, timeout=60, cwd=paths[0].parent)
+
+
+def test_every_unit_passes_systemd_analyze_verify() -> None:
+    units = sorted(FLEET.glob("*.service"))
+    assert [p.name for p in units] == sorted(f"{name}{kind}.service" for name in SERVICES for kind in ("", "-announce"))
+    result = verify(*units)
+    assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
+
+
+def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
+    """The check above can fail: a unit running a missing binary, or with a misspelt key, is reported."""
+    for name in ("paz-orchestrator.service", "paz-orchestrator-announce.service"):
+        shutil.copy(FLEET / name, tmp_path / name)
+    broken = tmp_path / "paz-orchestrator.service"
+    broken.write_text(broken.read_text().replace("/usr/bin/docker run", "/usr/bin/no-such-docker run").replace("Restart=", "Restartt="))
+    result = verify(tmp_path / "paz-orchestrator.service", tmp_path / "paz-orchestrator-announce.service")
+    assert result.returncode != 0
+    assert "no-such-docker" in result.stderr and "Restartt" in result.stderr
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_unit_runs_the_suite_image_and_announces_the_machine_address(name: str) -> None:
+    service = unit(FLEET / f"{name}.service")["Service"]
+    start = service["ExecStart"][0].split()
+    assert start[:3] == ["/usr/bin/docker", "run", "--rm"]
+    assert start[-2:] == ["${PAZ_IMAGE}", name], "the container runs the service's console script"
+    assert "PAZ_ANNOUNCE_HOST=${COREOS_PRIVATE_IPV4}" in start
+    assert "/etc/environment" in service["EnvironmentFile"]
+    scripts = configparser.ConfigParser()
+    scripts.read(ROOT / "setup.cfg")
+    assert f"{name} = " in scripts["options.entry_points"]["console_scripts"]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_announce_unit_is_a_sidekick_writing_what_the_service_announces(name: str) -> None:
+    port = importlib.import_module(f"{SERVICES[name]}.app").PORT
+    announce = unit(FLEET / f"{name}-announce.service")
+    assert announce["X-Fleet"]["MachineOf"] == [f"{name}.service"]
+    assert announce["Unit"]["BindsTo"] == [f"{name}.service"]
+    start = announce["Service"]["ExecStart"][0]
+    assert f'/paz/services/{name} "${{COREOS_PRIVATE_IPV4}}:{port}"' in start
+    assert f"http://127.0.0.1:{port}/health" in start
+    assert announce["Service"]["ExecStop"] == [f"-/usr/bin/etcdctl rm /paz/services/{name}"]
+
+
+def systemd_command(line: str, port: int, real_port: int) -> list[str]:
+    """An Exec line as systemd would run it on a machine at MACHINE_IP, aimed at ``real_port``."""
+    line = line.lstrip("-").replace("${COREOS_PRIVATE_IPV4}", MACHINE_IP).replace(f"127.0.0.1:{port}/", f"127.0.0.1:{real_port}/")
+    return shlex.split(line)
+
+
+def test_sidekick_loop_creates_the_key_while_the_service_answers_and_removes_it_on_stop(directory, own_etcd, tmp_path: Path) -> None:
+    """The directory's sidekick, run as fleet would run it, against a real directory (on a free port
+    instead of 9001) and a fresh etcd: it writes the machine's address with a TTL, and its ExecStop
+    deletes the key at once."""
+    need("etcdctl")
+    need("curl")
+    announce = unit(FLEET / "paz-service-directory-announce.service")["Service"]
+    env = dict(pair.split("=", 1) for pair in announce["Environment"][0].split())
+    env["ETCDCTL_ENDPOINTS"] = own_etcd.url
+    key = "/paz/services/paz-service-directory"
+    loop = Process(systemd_command(announce["ExecStart"][0], 9001, directory.port), env=env, log_path=tmp_path / "sidekick.log").start()
+    try:
+        node = wait_until(lambda: own_etcd.get(key), 15, what=f"the sidekick to write {key}")
+    finally:
+        loop.stop()
+    assert node["value"] == f"{MACHINE_IP}:9001"
+    assert 0 < node["ttl"] <= 60
+    stop = subprocess.run(systemd_command(announce["ExecStop"][0], 9001, directory.port), env={**os.environ, **env}, capture_output=True, text=True, timeout=20)
+    assert stop.returncode == 0, stop.stderr
+    assert own_etcd.get(key) is None
