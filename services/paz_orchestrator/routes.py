@@ -194,7 +194,9 @@ def config_version(name: str, version: str):
         200: {description: The version document}
         404: {description: No such version}
     """
-    return relay(cluster().scheduler("GET", f"/config/{segment(name)}/version/{segment(version)}"))
+    if not version.isdigit():
+        raise BadRequest(f"Version {version!r} is not a version number; GET /services/{name}/config/history lists them.")
+    return relay(cluster().scheduler("GET", f"/config/{segment(name)}/version/{int(version)}"))
 
 
 @bp.get("/services/<name>/units")

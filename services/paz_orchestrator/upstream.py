@@ -122,8 +122,9 @@ class Cluster:
     def host_with_stats(self, host_id: str) -> dict[str, Any]:
         """A host and the totals of the units running on it."""
         host = self.host(host_id)
+        only_host = len(self.hosts()) == 1  # then every unit runs on it, published or not
         names = {str(host.get(key)) for key in ("id", "name", "address") if host.get(key)}
-        units = [u for u in self.units() if str(u.get("host")) in names]
+        units = [u for u in self.units() if only_host or str(u.get("host")) in names]
         measured = self.units_with_stats([u for u in units if u.get("state") == "running"])
         stats = [u.get("stats") or {} for u in measured]
         host["stats"] = {
