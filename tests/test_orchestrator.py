@@ -81,6 +81,9 @@ def test_upstream_errors_pass_through_with_the_request_id(orchestrator: Service,
     missing = orchestrator.request("GET", "/services/no-such-service-here")
     assert missing.status_code == 404 and "no-such-service-here" in missing.json()["error"]["message"]
     assert orchestrator.request("GET", "/services/..%2F..%2Fhealth").status_code in (400, 404)
+    for hostile in ("a%3Fb=1", "x%23frag", "%24(reboot)%3B", "n%0Aew"):  # ?, #, $(), ; and a newline stay in one path segment
+        answer = orchestrator.request("GET", f"/services/{hostile}/config/next")
+        assert answer.status_code == 400 and "DNS label" in answer.json()["error"]["message"], hostile
 
 
 def test_scheduler_down_names_it_and_delete_refuses_to_orphan_instances(orchestrator: Service, dead_port: int, unique_name: str) -> None:
