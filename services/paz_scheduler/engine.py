@@ -140,7 +140,11 @@ class Scheduler:
         log.warning("deploy failed", extra={"service": name, "version": version, "reason": exc.message})
 
     def _retire(self, name: str, units: list[Unit], status: str) -> None:
-        """Withdraw ``units``' keys (by marking their versions ``status``), let requests drain, stop them."""
+        """Withdraw ``units``' keys, let requests in flight drain, then stop them.
+
+        Marking their versions ``status`` makes the background task withdraw docker instances'
+        keys; fleet's driver stops their sidekicks instead.
+        """
         if not units:
             return
         for version in sorted({unit.version for unit in units}):
@@ -149,6 +153,7 @@ class Scheduler:
                     self.store.update_version(name, version, status=status)
             except (ApiError, KeyNotFound):
                 log.info("unit of an unrecorded version", extra={"service": name, "version": version})
+        self.driver.withdraw(units)
         announced = self._await_keys(units, present=False)
         if announced and self.settings.drain_seconds:
             time.sleep(self.settings.drain_seconds)

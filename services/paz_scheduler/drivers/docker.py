@@ -226,6 +226,9 @@ class DockerDriver:
                 stats = _stats(self.client().api.stats(unit.containerId, stream=False))
             return unit, stats
 
+    def withdraw(self, units: list[Unit]) -> None:
+        """Nothing to do here: the background task withdraws keys once the version is no longer running."""
+
     def remove(self, units: list[Unit]) -> None:
         """Stop (SIGTERM, then SIGKILL after PAZ_STOP_TIMEOUT) and remove the units' containers, in parallel."""
         def remove_one(unit: Unit) -> None:

@@ -1,0 +1,236 @@
+"""The fleet driver: per instance a service unit and an announce sidekick, submitted through fleet's API.
+
+As paz did on CoreOS: ``<service>-<version>-<instance>.service`` runs the container with ``docker
+run``; ``<...>-announce.service`` (bound to it, on the same machine) keeps the instance key
+``/paz/services/<service>/<version>/<instance>`` = ``$COREOS_PRIVATE_IPV4:<host port>`` alive in
+etcd with a TTL and removes it when it stops. ``conflictsWith`` becomes ``[X-Fleet] Conflicts``,
+``mustShareWith`` ``MachineOf`` (resolved to a unit of that service fleet already has).
+
+Every value from a user is one systemd-quoted argument (``"..."`` with ``\\``, ``"``, ``$``, ``%``
+and control characters escaped), so env values with quotes, newlines, ``$()`` or ``;`` reach
+``docker run`` as data; the sidekick's shell script holds only validated names and numbers.
+Units go to fleet's HTTP API: ``PUT /fleet/v1/units/<name>`` with ``desiredState: launched``,
+``DELETE`` to remove, ``GET /fleet/v1/state`` and ``/machines`` to see what runs where.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from typing import Any
+from urllib.parse import quote as url_quote
+
+import requests
+
+from paz.errors import BadGateway, NotFound, Unavailable
+
+from .base import DeployFailed, InstanceSpec, Unit, instance_key
+
+Option = dict[str, str]
+UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service$")
+ANNOUNCE_TTL = 60
+
+
+def systemd_quote(value: str) -> str:
+    """``value`` as one double-quoted systemd argument that systemd hands to the program unchanged."""
+    out = []
+    for char in value:
+        if char in '\\"':
+            out.append("\\" + char)
+        elif char in "$%":
+            out.append(char * 2)  # $$ and %% stop variable and specifier expansion
+        elif char == "\n":
+            out.append("\\n")
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def command(program: str, *args: str) -> str:
+    """A command line for ExecStart and friends: a fixed program path, then quoted arguments."""
+    return " ".join([program, *(systemd_quote(arg) for arg in args)])
+
+
+def _option(section: str, name: str, value: str) -> Option:
+    return {"section": section, "name": name, "value": value}
+
+
+def service_unit(spec: InstanceSpec, machine_of: list[str]) -> list[Option]:
+    """The options of the unit that runs one instance's container."""
+    config = spec.config
+    run = ["run", "--rm", "--name", spec.id]
+    for key, value in (("paz.service", spec.service), ("paz.version", str(spec.version)), ("paz.instance", str(spec.instance))):
+        run += ["--label", f"{key}={value}"]
+    for port in config.get("ports") or []:
+        run += ["-p", f"{port['host']}:{port['container']}" if port.get("host") else str(port["container"])]
+    for name, value in sorted((config.get("env") or {}).items()):
+        run += ["-e", f"{name}={value}"]
+    for host, inside in sorted((config.get("volume") or {}).items()):
+        run += ["-v", f"{host}:{inside}"]
+    run.append(spec.image)
+    options = [
+        _option("Unit", "Description", f"paz {spec.service} v{spec.version} instance {spec.instance}"),
+        _option("Unit", "After", "docker.service"),
+        _option("Unit", "Requires", "docker.service"),
+        _option("Service", "TimeoutStartSec", "0"),
+        _option("Service", "Restart", "on-failure"),
+        _option("Service", "RestartSec", "5"),
+        _option("Service", "ExecStartPre", "-" + command("/usr/bin/docker", "kill", spec.id)),
+        _option("Service", "ExecStartPre", "-" + command("/usr/bin/docker", "rm", spec.id)),
+        # "-": when no registry answers, docker run uses the machine's own copy of the image.
+        _option("Service", "ExecStartPre", "-" + command("/usr/bin/docker", "pull", spec.image)),
+        _option("Service", "ExecStart", command("/usr/bin/docker", *run)),
+        _option("Service", "ExecStop", command("/usr/bin/docker", "stop", spec.id)),
+    ]
+    options += [_option("X-Fleet", "Conflicts", f"{pattern}-*.service") for pattern in config.get("conflictsWith") or []]
+    options += [_option("X-Fleet", "MachineOf", unit) for unit in machine_of]
+    return options
+
+
+def announce_unit(spec: InstanceSpec) -> list[Option]:
+    """The sidekick that keeps the instance key alive while the instance runs (none without a port)."""
+    port = (spec.config.get("ports") or [{}])[0].get("container")
+    key = instance_key(spec.service, spec.version, spec.instance)
+    script = (
+        f"while true; do port=$(/usr/bin/docker port {spec.id} {int(port)}/tcp | head -n 1 | sed 's/.*://'); "
+        f'if [ -n "$port" ]; then /usr/bin/etcdctl set --ttl {ANNOUNCE_TTL} {key} "$COREOS_PRIVATE_IPV4:$port" >/dev/null; fi; '
+        f"sleep {ANNOUNCE_TTL // 2}; done"
+    )
+    return [
+        _option("Unit", "Description", f"announce paz {spec.service} v{spec.version} instance {spec.instance}"),
+        _option("Unit", "BindsTo", f"{spec.id}.service"),
+        _option("Unit", "After", f"{spec.id}.service"),
+        _option("Service", "EnvironmentFile", "/etc/environment"),
+        _option("Service", "Environment", "ETCDCTL_API=2"),
+        _option("Service", "ExecStart", command("/bin/sh", "-c", script)),
+        _option("Service", "ExecStop", "-" + command("/usr/bin/etcdctl", "rm", key)),
+        _option("X-Fleet", "MachineOf", f"{spec.id}.service"),
+    ]
+
+
+def unit_text(options: list[Option]) -> str:
+    """The unit file fleet writes from ``options`` (sections in order of first appearance)."""
+    sections: dict[str, list[str]] = {}
+    for option in options:
+        sections.setdefault(option["section"], []).append(f"{option['name']}={option['value']}")
+    return "\n".join(f"[{name}]\n" + "\n".join(lines) + "\n" for name, lines in sections.items())
+
+
+class FleetDriver:
+    name = "fleet"
+    self_announcing = True
+    POLL_SECONDS = 0.5
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.base = f"{settings.fleet_url}/fleet/v1"
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            answer = self.session.request(method, self.base + path, timeout=10, **kwargs)
+        except requests.RequestException as exc:
+            raise Unavailable(f"fleet is unreachable at {self.settings.fleet_url} ({exc}); check PAZ_FLEET_URL and fleetd.",
+                              {"fleetUrl": self.settings.fleet_url}) from None
+        if answer.status_code >= 400 and not (method == "DELETE" and answer.status_code == 404):
+            raise BadGateway(f"fleet answered {method} {path} with {answer.status_code}: {answer.text[:300]}", {"fleetUrl": self.settings.fleet_url})
+        return answer
+
+    def _pages(self, path: str, field: str) -> list[dict[str, Any]]:
+        items, token = [], None
+        for _ in range(100):
+            body = self._call("GET", path, params={"nextPageToken": token} if token else None).json()
+            items += body.get(field) or []
+            token = body.get("nextPageToken")
+            if not token:
+                break
+        return items
+
+    def health(self) -> dict[str, Any]:
+        self._call("GET", "/machines")
+        return {"fleetUrl": self.settings.fleet_url}
+
+    def prepare(self, image: str) -> None:
+        """Nothing: each machine pulls in the unit's ExecStartPre (and keeps its own copy when that fails)."""
+
+    def start(self, spec: InstanceSpec) -> Unit:
+        machine_of = self._machine_of(spec)
+        self._submit(f"{spec.id}.service", service_unit(spec, machine_of))
+        if (spec.config.get("ports") or []):
+            self._submit(f"{spec.id}-announce.service", announce_unit(spec))
+        return Unit(spec.id, spec.service, spec.version, spec.instance, None, None, spec.image, None, "launched")
+
+    def _submit(self, name: str, options: list[Option]) -> None:
+        self._call("PUT", f"/units/{url_quote(name)}", json={"name": name, "desiredState": "launched", "options": options})
+
+    def _machine_of(self, spec: InstanceSpec) -> list[str]:
+        """A unit of each ``mustShareWith`` service that fleet has (the same instance number if it can)."""
+        names = sorted(unit["name"] for unit in self._pages("/units", "units"))
+        chosen = []
+        for pattern in spec.config.get("mustShareWith") or []:
+            matches = [n for n in names if (m := UNIT_NAME.match(n)) and fnmatch.fnmatchcase(m["service"], pattern)]
+            if not matches:
+                raise DeployFailed(f"mustShareWith {pattern!r}: fleet has no unit of such a service to share a machine with.")
+            same = [n for n in matches if UNIT_NAME.match(n)["instance"] == str(spec.instance)]
+            chosen.append((same or matches)[-1])
+        return chosen
+
+    def _states(self) -> dict[str, dict[str, Any]]:
+        return {state["name"]: state for state in self._pages("/state", "states")}
+
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None:
+        """Wait until systemd reports every unit active and running on its machine."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self._states()
+            failed = [u.id for u in units if states.get(f"{u.id}.service", {}).get("systemdActiveState") == "failed"]
+            waiting = [u.id for u in units if states.get(f"{u.id}.service", {}).get("systemdSubState") != "running"]
+            if failed:
+                raise DeployFailed(f"{', '.join(failed)} failed to start (fleet journal -f {failed[0]}.service tells why)")
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                raise DeployFailed(f"{', '.join(waiting)} did not reach running in time")
+            time.sleep(self.POLL_SECONDS)
+
+    def units(self, service: str | None = None) -> list[Unit]:
+        states, machines = self._states(), {m["id"]: m["address"] for m in self.hosts()}
+        found = []
+        for unit in self._pages("/units", "units"):
+            match = UNIT_NAME.match(unit["name"])
+            if not match or (service and match["service"] != service):
+                continue
+            state = states.get(unit["name"], {})
+            image = next((o["value"].rsplit(" ", 1)[-1].strip('"') for o in unit.get("options", []) if o["name"] == "ExecStart"), "")
+            found.append(Unit(
+                id=unit["name"].removesuffix(".service"), service=match["service"], version=int(match["version"]),
+                instance=int(match["instance"]), host=machines.get(unit.get("machineID") or state.get("machineID")), port=None,
+                image=image, containerId=None, state=state.get("systemdSubState") or unit.get("currentState") or "unknown",
+            ))
+        return found
+
+    def unit(self, unit_id: str) -> tuple[Unit, dict[str, Any]]:
+        for unit in self.units():
+            if unit.id == unit_id:
+                return unit, {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
+        raise NotFound(f"No unit {unit_id}; GET /units lists them.", {"unit": unit_id})
+
+    def withdraw(self, units: list[Unit]) -> None:
+        """Destroy the sidekicks: each removes its instance key as it stops."""
+        for unit in units:
+            self._call("DELETE", f"/units/{url_quote(unit.id)}-announce.service")
+
+    def remove(self, units: list[Unit]) -> None:
+        """Destroy the units in fleet: systemd stops the container, and the sidekick removes its key."""
+        for unit in units:
+            for name in (f"{unit.id}-announce.service", f"{unit.id}.service"):
+                self._call("DELETE", f"/units/{url_quote(name)}")
+
+    def hosts(self) -> list[dict[str, Any]]:
+        machines = self._pages("/machines", "machines")
+        return [{"id": m["id"], "name": (m.get("metadata") or {}).get("hostname", m["id"]), "driver": self.name,
+                 "address": m.get("primaryIP"), "cores": None, "memoryBytes": None, "containersRunning": None, "healthy": True}
+                for m in machines]
