@@ -1,0 +1,276 @@
+"""compose/docker-compose.yml and compose/Dockerfile: what `docker compose up` gives a user.
+
+The file is validated by ``docker-compose config`` (Debian's docker-compose) and read back for what
+a user depends on. Then the suite is brought up for real against the tests' Docker Engine: a base
+image made with debootstrap from Debian's mirror and ``docker import`` (no image registry is
+reachable here), the suite image built on it from the project's sources and wheels made by pip,
+and ``docker-compose up``; a service is registered and deployed the seed's way and answered
+through HAProxy. Every port is a free one, passed through the file's ``${PAZ_..._PORT}`` variables.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from helpers import ROOT, SESSION_ID, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
+
+COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
+SUITE = {
+    "paz-orchestrator": 9000,
+    "paz-service-directory": 9001,
+    "paz-scheduler": 9002,
+    "paz-haproxy-sync": 9003,
+}
+PORT_VARIABLES = {
+    "PAZ_ORCHESTRATOR_PORT": ("paz-orchestrator", 9000),
+    "PAZ_DIRECTORY_PORT": ("paz-service-directory", 9001),
+    "PAZ_SCHEDULER_PORT": ("paz-scheduler", 9002),
+    "PAZ_HAPROXY_SYNC_PORT": ("paz-haproxy-sync", 9003),
+    "PAZ_HTTP_PORT": ("paz-haproxy-sync", 80),
+    "PAZ_STATS_PORT": ("paz-haproxy-sync", 1936),
+    "PAZ_ETCD_PORT": ("etcd", 2379),
+}
+BASE_IMAGE = "paz-test/base:bookworm"
+BASE_PACKAGES = "python3,python3-venv,haproxy,etcd-server,etcd-client,ca-certificates"
+
+
+def compose_env(**values: str) -> dict[str, str]:
+    """The environment docker-compose runs in: this process's, without any PAZ_ variable a developer
+    may have set (so the file's defaults show), plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAZ_")}
+    return {**env, **values}
+
+
+def compose(*args: str, env: dict[str, str], files: tuple[Path, ...] = (COMPOSE_FILE,), timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    argv = [need("docker-compose")]
+    for path in files:
+        argv += ["-f", str(path)]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=COMPOSE_FILE.parent)
+
+
+def resolved(env: dict[str, str]) -> dict[str, Any]:
+    result = compose("config", env=env)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
+    """``{container port: (host ip, host port)}``, from docker-compose 1's short or 2's long syntax."""
+    ports: dict[int, tuple[str, int]] = {}
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ports[int(port["target"])] = (port.get("host_ip", ""), int(port["published"]))
+        else:
+            ip, host, container = port.split("/")[0].rsplit(":", 2)
+            ports[int(container)] = (ip, int(host))
+    return ports
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    return dict(item.split("=", 1) for item in env) if isinstance(env, list) else {k: str(v) for k, v in env.items()}
+
+
+def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
+    services = resolved(compose_env())
+    assert set(services) == {"etcd", *SUITE}
+    image = services["etcd"]["image"]
+    for name, port in SUITE.items():
+        service = services[name]
+        assert service["command"] == [name], "each service runs its console script"
+        assert service["image"] == image, "one image for the whole suite"
+        assert service["build"]["dockerfile"] == "compose/Dockerfile"
+        env = environment(service)
+        assert env["PAZ_HOST"] == "0.0.0.0"
+        assert env["PAZ_ANNOUNCE_HOST"] == name, "announced by its name in the compose network"
+        assert env["PAZ_ETCD_ENDPOINTS"] == "http://etcd:2379"
+        assert published(service)[port] == ("127.0.0.1", port)
+    assert "--enable-v2" in services["etcd"]["command"]
+    assert published(services["etcd"])[2379] == ("127.0.0.1", 2379)
+    router = services["paz-haproxy-sync"]
+    assert environment(router)["PAZ_HTTP_PORT"] == "80" and environment(router)["PAZ_ROUTER_BIND"] == "0.0.0.0"
+    assert published(router)[80] == ("127.0.0.1", 80) and published(router)[1936] == ("127.0.0.1", 1936)
+    scheduler = services["paz-scheduler"]
+    assert environment(scheduler)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in scheduler["volumes"]]
+    assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), mounts
+
+
+def test_compose_variables_move_every_published_port_and_the_socket() -> None:
+    ports = {var: str(free_port()) for var in PORT_VARIABLES}
+    services = resolved(compose_env(**ports, PAZ_DOCKER_SOCKET="/run/other/docker.sock", PAZ_IMAGE="paz-suite:test"))
+    for var, (name, container) in PORT_VARIABLES.items():
+        assert published(services[name])[container] == ("127.0.0.1", int(ports[var])), var
+    assert services["paz-orchestrator"]["image"] == "paz-suite:test"
+    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services["paz-scheduler"]["volumes"]]
+    assert any(m.startswith("/run/other/docker.sock:/var/run/docker.sock") for m in mounts), mounts
+
+
+def test_every_python_package_is_listed_for_a_non_editable_install() -> None:
+    """The image installs the project with ``pip install .``: a subpackage missing from setup.cfg
+    works in the editable .venv and is absent from the image."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    roots = {top: ROOT / path.strip() for top, _, path in (line.partition("=") for line in config["options"]["package_dir"].strip().splitlines())}
+    found = {
+        ".".join([top.strip(), *init.parent.relative_to(folder).parts])
+        for top, folder in roots.items() for init in folder.rglob("__init__.py")
+    }
+    assert found <= listed, f"add to setup.cfg's packages: {sorted(found - listed)}"
+
+
+# --- the real bring-up ---------------------------------------------------------------------------
+
+
+def base_image(engine: DockerEngine, workdir: Path) -> str:
+    """A Debian bookworm image with python3, HAProxy and etcd, made with debootstrap and imported;
+    made once per Docker Engine (its tag is reused while the engine keeps it)."""
+    client = engine.client()
+    if client.images.list(name=BASE_IMAGE):
+        return BASE_IMAGE
+    debootstrap = need("debootstrap")
+    if os.geteuid() != 0:
+        message = "debootstrap needs root to make the base image: run the tests as root"
+        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+    rootfs = workdir / "rootfs"
+    subprocess.run(
+        [debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
+        check=True, capture_output=True, timeout=900,
+    )
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        shutil.rmtree(rootfs / cache, ignore_errors=True)
+    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+    repository, _, tag = BASE_IMAGE.partition(":")
+    client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag)
+    assert tar.wait(300) == 0
+    shutil.rmtree(rootfs, ignore_errors=True)
+    return BASE_IMAGE
+
+
+def suite_image(engine: DockerEngine, base: str, workdir: Path) -> str:
+    """compose/Dockerfile built on ``base`` from a copy of the sources, with wheels made here by pip
+    (so the build itself needs no package index)."""
+    context = workdir / "context"
+    (context / "compose" / "wheels").mkdir(parents=True)
+    for part in ("setup.cfg", "pyproject.toml", "README.md", ".dockerignore", "compose/Dockerfile"):
+        shutil.copy(ROOT / part, context / part)
+    for folder in ("shared", "services"):
+        shutil.copytree(ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = context / "compose" / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context), "setuptools>=68", "wheel"],
+        check=True, capture_output=True, timeout=600,
+    )
+    for own in wheels.glob("paz-*.whl"):
+        own.unlink()
+    tag = f"paz-test/suite:{SESSION_ID}"
+    engine.client().images.build(
+        path=str(context), dockerfile="compose/Dockerfile", tag=tag, buildargs={"BASE_IMAGE": base},
+        rm=True, forcerm=True, labels={TEST_LABEL: SESSION_ID}, timeout=900,
+    )
+    return tag
+
+
+class ComposedSuite:
+    """The suite brought up with docker-compose on free loopback ports, as project paz-test-<session>."""
+
+    def __init__(self, engine: DockerEngine, image: str, workdir: Path) -> None:
+        self.engine = engine
+        self.ports = {var: free_port() for var in PORT_VARIABLES}
+        ipam = engine.client().networks.get("bridge").attrs["IPAM"]["Config"][0]
+        gateway = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])  # the host on docker0
+        socket = engine.host.removeprefix("unix://")
+        self.env = compose_env(
+            DOCKER_HOST=engine.host, COMPOSE_PROJECT_NAME=f"paz-test-{SESSION_ID}", PAZ_IMAGE=image,
+            PAZ_DOCKER_SOCKET=socket, PAZ_INSTANCE_HOST=gateway, PAZ_INSTANCE_LABELS=f"{TEST_LABEL}={SESSION_ID}",
+            **{var: str(port) for var, port in self.ports.items()},
+        )
+        # Every container the test causes carries the session's label, so cleanup finds exactly these.
+        self.override = workdir / "labels.yml"
+        self.override.write_text(yaml.safe_dump(
+            {"services": {name: {"labels": {TEST_LABEL: SESSION_ID}} for name in ("etcd", *SUITE)}}
+        ))
+        self.files = (COMPOSE_FILE, self.override)
+
+    def url(self, var: str) -> str:
+        return f"http://127.0.0.1:{self.ports[var]}"
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return compose(*args, env=self.env, files=self.files, timeout=timeout)
+
+    def up(self) -> None:
+        result = self.run("up", "-d", "--no-build")
+        assert result.returncode == 0, result.stderr
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--tail", "40", timeout=60).stdout[-6000:]
+
+    def down(self) -> None:
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=180)
+
+
+@pytest.fixture(scope="module")
+def composed(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposedSuite]:
+    workdir = tmp_path_factory.mktemp("compose")
+    started = time.monotonic()
+    base = base_image(docker_engine, workdir)
+    made_base = time.monotonic()
+    image = suite_image(docker_engine, base, workdir)
+    built = time.monotonic()
+    suite = ComposedSuite(docker_engine, image, workdir)
+    try:
+        suite.up()
+        print(f"\ncompose bring-up: base image {made_base - started:.0f}s, suite image {built - made_base:.0f}s, up {time.monotonic() - built:.0f}s")
+        yield suite
+    finally:
+        suite.down()
+        docker_engine.remove_test_containers()
+        docker_engine.client().images.remove(image, force=True)
+
+
+def test_compose_up_announces_every_service_by_its_compose_name(composed: ComposedSuite) -> None:
+    etcd = composed.url("PAZ_ETCD_PORT")
+    try:
+        for name, port in SUITE.items():
+            wait_until(lambda: etcdctl_get(etcd, f"/paz/services/{name}") == f"{name}:{port}", 90, interval=1, what=f"{name} announced")
+    except AssertionError:
+        raise AssertionError(composed.logs()) from None
+    for var in ("PAZ_ORCHESTRATOR_PORT", "PAZ_DIRECTORY_PORT", "PAZ_SCHEDULER_PORT", "PAZ_HAPROXY_SYNC_PORT"):
+        assert requests.get(composed.url(var) + "/health", timeout=5).json()["status"] == "ok"
+
+
+def test_compose_suite_deploys_the_seed_way_and_haproxy_routes_to_it(composed: ComposedSuite, test_image: str, unique_name: str) -> None:
+    orchestrator, scheduler = composed.url("PAZ_ORCHESTRATOR_PORT"), composed.url("PAZ_SCHEDULER_PORT")
+    wait_until(lambda: requests.get(orchestrator + "/health", timeout=2).ok, 90, interval=1, what="the orchestrator")
+    document = {"name": unique_name, "description": "compose test", "dockerRepository": test_image.split(":")[0],
+                "loadBalanced": True, "publicFacing": False, "ports": [{"container": 8000}]}
+    created = requests.post(orchestrator + "/services", json=document, timeout=10)
+    assert created.status_code == 201, created.text
+    patched = requests.patch(f"{orchestrator}/services/{unique_name}/config/next", json={"env": {"MESSAGE": "so platform; many service; wow"}}, timeout=10)
+    assert patched.ok, patched.text
+    deploy = {"serviceName": unique_name, "dockerRepository": test_image, "pushedAt": int(time.time())}
+    deployed = requests.post(scheduler + "/hooks/deploy", json=deploy, timeout=120)
+    assert deployed.ok, deployed.text
+
+    def routed() -> bool:
+        answer = requests.get(composed.url("PAZ_HTTP_PORT") + "/cgi-bin/index", headers={"Host": f"{unique_name}.paz"}, timeout=3)
+        return answer.status_code == 200 and answer.text == "so platform; many service; wow"
+
+    try:
+        wait_until(routed, 60, interval=1, what=f"HAProxy routing {unique_name}.paz")
+    except AssertionError:
+        raise AssertionError(composed.logs()) from None
