@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 
 from paz.errors import ApiError
-from paz.etcd_client import Etcd, KeyNotFound
+from paz.etcd_client import Etcd, KeyNotFound, StoreUnavailable
 from paz.upstream import Upstream
 
 from .drivers.base import Driver, InstanceSpec, Unit
@@ -90,6 +90,7 @@ class Scheduler:
         self, name: str, image: str, config: dict[str, Any], pushed_at: str | None, kind: str, rollback_of: int | None = None
     ) -> dict[str, Any]:
         with self._lock(name):
+            previous = self.driver.units(name)  # also: an unreachable runtime fails here, before a version is taken
             version = self.store.next_version(name)
             document: dict[str, Any] = {
                 "service": name, "version": version, "dockerRepository": image, "config": config,
@@ -99,7 +100,6 @@ class Scheduler:
                 document["rollbackOf"] = rollback_of
             self.store.create_version(document)
             log.info("deploy started", extra={"service": name, "version": version, "image": image, "kind": kind})
-            previous = [unit for unit in self.driver.units(name) if unit.version != version]
             fixed_port = any(port.get("host") for port in config.get("ports") or [])
             started: list[Unit] = []
             try:
@@ -111,6 +111,9 @@ class Scheduler:
                 self._await_keys(started, present=True)
             except ApiError as exc:
                 self._fail(name, version, started, exc, [] if fixed_port else previous)
+                raise
+            except StoreUnavailable:
+                self.driver.remove(started)  # cannot be recorded; at least nothing half-deployed keeps running
                 raise
             if not fixed_port:
                 self._retire(name, previous, "replaced")

@@ -27,7 +27,7 @@ from paz.etcd_client import Etcd, Result, StoreUnavailable
 from paz.errors import ApiError
 from paz.watch import Watcher
 
-from .drivers.base import Unit, instance_key, ready
+from .drivers.base import Unit, accepts_connections, instance_key, ready
 from .drivers.docker import DockerDriver
 from .store import SERVICES, SchedulerStore, parse_version_key
 
@@ -115,7 +115,12 @@ class InstanceAnnouncer:
 
     def reconcile(self) -> None:
         """Announce what serves, withdraw the rest."""
-        candidates = [u for u in self.driver.units() if u.state == "running" and u.address and self._serving(u)]
+        try:
+            units = self.driver.units()
+        except ApiError:
+            self._probe_held()  # the engine is unreachable: keep only keys whose address still answers
+            raise
+        candidates = [u for u in units if u.state == "running" and u.address and self._serving(u)]
         verdicts = dict(zip(candidates, self._pool.map(self._probe, candidates)))
         held = self.announcer.keys
         wanted: dict[str, str] = {}
@@ -130,6 +135,13 @@ class InstanceAnnouncer:
         for key, address in wanted.items():
             if held.get(key) != address:
                 self.announcer.announce(key, address)
+
+    def _probe_held(self) -> None:
+        held = self.announcer.keys
+        for (key, address), answers in zip(held.items(), self._pool.map(_accepts, held.values())):
+            self.failures[key] = 0 if answers else self.failures.get(key, 0) + 1
+            if self.failures[key] >= FAILED_PROBES_TO_WITHDRAW:
+                self.announcer.withdraw(key)
 
     def _probe(self, unit: Unit) -> bool:
         document = self._serving(unit) or {}
@@ -174,6 +186,11 @@ class InstanceAnnouncer:
             self.store.journal("instance-down", service, f"{unit} stopped (exit code {code}) while serving; its key was withdrawn", version)
         except StoreUnavailable as exc:
             log.warning("could not journal instance-down", extra={"unit": unit, "reason": str(exc)})
+
+
+def _accepts(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return accepts_connections(host, int(port))
 
 
 def start_background(settings: Any) -> Any:
