@@ -136,6 +136,11 @@ def test_every_python_package_is_listed_for_a_non_editable_install() -> None:
 # --- the real bring-up ---------------------------------------------------------------------------
 
 
+def run_checked(argv: list[str], timeout: float = 900) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{argv[0]} failed:\n{(result.stdout + result.stderr)[-3000:]}"
+
+
 def base_image(engine: DockerEngine, workdir: Path) -> str:
     """A Debian bookworm image with python3, HAProxy and etcd, made with debootstrap and imported;
     made once per Docker Engine (its tag is reused while the engine keeps it)."""
@@ -145,12 +150,11 @@ def base_image(engine: DockerEngine, workdir: Path) -> str:
     debootstrap = need("debootstrap")
     if os.geteuid() != 0:
         message = "debootstrap needs root to make the base image: run the tests as root"
-        pytest.fail(message) if os.environ.get("CI") == "true" else pytest.skip(message)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
     rootfs = workdir / "rootfs"
-    subprocess.run(
-        [debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), "http://deb.debian.org/debian"],
-        check=True, capture_output=True, timeout=900,
-    )
+    run_checked([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), "http://deb.debian.org/debian"])
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
@@ -165,16 +169,13 @@ def suite_image(engine: DockerEngine, base: str, workdir: Path) -> str:
     """compose/Dockerfile built on ``base`` from a copy of the sources, with wheels made here by pip
     (so the build itself needs no package index)."""
     context = workdir / "context"
-    (context / "compose" / "wheels").mkdir(parents=True)
+    wheels = context / "compose" / "wheels"
+    wheels.mkdir(parents=True)
     for part in ("setup.cfg", "pyproject.toml", "README.md", ".dockerignore", "compose/Dockerfile"):
         shutil.copy(ROOT / part, context / part)
     for folder in ("shared", "services"):
         shutil.copytree(ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    wheels = context / "compose" / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context), "setuptools>=68", "wheel"],
-        check=True, capture_output=True, timeout=600,
-    )
+    run_checked([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context), "setuptools>=68", "wheel"])
     for own in wheels.glob("paz-*.whl"):
         own.unlink()
     tag = f"paz-test/suite:{SESSION_ID}"
@@ -247,8 +248,8 @@ def test_compose_up_announces_every_service_by_its_compose_name(composed: Compos
     try:
         for name, port in SUITE.items():
             wait_until(lambda: etcdctl_get(etcd, f"/paz/services/{name}") == f"{name}:{port}", 90, interval=1, what=f"{name} announced")
-    except AssertionError:
-        raise AssertionError(composed.logs()) from None
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{composed.logs()}") from None
     for var in ("PAZ_ORCHESTRATOR_PORT", "PAZ_DIRECTORY_PORT", "PAZ_SCHEDULER_PORT", "PAZ_HAPROXY_SYNC_PORT"):
         assert requests.get(composed.url(var) + "/health", timeout=5).json()["status"] == "ok"
 
@@ -272,5 +273,5 @@ def test_compose_suite_deploys_the_seed_way_and_haproxy_routes_to_it(composed: C
 
     try:
         wait_until(routed, 60, interval=1, what=f"HAProxy routing {unique_name}.paz")
-    except AssertionError:
-        raise AssertionError(composed.logs()) from None
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{composed.logs()}") from None
