@@ -13,12 +13,13 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from flask import Response, copy_current_request_context, has_request_context
+from flask import Response, has_request_context
 
 from paz.announce import SERVICES_PREFIX
 from paz.errors import ApiError, NotFound
 from paz.etcd_client import Etcd
 from paz.upstream import Upstream
+from paz.web import request_id
 
 DIRECTORY = "paz-service-directory"
 SCHEDULER = "paz-scheduler"
@@ -107,17 +108,18 @@ class Cluster:
     def units_with_stats(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``units`` with each one's ``stats`` (Docker samples them, so they are asked for in parallel)."""
 
+        trace = {"X-Request-Id": request_id()} if has_request_context() else {}  # the pool's threads have no request
+
         def with_stats(unit: dict[str, Any]) -> dict[str, Any]:
             try:
-                return self.unit(unit["id"])
+                return self.upstream.json(SCHEDULER, "GET", f"/units/{segment(unit['id'])}", headers=trace)
             except ApiError as exc:
                 return {**unit, "stats": None, "statsError": problem(exc)}
 
         if not units:
             return []
-        run = copy_current_request_context(with_stats) if has_request_context() else with_stats
         with ThreadPoolExecutor(min(STATS_THREADS, len(units))) as pool:
-            return list(pool.map(run, units))
+            return list(pool.map(with_stats, units))
 
     def host_with_stats(self, host_id: str) -> dict[str, Any]:
         """A host and the totals of the units running on it."""
