@@ -1,0 +1,310 @@
+"""The watch → render → apply loop, run once per haproxy-sync in gunicorn's master.
+
+Three :class:`~paz.watch.Watcher` threads keep an in-memory view of ``/paz/services``, the
+directory's documents and ``/paz/config/domain``; each change wakes the applier, which waits
+:attr:`Engine.COALESCE_SECONDS` so a burst becomes one apply, then renders the whole config and:
+
+* applies it through HAProxy's Runtime API without a reload when only servers of existing backends
+  were added, removed or re-addressed (and then installs the checked file, so a later reload agrees);
+* otherwise checks it, moves it into place and reloads HAProxy seamlessly.
+
+Nothing is applied until every watched part of etcd has been read once, so a haproxy-sync started
+while etcd is down keeps HAProxy serving the last good config. The HTTP workers learn what happened
+from ``status.json`` and the config file in ``PAZ_HAPROXY_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from paz.etcd_client import Etcd, Result
+from paz.watch import Watcher
+
+from .haproxy import Haproxy, HaproxyError
+from .model import (
+    DIRECTORY_PREFIX, DOMAIN_KEY, SERVICES_PREFIX, Instance, Malformed, RouterSettings, Table,
+    is_service_name, parse_domain, parse_instance, parse_router_settings,
+)
+from .render import render, server_line
+
+if TYPE_CHECKING:
+    from .app import SyncSettings
+
+log = logging.getLogger(__name__)
+
+GONE = ("delete", "expire", "compareAndDelete")
+Servers = dict[str, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What HAProxy runs: the config's structure and each backend's servers (name → address)."""
+
+    structure: str
+    servers: Servers
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def leaves(tree: Result | None) -> list[Result]:
+    return [node for node in (tree.leaves if tree else []) if not node.dir]
+
+
+class Engine:
+    COALESCE_SECONDS = 0.02
+    TICK_SECONDS = 1.0
+    MAX_RUNTIME_COMMANDS = 400
+
+    def __init__(self, settings: "SyncSettings", etcd: Etcd) -> None:
+        self.settings = settings
+        self.haproxy = Haproxy(settings)
+        self._lock = threading.Lock()
+        self._instances: dict[str, Instance] = {}
+        self._routers: dict[str, RouterSettings] = {}
+        self._domain: str | None = None
+        self._loaded: set[str] = set()
+        self._applied: Applied | None = None
+        self._pending_deletes: set[str] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._status: dict[str, Any] = {}
+        self.watchers = [
+            Watcher(etcd, SERVICES_PREFIX, self._on_instance, self._reset(SERVICES_PREFIX, self._on_instance)),
+            Watcher(etcd, DIRECTORY_PREFIX, self._on_document, self._reset(DIRECTORY_PREFIX, self._on_document)),
+            Watcher(etcd, DOMAIN_KEY, self._on_domain, self._reset(DOMAIN_KEY, self._on_domain)),
+        ]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> "Engine":
+        """Adopt the running HAProxy or start one on the last good config, then follow etcd."""
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        pid = self.haproxy.master_pid()
+        if pid:
+            log.info("adopted the running haproxy", extra={"pid": pid})
+        else:
+            self._start_haproxy()
+        self._write_status(haproxyPid=self.haproxy.master_pid())
+        for watcher in self.watchers:
+            watcher.start()
+        self._thread = threading.Thread(target=self._run, name="paz-haproxy-apply", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop following etcd; stop HAProxy too unless ``PAZ_HAPROXY_KEEP`` asks to leave it serving."""
+        self._stop.set()
+        self._wake.set()
+        for watcher in self.watchers:
+            watcher.stop()
+        if self._thread:
+            self._thread.join(timeout=10)
+        if not self.settings.keep_haproxy:
+            self.haproxy.stop()
+
+    def _start_haproxy(self) -> None:
+        try:
+            if self.haproxy.installed() is None:
+                self.haproxy.install(render(Table(None, {}), self.settings))
+            self.haproxy.start()
+        except HaproxyError as exc:
+            self._failed(exc)
+
+    # -- the view of etcd --------------------------------------------------------------------
+
+    def _reset(self, prefix: str, on_node: Callable[[Result], None]) -> Callable[[Result | None], None]:
+        """An ``on_reset`` that forgets what ``prefix`` held and takes the whole tree again."""
+
+        def reset(tree: Result | None) -> None:
+            with self._lock:
+                if prefix == SERVICES_PREFIX:
+                    self._instances.clear()
+                elif prefix == DIRECTORY_PREFIX:
+                    self._routers.clear()
+                else:
+                    self._domain = None
+            for node in leaves(tree):
+                on_node(node, wake=False)
+            with self._lock:
+                self._loaded.add(prefix)
+            self._wake.set()
+
+        return reset
+
+    def _on_instance(self, event: Result, wake: bool = True) -> None:
+        with self._lock:
+            for key in [k for k in self._instances if k == event.key or k.startswith(event.key + "/")]:
+                del self._instances[key]
+            if event.action not in GONE and not event.dir:
+                try:
+                    self._instances[event.key] = parse_instance(event.key, event.value)
+                except Malformed as exc:
+                    log.warning("skipped an instance key", extra={"key": event.key, "reason": str(exc)})
+        if wake:
+            self._wake.set()
+
+    def _on_document(self, event: Result, wake: bool = True) -> None:
+        name = event.key.removeprefix(DIRECTORY_PREFIX + "/")
+        with self._lock:
+            if event.action in GONE and event.key == DIRECTORY_PREFIX:
+                self._routers.clear()
+            elif event.action in GONE or event.dir:
+                self._routers.pop(name, None)
+            elif not is_service_name(name):
+                log.warning("skipped a directory document", extra={"key": event.key, "reason": "not a service name"})
+            else:
+                self._routers[name], problems = parse_router_settings(name, event.value)
+                for problem in problems:
+                    log.warning("directory document problem", extra={"key": event.key, "reason": problem})
+        if wake:
+            self._wake.set()
+
+    def _on_domain(self, event: Result, wake: bool = True) -> None:
+        try:
+            domain = None if event.action in GONE or event.dir else parse_domain(event.value)
+        except Malformed as exc:
+            log.warning("skipped the domain", extra={"key": event.key, "reason": str(exc)})
+            domain = None
+        with self._lock:
+            self._domain = domain
+        if wake:
+            self._wake.set()
+
+    def table(self) -> Table | None:
+        """The routing table, or None until every watched part of etcd has been read once."""
+        with self._lock:
+            if len(self._loaded) < len(self.watchers):
+                return None
+            services: dict[str, dict[str, Instance]] = {name: {} for name in self._routers}
+            for key in sorted(self._instances):
+                instance = self._instances[key]
+                services.setdefault(instance.service, {})[instance.name] = instance
+            return Table(self._domain, {name: tuple(s.values()) for name, s in services.items()}, dict(self._routers))
+
+    # -- applying ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._wake.wait(self.TICK_SECONDS):
+                self._stop.wait(self.COALESCE_SECONDS)
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            try:
+                self.apply()
+            except Exception as exc:  # noqa: BLE001 - reported in status.json and retried at the next tick
+                self._failed(exc)
+
+    def apply(self) -> None:
+        """Bring HAProxy to what etcd says, by the Runtime API when that is enough, else by a reload."""
+        table = self.table()
+        if table is None:
+            if not self.haproxy.master_pid() and self.haproxy.installed():
+                self._start_haproxy()
+            return
+        text, structure = render(table, self.settings), render(table, self.settings, servers=False)
+        servers = {name: {i.name: i.address for i in instances} for name, instances in table.services.items()}
+        running = self.haproxy.master_pid() is not None
+        if running and self._applied and self._applied.structure == structure:
+            if self._applied.servers == servers:
+                self._retry_deletes()
+                return
+            if self._apply_runtime(table, self._applied.servers, servers):
+                self.haproxy.install(text)
+                self._applied = Applied(structure, servers)
+                self._done("runtime", table)
+                return
+        self._apply_reload(text, running)
+        self._applied = Applied(structure, servers)
+        self._done("reload", table)
+
+    def _apply_reload(self, text: str, running: bool) -> None:
+        if running and text == self.haproxy.installed():
+            return  # an adopted HAProxy already runs exactly this
+        self.haproxy.install(text)
+        if running:
+            self.haproxy.reload()
+        else:
+            self.haproxy.start()
+        self._pending_deletes.clear()
+
+    def _apply_runtime(self, table: Table, old: Servers, new: Servers) -> bool:
+        """Add, re-address and remove servers in place; False when a reload must do it instead."""
+        changes = [(backend, old[backend], new[backend]) for backend in new if old.get(backend) != new[backend]]
+        if sum(len(a) + len(b) for _, a, b in changes) > self.MAX_RUNTIME_COMMANDS:
+            return False
+        try:
+            for backend, before, after in changes:
+                router = table.settings_of(backend)
+                for name in after.keys() - before.keys():
+                    self._add_server(backend, name, after[name], router)
+                for name in after.keys() & before.keys():
+                    if after[name] != before[name]:
+                        self._readdress(backend, name, after[name])
+                for name in before.keys() - after.keys():
+                    self.haproxy.command(f"set server {backend}/{name} state maint")
+                    self._pending_deletes.add(f"{backend}/{name}")
+        except HaproxyError as exc:
+            log.warning("runtime change refused, reloading instead", extra={"reason": str(exc)})
+            return False
+        self._retry_deletes()
+        return True
+
+    def _add_server(self, backend: str, name: str, address: str, router: RouterSettings) -> None:
+        self._pending_deletes.discard(f"{backend}/{name}")
+        answer = self.haproxy.command(f"add server {backend}/{server_line(name, address, router)}")
+        if "New server registered" not in answer:
+            raise HaproxyError(f"add server {backend}/{name}: {answer.strip()}")
+        if router.health is not None:
+            self.haproxy.command(f"enable health {backend}/{name}")
+        self.haproxy.command(f"enable server {backend}/{name}")
+
+    def _readdress(self, backend: str, name: str, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        answer = self.haproxy.command(f"set server {backend}/{name} addr {host} port {port}")
+        if "change" not in answer:
+            raise HaproxyError(f"set server {backend}/{name} addr: {answer.strip()}")
+
+    def _retry_deletes(self) -> None:
+        """Delete servers put in maintenance; HAProxy refuses while they still carry connections."""
+        for server in sorted(self._pending_deletes):
+            answer = self.haproxy.command(f"del server {server}")
+            if "Server deleted" in answer or "No such" in answer:
+                self._pending_deletes.discard(server)
+
+    # -- status for the HTTP workers -----------------------------------------------------------
+
+    def _done(self, how: str, table: Table) -> None:
+        count = sum(len(servers) for servers in table.services.values())
+        log.info("applied", extra={"how": how, "services": len(table.services), "servers": count})
+        self._write_status(
+            haproxyPid=self.haproxy.master_pid(), lastAppliedAt=now(), lastApply=how,
+            services=len(table.services), servers=count, lastError=None,
+        )
+
+    def _failed(self, exc: Exception) -> None:
+        log.error("apply failed; HAProxy keeps the last good config", extra={"reason": str(exc)})
+        self._write_status(haproxyPid=self.haproxy.master_pid(), lastError=str(exc), lastErrorAt=now())
+
+    def _write_status(self, **fields: Any) -> None:
+        self._status.update(fields)
+        path = self.settings.status_path
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self._status, sort_keys=True))
+        os.replace(temporary, path)
+
+
+def start_engine(settings: "SyncSettings") -> Engine:
+    """The background task gunicorn's master runs once (see :func:`paz.server.serve`)."""
+    return Engine(settings, Etcd.from_settings(settings)).start()
+

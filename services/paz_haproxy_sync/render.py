@@ -1,0 +1,115 @@
+"""haproxy.cfg from a :class:`~.model.Table`.
+
+Only validated names and addresses (see :mod:`.model`) and this module's own constants reach the
+text. One backend per service (named as the service), chosen by the request's host name:
+``<service>.paz`` always, ``<service>.<domain>`` too when the service is public-facing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .model import RouterSettings, Table
+
+if TYPE_CHECKING:
+    from .app import SyncSettings
+
+UNKNOWN_BACKEND = "paz_unknown"
+TEXT = 'content-type "text/plain; charset=utf-8"'
+
+
+def render(table: Table, settings: "SyncSettings", servers: bool = True) -> str:
+    """The whole config; with ``servers=False`` its structure only (what a runtime change cannot alter)."""
+    lines = [*_global(settings), *_frontend(table, settings), *_fixed(settings)]
+    for name in sorted(table.services):
+        lines += _backend(table, name, servers)
+    return "\n".join(lines) + "\n"
+
+
+def server_line(name: str, address: str, router: RouterSettings) -> str:
+    """What follows ``server`` in the config, and ``add server <backend>/`` on the Runtime API."""
+    return f"{name} {address}{server_options(router)}"
+
+
+def server_options(router: RouterSettings) -> str:
+    if router.health is None:
+        return ""
+    return f" check inter {router.health.interval * 1000} rise 2 fall 2"
+
+
+def _global(settings: "SyncSettings") -> list[str]:
+    return [
+        "# Written by paz-haproxy-sync from etcd; changes made here are replaced at the next change.",
+        "global",
+        "    master-worker",
+        f"    pidfile {settings.pid_file}",
+        f"    stats socket {settings.stats_socket} mode 600 level admin expose-fd listeners",
+        "    stats timeout 30s",
+        "    hard-stop-after 60s",
+        "",
+        "defaults",
+        "    mode http",
+        "    option redispatch",
+        "    retries 3",
+        "    timeout connect 3s",
+        "    timeout client 30s",
+        "    timeout server 60s",
+        "    timeout queue 10s",
+        "    timeout http-request 10s",
+        "    timeout http-keep-alive 10s",
+        f'    http-error status 503 {TEXT} string "paz: this service has no live instance right now; '
+        'see its units with the orchestrator.\\n"',
+        "",
+    ]
+
+
+def _frontend(table: Table, settings: "SyncSettings") -> list[str]:
+    lines = [
+        "frontend paz_router",
+        f"    bind {settings.router_bind}:{settings.http_port}",
+        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+    ]
+    for name in sorted(table.services):
+        hosts = [f"{name}.paz"]
+        if table.domain and table.settings_of(name).public and not name.startswith("paz-"):
+            hosts.append(f"{name}.{table.domain}")
+        lines.append(f"    use_backend {name} if {{ var(txn.host) -m str {' '.join(hosts)} }}")
+    lines += [f"    default_backend {UNKNOWN_BACKEND}", ""]
+    return lines
+
+
+def _fixed(settings: "SyncSettings") -> list[str]:
+    return [
+        f"backend {UNKNOWN_BACKEND}",
+        f'    http-request return status 503 {TEXT} lf-string "paz: no service is routed for the host name '
+        "'%[var(txn.host)]'. Services answer at <name>.paz (and <name>.<domain> when public-facing).\\n\"",
+        "",
+        "listen paz_stats",
+        f"    bind {settings.router_bind}:{settings.stats_port}",
+        "    stats enable",
+        "    stats uri /",
+        "    stats refresh 5s",
+        "",
+    ]
+
+
+def _backend(table: Table, name: str, servers: bool) -> list[str]:
+    router = table.settings_of(name)
+    lines: list[str] = []
+    if router.auth:
+        lines += [f"userlist users_{name}"]
+        lines += [f"    user {user} password {password_hash}" for user, password_hash in router.auth.users]
+        lines += [""]
+    lines += [f"backend {name}", "    balance roundrobin"]
+    if router.refused:
+        lines.append(
+            f'    http-request return status 503 {TEXT} string "paz: {name} is not served because its router '
+            'settings in the directory cannot be read; fix its basicAuth with PATCH /services/<name>/config.\\n"'
+        )
+    if router.auth:
+        lines.append(f'    http-request auth realm "{router.auth.realm}" unless {{ http_auth(users_{name}) }}')
+    if router.health:
+        lines += [f"    option httpchk GET {router.health.path}", f"    timeout check {router.health.timeout}s"]
+    if servers:
+        lines += [f"    server {server_line(i.name, i.address, router)}" for i in table.services[name]]
+    return lines + [""]
