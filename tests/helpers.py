@@ -376,3 +376,84 @@ class EventStream:
 
     def close(self) -> None:
         self.response.close()
+
+
+class IdServer:
+    """A real HTTP server on 127.0.0.1 (threads of the test process) answering its own id.
+
+    ``GET /health`` answers 200, or 503 once ``healthy`` is set to False; every other path answers
+    the id. It stands for an app instance behind HAProxy.
+    """
+
+    def __init__(self, ident: str) -> None:
+        import http.server
+        import threading
+
+        self.ident = ident
+        self.healthy = True
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                status = 503 if self.path == "/health" and not owner.healthy else 200
+                body = owner.ident.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "IdServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HaproxySync(Service):
+    """paz-haproxy-sync on free ports with its HAProxy state in ``folder``; stopping it also stops
+    (by the pid in its pid file) any HAProxy it left running."""
+
+    def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None) -> None:
+        need("haproxy")
+        self.http_port, self.stats_port, self.folder = free_port(), free_port(), folder
+        super().__init__("paz-haproxy-sync", etcd, folder, env={
+            "PAZ_HTTP_PORT": str(self.http_port), "PAZ_STATS_PORT": str(self.stats_port),
+            "PAZ_HAPROXY_DIR": str(folder / "haproxy"), **(env or {}),
+        })
+
+    def haproxy_pid(self) -> int | None:
+        try:
+            pid = int((self.folder / "haproxy" / "haproxy.pid").read_text().split()[0])
+            return pid if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def route(self, host: str, path: str = "/", **kwargs: Any) -> requests.Response:
+        """A request through HAProxy's router with ``Host: <host>``."""
+        kwargs.setdefault("timeout", 5)
+        return requests.get(f"http://127.0.0.1:{self.http_port}{path}", headers={"Host": host, **kwargs.pop("headers", {})}, **kwargs)
+
+    def stop_haproxy(self) -> None:
+        pid = self.haproxy_pid()
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: self.haproxy_pid() is None, 10, what=f"HAProxy {pid} to stop")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        code = super().stop(sig)
+        self.stop_haproxy()
+        return code
