@@ -50,6 +50,9 @@ def _global(settings: "SyncSettings") -> list[str]:
         "defaults",
         "    mode http",
         "    option redispatch",
+        # An old worker answers the next request on an idle keep-alive connection (with Connection:
+        # close) instead of closing it under the client's feet during a reload.
+        "    option idle-close-on-response",
         "    retries 3",
         "    timeout connect 3s",
         "    timeout client 30s",
