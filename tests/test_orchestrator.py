@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import EtcdServer, EventStream, Service, free_port, wait_until
+from helpers import EtcdServer, EventStream, Service, free_port, running, wait_until
 
 
 def svcdoc(name: str) -> dict:
@@ -230,3 +230,15 @@ def test_openapi_documents_every_route(orchestrator: Service) -> None:
                  "/cluster/load-balancers/{lb_id}/health", "/services/{name}/stats", "/events"):
         assert path in paths, path
     assert json.dumps(paths["/services/{name}"]["delete"]).count("force") >= 1
+
+
+def test_host_is_unhealthy_while_its_engine_does_not_answer(own_etcd: EtcdServer, tmp_path: Path) -> None:
+    scheduler = Service("paz-scheduler", own_etcd, tmp_path, env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    orchestrator = Service("paz-orchestrator", own_etcd, tmp_path)
+    with running(scheduler, orchestrator):
+        [host] = orchestrator.request("GET", "/cluster/hosts").json()
+        assert host["healthy"] is False
+        health = orchestrator.request("GET", f"/cluster/hosts/{host['id']}/health")
+        assert health.status_code == 503 and health.json()["healthy"] is False and health.json()["reason"]
+        summary = orchestrator.request("GET", "/cluster").json()
+        assert summary["hosts"] == {"total": 1, "healthy": 0} and summary["healthy"] is False
