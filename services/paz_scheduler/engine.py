@@ -31,7 +31,7 @@ from paz.upstream import Upstream
 
 from .drivers.base import Driver, InstanceSpec, Unit
 from .schemas import iso_now
-from .store import SchedulerStore
+from .store import DeployLock, SchedulerStore
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Scheduler:
             self.store.journal("stop", name, f"stopped {len(ids)} instance(s)" + (f": {', '.join(ids)}" if ids else ""))
             return ids
 
-    def _lock(self, name: str):
+    def _lock(self, name: str) -> DeployLock:
         wait = self.settings.deploy_timeout + 30
         return self.store.locked(name, uuid.uuid4().hex, ttl=int(2 * wait), wait=wait)
 
@@ -91,14 +91,7 @@ class Scheduler:
     ) -> dict[str, Any]:
         with self._lock(name):
             previous = self.driver.units(name)  # also: an unreachable runtime fails here, before a version is taken
-            version = self.store.next_version(name)
-            document: dict[str, Any] = {
-                "service": name, "version": version, "dockerRepository": image, "config": config,
-                "pushedAt": pushed_at, "deployedAt": None, "status": "deploying",
-            }
-            if rollback_of is not None:
-                document["rollbackOf"] = rollback_of
-            self.store.create_version(document)
+            version = self._new_version(name, image, config, pushed_at, rollback_of)
             log.info("deploy started", extra={"service": name, "version": version, "image": image, "kind": kind})
             fixed_port = any(port.get("host") for port in config.get("ports") or [])
             started: list[Unit] = []
@@ -109,6 +102,7 @@ class Scheduler:
                 started = self._start(name, version, image, config)
                 document = self.store.update_version(name, version, status="running", deployedAt=iso_now())
                 self._await_keys(started, present=True)
+                log.info("new instances announced", extra={"service": name, "version": version})
             except ApiError as exc:
                 self._fail(name, version, started, exc, [] if fixed_port else previous)
                 raise
@@ -121,11 +115,26 @@ class Scheduler:
             log.info("deploy done", extra={"service": name, "version": version, "units": [u.id for u in started]})
             return document
 
+    def _new_version(
+        self, name: str, image: str, config: dict[str, Any], pushed_at: str | None, rollback_of: int | None
+    ) -> int:
+        """Take the next version number and record it as ``deploying``."""
+        version = self.store.next_version(name)
+        document: dict[str, Any] = {
+            "service": name, "version": version, "dockerRepository": image, "config": config,
+            "pushedAt": pushed_at, "deployedAt": None, "status": "deploying",
+        }
+        if rollback_of is not None:
+            document["rollbackOf"] = rollback_of
+        self.store.create_version(document)
+        return version
+
     def _start(self, name: str, version: int, image: str, config: dict[str, Any]) -> list[Unit]:
         started: list[Unit] = []
         try:
             for instance in range(1, int(config.get("numInstances") or 1) + 1):
                 started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
+            log.info("instances started, waiting until they serve", extra={"units": [u.id for u in started]})
             self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
         except ApiError:
             self.driver.remove(started)
@@ -158,6 +167,7 @@ class Scheduler:
                 log.info("unit of an unrecorded version", extra={"service": name, "version": version})
         self.driver.withdraw(units)
         announced = self._await_keys(units, present=False)
+        log.info("retiring instances", extra={"units": [u.id for u in units], "status": status})
         if announced and self.settings.drain_seconds:
             time.sleep(self.settings.drain_seconds)
         self.driver.remove(units)

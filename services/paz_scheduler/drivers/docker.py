@@ -171,12 +171,20 @@ class DockerDriver:
                 if state["Status"] in ("exited", "dead"):
                     return f"{unit.id} exited with code {state.get('ExitCode')}{self._last_words(unit)}"
                 if state["Running"] and (unit.address is None or ready(unit.host, unit.port, health_check)):
-                    api.update_container(unit.containerId, restart_policy=RESTART_POLICY)
+                    self._keep_restarting(unit)
                     return None
                 if time.monotonic() > deadline:
                     what = f"answer at {health_check['path']}" if health_check else "accept connections"
                     return f"{unit.id} did not {what} on {unit.address} in time{self._last_words(unit)}"
                 time.sleep(0.05)
+
+    def _keep_restarting(self, unit: Unit) -> None:
+        """Give a serving instance its restart policy; a slow engine here costs a warning, not the deploy."""
+        try:
+            with self.reaching():
+                self.client(5.0).api.update_container(unit.containerId, restart_policy=RESTART_POLICY)
+        except (docker.errors.APIError, Unavailable) as exc:
+            log.warning("could not set the restart policy", extra={"unit": unit.id, "reason": str(exc)})
 
     def _last_words(self, unit: Unit) -> str:
         with contextlib.suppress(Exception):
