@@ -42,7 +42,8 @@ def images(docker_engine: DockerEngine, test_image: str) -> dict[str, str]:
         docker_engine, "lukebond/contrived-service-1:0.0.1",
         extra_changes=["ENV PORT=9000", 'ENV MESSAGE="Hello World 1"', "EXPOSE 9000"],
     )
-    return {"demo": "lukebond/demo-api", "contrived": contrived}
+    broken = build_test_image(docker_engine, "lukebond/demo-api:broken", extra_changes=['CMD ["/bin/sh", "-c", "echo broken; exit 1"]'])
+    return {"demo": "lukebond/demo-api", "contrived": contrived, "broken": broken}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def positions(events: list[dict[str, Any]], service: str) -> dict[str, int]:
     return found
 
 
-def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: DockerEngine) -> None:
+def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: DockerEngine, images: dict[str, str]) -> None:
     suffix = uuid.uuid4().hex[:6]
     demo, contrived = f"demo-api-{suffix}", f"contrived-service-1-{suffix}"
     orchestrator = suite.orchestrator
@@ -134,6 +135,12 @@ def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: D
         assert orchestrator.request("GET", f"/services/{demo}/units/{unit['id']}/health").status_code == 200
         measured = orchestrator.request("GET", f"/services/{demo}/units/{unit['id']}").json()
         assert measured["stats"]["memoryBytes"] > 0 and measured["stats"]["cpuPercent"] is not None
+
+        # beyond the seed: a version that exits at once fails, and v1 keeps serving
+        failed = suite.scheduler.request("POST", "/hooks/deploy", json={"serviceName": demo, "dockerRepository": images["broken"]}, timeout=60)
+        assert failed.status_code == 422, failed.text
+        history = orchestrator.request("GET", f"/services/{demo}/config/history").json()
+        assert [(v["version"], v["status"]) for v in history] == [(2, "failed"), (1, "running")]
 
         # $ etcdctl --peers=... get /paz/services/paz-service-directory   (and paz-scheduler)
         directory_at = etcdctl_get(suite.etcd.url, "/paz/services/paz-service-directory")
@@ -202,6 +209,10 @@ def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: D
     ]
     assert in_order == sorted(in_order), [(e["event"], e["data"].get("service")) for e in events]
     assert demo_at["deploy-started"] < demo_at["instance-up"] < contrived_at["service-created"]
+    assert demo_at["deploy-finished"] < demo_at["deploy-failed"] < contrived_at["service-created"]
+    assert [(e["data"]["version"], e["event"]) for e in events if e["event"].startswith("deploy-") and e["data"]["service"] == demo] == [
+        (1, "deploy-started"), (1, "deploy-finished"), (2, "deploy-started"), (2, "deploy-failed")]
+    assert "was not deployed" in events[demo_at["deploy-failed"]]["data"]["message"]
     assert contrived_at["deploy-started"] < contrived_at["instance-up"] < contrived_at["instance-down"]
     assert demo_at["journal:deploy"] < contrived_at["service-created"] and contrived_at["journal:stop"] < contrived_at["service-deleted"]
     assert {e["data"]["unit"] for e in events if e["event"] == "instance-up"} == {f"{demo}-1-1", f"{contrived}-1-1"}
