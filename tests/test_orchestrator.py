@@ -242,3 +242,20 @@ def test_host_is_unhealthy_while_its_engine_does_not_answer(own_etcd: EtcdServer
         assert health.status_code == 503 and health.json()["healthy"] is False and health.json()["reason"]
         summary = orchestrator.request("GET", "/cluster").json()
         assert summary["hosts"] == {"total": 1, "healthy": 0} and summary["healthy"] is False
+
+
+def test_event_stream_survives_an_etcd_restart(own_etcd: EtcdServer, tmp_path: Path) -> None:
+    orchestrator = Service("paz-orchestrator", own_etcd, tmp_path, env={"PAZ_EVENTS_KEEPALIVE": "0.5"})
+    with running(orchestrator):
+        stream = EventStream(f"{orchestrator.url}/events")
+        try:
+            own_etcd.put("/paz/directory/services/before", json.dumps(svcdoc("before")))
+            assert stream.next()["data"]["service"] == "before"
+            own_etcd.stop()
+            wait_until(lambda: "etcd is unreachable" in next(stream.lines), 10, interval=0, what="the stream to say etcd is unreachable")
+            own_etcd.start()
+            own_etcd.put("/paz/directory/services/after", json.dumps(svcdoc("after")))
+            event = stream.until(lambda e: True, 1)[0]
+        finally:
+            stream.close()
+    assert (event["event"], event["data"]["service"]) == ("service-created", "after")
