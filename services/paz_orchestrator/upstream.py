@@ -107,7 +107,6 @@ class Cluster:
 
     def units_with_stats(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``units`` with each one's ``stats`` (Docker samples them, so they are asked for in parallel)."""
-
         trace = {"X-Request-Id": request_id()} if has_request_context() else {}  # the pool's threads have no request
 
         def with_stats(unit: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +151,15 @@ class Cluster:
         return sorted(names)
 
     def load_balancer(self, name: str) -> dict[str, Any]:
-        """One load balancer: address, health and its backends (with HAProxy's stats)."""
         if name not in self.load_balancer_names():
             raise NotFound(f"No load balancer {name!r} is announced; GET /cluster/load-balancers lists them.", {"id": name})
+        return self._balancer(name)
+
+    def load_balancers(self) -> list[dict[str, Any]]:
+        return [self._balancer(name) for name in self.load_balancer_names()]
+
+    def _balancer(self, name: str) -> dict[str, Any]:
+        """One load balancer: address, health and its backends (with HAProxy's stats); ``error`` when it fails."""
         answer: dict[str, Any] = {"id": name, "address": None, "healthy": False, "backends": []}
         try:
             answer["address"] = self.upstream.discovery.address(name)
@@ -163,9 +168,6 @@ class Cluster:
         except ApiError as exc:
             answer["error"] = problem(exc)
         return answer
-
-    def load_balancers(self) -> list[dict[str, Any]]:
-        return [self.load_balancer(name) for name in self.load_balancer_names()]
 
     # Stats
     def service_stats(self, name: str) -> dict[str, Any]:
