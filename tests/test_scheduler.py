@@ -32,13 +32,6 @@ def scheduler_env(docker_engine: Any, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def scheduler(etcd, directory, docker_engine, test_image, tmp_path):
-    service = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine)).start()
-    yield service
-    service.stop()
-
-
 @pytest.fixture(scope="session")
 def exit_image(docker_engine) -> str:
     """The test image, but its command exits at once with status 1."""

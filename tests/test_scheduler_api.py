@@ -4,7 +4,9 @@ answers when Docker or the directory cannot be reached. Real etcd, directory, sc
 
 from __future__ import annotations
 
+import signal
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -171,3 +173,27 @@ def test_directory_unreachable_is_a_clear_503(own_etcd, docker_engine, tmp_path,
         assert answer.status_code == 503 and "paz-service-directory" in answer.json()["error"]["message"]
     finally:
         lonely.stop()
+
+
+def _children(pid: int) -> dict[int, str]:
+    """``{pid: command line}`` of the processes whose parent is ``pid``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_one_announcer_process_which_goes_with_the_master(etcd, docker_engine, tmp_path):
+    scheduler = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine, PAZ_WORKERS="3")).start()
+    try:
+        announcers = [p for p, cmd in _children(scheduler.process.proc.pid).items() if "paz_scheduler.reconcile" in cmd]
+        assert len(announcers) == 1  # one, whatever the number of workers
+        scheduler.stop(signal.SIGKILL)  # the master dies without cleaning up
+        wait_until(lambda: not Path(f"/proc/{announcers[0]}").exists() or "Z" in Path(f"/proc/{announcers[0]}/stat").read_text().split()[2],
+                   5, what="the announcer process to exit after its master")
+    finally:
+        scheduler.stop()

@@ -212,7 +212,7 @@ class AnnouncerProcess:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from paz_scheduler.reconcile import run; run()"], stdin=subprocess.DEVNULL
+            [sys.executable, "-c", f"from paz_scheduler.reconcile import run; run({os.getpid()})"], stdin=subprocess.DEVNULL
         )
         log.info("instance announcer started", extra={"pid": self.process.pid})
 
@@ -225,8 +225,9 @@ class AnnouncerProcess:
             self.process.wait()
 
 
-def run() -> None:
-    """The announcer process: settings from the same environment as the master; stops on SIGTERM/SIGINT."""
+def run(master: int) -> None:
+    """The announcer process: settings from the same environment as ``master``; stops on SIGTERM/SIGINT
+    or as soon as ``master`` is no longer its parent (it died, even before this process got going)."""
     from .app import settings_from_env
 
     settings = settings_from_env()
@@ -234,7 +235,6 @@ def run() -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    master = os.getppid()
     announcer = InstanceAnnouncer(settings).start()
     while not stopping.wait(1.0) and os.getppid() == master:
         pass
