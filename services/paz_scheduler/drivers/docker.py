@@ -119,7 +119,8 @@ class DockerDriver:
     def start(self, spec: InstanceSpec) -> Unit:
         """Create and start the container of one instance (replacing a leftover of the same name)."""
         config = spec.config
-        ports = self._ports(spec.image, config.get("ports") or [])
+        with self.reaching():
+            ports = self._ports(spec.image, config.get("ports") or [])
         labels = {
             **self.extra_labels,
             "paz.service": spec.service,
