@@ -58,11 +58,12 @@ def _option(section: str, name: str, value: str) -> Option:
     return {"section": section, "name": name, "value": value}
 
 
-def service_unit(spec: InstanceSpec, machine_of: list[str]) -> list[Option]:
-    """The options of the unit that runs one instance's container."""
+def service_unit(spec: InstanceSpec, machine_of: list[str], labels: dict[str, str] | None = None) -> list[Option]:
+    """The options of the unit that runs one instance's container (with extra ``labels``: PAZ_INSTANCE_LABELS)."""
     config = spec.config
     run = ["run", "--rm", "--name", spec.id]
-    for key, value in (("paz.service", spec.service), ("paz.version", str(spec.version)), ("paz.instance", str(spec.instance))):
+    paz_labels = {"paz.service": spec.service, "paz.version": str(spec.version), "paz.instance": str(spec.instance)}
+    for key, value in {**(labels or {}), **paz_labels}.items():
         run += ["--label", f"{key}={value}"]
     for port in config.get("ports") or []:
         run += ["-p", f"{port['host']}:{port['container']}" if port.get("host") else str(port["container"])]
@@ -158,7 +159,7 @@ class FleetDriver:
 
     def start(self, spec: InstanceSpec) -> Unit:
         machine_of = self._machine_of(spec)
-        self._submit(f"{spec.id}.service", service_unit(spec, machine_of))
+        self._submit(f"{spec.id}.service", service_unit(spec, machine_of, dict(self.settings.instance_labels)))
         if (spec.config.get("ports") or []):
             self._submit(f"{spec.id}-announce.service", announce_unit(spec))
         return Unit(spec.id, spec.service, spec.version, spec.instance, None, None, spec.image, None, "launched")
