@@ -25,6 +25,8 @@ DIRECTORY = "paz-service-directory"
 SCHEDULER = "paz-scheduler"
 LOAD_BALANCER = "paz-haproxy-sync"
 STATS_THREADS = 8
+STOP_SECONDS = 180.0
+"""How long stopping a service may take: the scheduler drains, then Docker waits its stop timeout per container."""
 RELAYED_HEADERS = ("Content-Type", "Location", "Retry-After")
 
 
@@ -79,7 +81,7 @@ class Cluster:
     # Services
     def stop_service(self, name: str) -> list[str]:
         """Stop every instance of ``name`` through the scheduler; the ids of those it stopped."""
-        answer = self.upstream.json(SCHEDULER, "POST", f"/services/{segment(name)}/stop")
+        answer = self.upstream.json(SCHEDULER, "POST", f"/services/{segment(name)}/stop", timeout=STOP_SECONDS)
         return list(answer.get("stopped", []))
 
     # Units and hosts (the scheduler's view)

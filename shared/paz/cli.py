@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import docs as api_docs
-from .suite import Suite
+from .suite import HTTP_PORT, STATS_PORT, Suite, docker_answers
 
 
 def _suite(args: argparse.Namespace) -> Suite:
@@ -21,17 +21,26 @@ def up(args: argparse.Namespace) -> int:
     if problems:
         print("paz up: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    for part in suite.parts:
+    docker_host = suite.docker_host()
+    if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):
+        print(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
+              "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
+              "works; deploys answer 503.", file=sys.stderr)
+    for part in suite.wanted():
         if suite.pid(part) is not None:
-            print(f"{part.name:<18} already running (pid {suite.pid(part)})")
+            print(f"{part.name:<18} already running (pid {suite.pid(part)}) at {part.address}")
             continue
-        pid = suite.start(part)
-        if not suite.wait_healthy(part):
-            print(f"paz up: {part.name} did not become healthy; see {suite.log_file(part)}", file=sys.stderr)
+        proc = suite.start(part)
+        state = suite.wait_ready(part, proc)
+        if state is None:
+            print(f"paz up: {part.name} did not become ready; see {suite.log_file(part)} (paz logs {part.name})",
+                  file=sys.stderr)
             return 1
-        print(f"{part.name:<18} started (pid {pid}) on 127.0.0.1:{part.port}")
-    print(f"\nstate and logs: {suite.state_dir}")
-    print("try: curl -s http://127.0.0.1:9001/services")
+        print(f"{part.name:<18} started (pid {proc.pid}) at {part.address}" + ("" if state == "healthy" else f", {state}"))
+    print(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
+    print(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    print(f"\nstate and logs: {suite.state_dir} (paz status, paz logs [part], paz down)")
+    print("try: curl -s http://127.0.0.1:9000/services")
     return 0
 
 
@@ -45,12 +54,11 @@ def down(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     suite = _suite(args)
     all_healthy = True
-    for part in suite.parts:
+    for part in suite.wanted():
         pid = suite.pid(part)
-        healthy = pid is not None and suite.healthy(part)
-        all_healthy &= healthy
-        state = "healthy" if healthy else ("running, unhealthy" if pid else "stopped")
-        print(f"{part.name:<18} {state:<20} 127.0.0.1:{part.port}" + (f" pid {pid}" if pid else ""))
+        state = (suite.probe(part) or "running, not ready") if pid else "stopped"
+        all_healthy &= state == "healthy"
+        print(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else ""))
     return 0 if all_healthy else 1
 
 
