@@ -85,7 +85,11 @@ def test_units_run_for_real_keep_hostile_env_values_and_announce(etcd, docker_en
     instance = Process(systemd_argv(service["ExecStart"]), env=env, log_path=tmp_path / "instance.log").start()
     announcer = None
     try:
-        container = wait_until(lambda: docker_engine.client().containers.get(spec.id), 20, what="docker run to start the instance")
+        def started():
+            container = docker_engine.client().containers.get(spec.id)
+            return container if container.status == "running" else None
+
+        container = wait_until(started, 20, what="docker run to start the instance")
         printed = container.exec_run(["/bin/sh", "-c", 'printf %s "$MESSAGE"; printf "\\0"; printf %s "$SEMI"']).output.decode()
         assert printed.split("\0") == [HOSTILE_ENV["MESSAGE"], HOSTILE_ENV["SEMI"]]
         announcer = Process(systemd_argv(sidekick["ExecStart"]), env=env, log_path=tmp_path / "sidekick.log").start()
