@@ -232,14 +232,16 @@ def composed(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFacto
     made_base = time.monotonic()
     image = suite_image(docker_engine, base, workdir)
     built = time.monotonic()
-    suite = ComposedSuite(docker_engine, image, workdir)
     try:
-        suite.up()
-        print(f"\ncompose bring-up: base image {made_base - started:.0f}s, suite image {built - made_base:.0f}s, up {time.monotonic() - built:.0f}s")
-        yield suite
+        suite = ComposedSuite(docker_engine, image, workdir)
+        try:
+            suite.up()
+            print(f"\ncompose bring-up: base image {made_base - started:.0f}s, suite image {built - made_base:.0f}s, up {time.monotonic() - built:.0f}s")
+            yield suite
+        finally:
+            suite.down()
+            docker_engine.remove_test_containers()
     finally:
-        suite.down()
-        docker_engine.remove_test_containers()
         docker_engine.client().images.remove(image, force=True)
 
 
