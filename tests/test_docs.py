@@ -94,3 +94,10 @@ def test_serve_without_a_build_says_what_to_run(tmp_path: Path) -> None:
     result = paz("docs", "serve", "--dir", str(tmp_path), "--port", str(free_port()))
     assert result.returncode == 1
     assert "paz docs build" in result.stderr
+
+
+def test_build_with_a_bad_setting_names_it_without_a_traceback(tmp_path: Path) -> None:
+    result = paz("docs", "build", "--dir", str(tmp_path), env={**os.environ, "PAZ_LOG_LEVEL": "LOUD"})
+    assert result.returncode == 1
+    assert "PAZ_LOG_LEVEL" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "index.html").exists()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import docs as api_docs
+from .settings import SettingsError
 from .suite import HTTP_PORT, STATS_PORT, Suite, docker_answers
 
 
@@ -74,7 +75,12 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def docs_build(args: argparse.Namespace) -> int:
-    for path in api_docs.build(Path(args.dir)):
+    try:
+        written = api_docs.build(Path(args.dir))
+    except (SettingsError, RuntimeError, OSError) as exc:
+        print(f"paz docs build: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
         print(f"wrote {path}")
     return 0
 
