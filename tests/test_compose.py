@@ -206,6 +206,7 @@ class ComposedSuite:
             {"services": {name: {"labels": {TEST_LABEL: SESSION_ID}} for name in ("etcd", *SUITE)}}
         ))
         self.files = (COMPOSE_FILE, self.override)
+        self.deployed: list[str] = []
 
     def url(self, var: str) -> str:
         return f"http://127.0.0.1:{self.ports[var]}"
@@ -221,7 +222,12 @@ class ComposedSuite:
         return self.run("logs", "--no-color", "--tail", "40", timeout=60).stdout[-6000:]
 
     def down(self) -> None:
+        """Stop the suite and remove the instances it ran (other tests' containers are left alone)."""
         self.run("down", "--volumes", "--remove-orphans", "--timeout", "10", timeout=180)
+        client = self.engine.client()
+        for name in self.deployed:
+            for container in client.containers.list(all=True, filters={"label": [f"{TEST_LABEL}={SESSION_ID}", f"paz.service={name}"]}):
+                container.remove(force=True)
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +246,6 @@ def composed(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFacto
             yield suite
         finally:
             suite.down()
-            docker_engine.remove_test_containers()
     finally:
         docker_engine.client().images.remove(image, force=True)
 
@@ -266,6 +271,7 @@ def test_compose_suite_deploys_the_seed_way_and_haproxy_routes_to_it(composed: C
     patched = requests.patch(f"{orchestrator}/services/{unique_name}/config/next", json={"env": {"MESSAGE": "so platform; many service; wow"}}, timeout=10)
     assert patched.ok, patched.text
     deploy = {"serviceName": unique_name, "dockerRepository": test_image, "pushedAt": int(time.time())}
+    composed.deployed.append(unique_name)
     deployed = requests.post(scheduler + "/hooks/deploy", json=deploy, timeout=120)
     assert deployed.ok, deployed.text
 
