@@ -220,3 +220,23 @@ def test_with_etcd_stopped_the_directory_answers_503_and_recovers_without_restar
         assert service.request("GET", "/health").status_code == 200
     finally:
         service.stop()
+
+
+def test_a_malformed_document_written_around_the_api_does_not_break_the_directory(directory, etcd, unique_name):
+    create(directory, doc(unique_name))
+    etcd.put(f"/paz/directory/services/{unique_name}-bad", '{"config": "not a document"}')
+    etcd.put(f"/paz/directory/services/{unique_name}-junk", "not json at all")
+    try:
+        listing = directory.request("GET", "/services")
+        assert listing.status_code == 200
+        assert unique_name in [s["name"] for s in listing.json()]
+        assert directory.request("GET", "/services", params={"dockerRepository": "lukebond/demo-api"}).status_code == 200
+        for broken in (f"{unique_name}-bad", f"{unique_name}-junk"):
+            for method, path, body in (("GET", "", None), ("PATCH", "/config", {"numInstances": 2})):
+                answer = directory.request(method, f"/services/{broken}{path}", json=body)
+                assert answer.status_code == 409, (broken, method, answer.text)
+                assert "not a service document" in answer.json()["error"]["message"]
+            assert directory.request("DELETE", f"/services/{broken}").status_code == 204
+    finally:
+        etcd.delete_tree(f"/paz/directory/services/{unique_name}-bad")
+        etcd.delete_tree(f"/paz/directory/services/{unique_name}-junk")

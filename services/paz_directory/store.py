@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from paz.errors import Conflict, NotFound
@@ -11,6 +12,8 @@ from paz.etcd_client import AlreadyExists, Etcd, KeyNotFound
 from .schemas import merge_config
 
 PREFIX = "/paz/directory/services"
+
+log = logging.getLogger(__name__)
 
 
 def service_key(name: str) -> str:
@@ -25,6 +28,35 @@ def _repository(image: str) -> str:
 
 def _missing(name: str) -> NotFound:
     return NotFound(f"No service named {name!r} in the directory; GET /services lists them.", {"name": name})
+
+
+class MalformedDocument(Conflict):
+    """A value under the directory's prefix that is not a service document (written around the API)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"The value at {key} in etcd is not a service document; DELETE the service and create it again.",
+            {"key": key},
+        )
+
+
+def _checked(key: str, document: Any) -> dict[str, Any]:
+    """``document`` if it has the shape the directory writes, else :class:`MalformedDocument`."""
+    if not (
+        isinstance(document, dict)
+        and isinstance(document.get("name"), str)
+        and isinstance(document.get("dockerRepository"), str)
+        and isinstance(document.get("config"), dict)
+    ):
+        raise MalformedDocument(key)
+    return document
+
+
+def _parsed(key: str, value: str) -> dict[str, Any]:
+    try:
+        return _checked(key, json.loads(value))
+    except ValueError:
+        raise MalformedDocument(key) from None
 
 
 class DirectoryStore:
@@ -46,14 +78,20 @@ class DirectoryStore:
         return document
 
     def all(self) -> list[dict[str, Any]]:
-        nodes = self.etcd.children(PREFIX)
-        return sorted((json.loads(node.value) for node in nodes), key=lambda doc: doc["name"])
+        """Every service document; a malformed value is left out with a warning naming its key."""
+        documents = []
+        for node in self.etcd.children(PREFIX):
+            try:
+                documents.append(_parsed(node.key, node.value))
+            except MalformedDocument:
+                log.warning("skipping a malformed service document", extra={"key": node.key})
+        return sorted(documents, key=lambda doc: doc["name"])
 
     def get(self, name: str) -> dict[str, Any]:
         value = self.etcd.get(service_key(name))
         if value is None:
             raise _missing(name)
-        return json.loads(value)
+        return _parsed(service_key(name), value)
 
     def find_by_repository(self, image: str) -> dict[str, Any]:
         """The service whose ``dockerRepository`` is ``image``, else the one of the same repository."""
@@ -66,13 +104,17 @@ class DirectoryStore:
         return matches[0]
 
     def patch_config(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        def apply(document: dict[str, Any]) -> dict[str, Any]:
-            return {**document, "config": merge_config(document["config"], patch)}
+        key = service_key(name)
+
+        def apply(document: Any) -> dict[str, Any]:
+            return {**document, "config": merge_config(_checked(key, document)["config"], patch)}
 
         try:
-            return self.etcd.update_json(service_key(name), apply)
+            return self.etcd.update_json(key, apply)
         except KeyNotFound:
             raise _missing(name) from None
+        except ValueError:
+            raise MalformedDocument(key) from None
 
     def delete(self, name: str) -> None:
         try:
