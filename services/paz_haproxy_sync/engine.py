@@ -5,7 +5,8 @@ directory's documents and ``/paz/config/domain``; each change wakes the applier,
 :attr:`Engine.COALESCE_SECONDS` so a burst becomes one apply, then renders the whole config and:
 
 * applies it through HAProxy's Runtime API without a reload when only servers of existing backends
-  were added, removed or re-addressed (and then installs the checked file, so a later reload agrees);
+  were added, removed or re-addressed, and installs the checked file once changes pause (so a later
+  reload agrees, and checking a large config never delays the next change);
 * otherwise checks it, moves it into place and reloads HAProxy seamlessly.
 
 Nothing is applied until every watched part of etcd has been read once, so a haproxy-sync started
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -62,6 +64,8 @@ def leaves(tree: Result | None) -> list[Result]:
 class Engine:
     COALESCE_SECONDS = 0.02
     TICK_SECONDS = 1.0
+    SAVE_AFTER_SECONDS = 0.2
+    SAVE_AT_LEAST_EVERY = 2.0
     MAX_RUNTIME_COMMANDS = 400
 
     def __init__(self, settings: "SyncSettings", etcd: Etcd) -> None:
@@ -74,6 +78,8 @@ class Engine:
         self._loaded: set[str] = set()
         self._applied: Applied | None = None
         self._pending_deletes: set[str] = set()
+        self._unsaved: str | None = None
+        self._unsaved_since = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -133,10 +139,12 @@ class Engine:
                     self._routers.clear()
                 else:
                     self._domain = None
-            for node in leaves(tree):
+            nodes = leaves(tree)
+            for node in nodes:
                 on_node(node, wake=False)
             with self._lock:
                 self._loaded.add(prefix)
+            log.info("read from etcd", extra={"prefix": prefix, "keys": len(nodes)})
             self._wake.set()
 
         return reset
@@ -195,15 +203,28 @@ class Engine:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self._wake.wait(self.TICK_SECONDS):
+            woke = self._wake.wait(self.SAVE_AFTER_SECONDS if self._unsaved else self.TICK_SECONDS)
+            if woke:
                 self._stop.wait(self.COALESCE_SECONDS)
             if self._stop.is_set():
-                return
+                break
             self._wake.clear()
             try:
+                if not woke or time.monotonic() - self._unsaved_since > self.SAVE_AT_LEAST_EVERY:
+                    self._save()
                 self.apply()
             except Exception as exc:  # noqa: BLE001 - reported in status.json and retried at the next tick
                 self._failed(exc)
+        try:
+            self._save()
+        except HaproxyError as exc:
+            self._failed(exc)
+
+    def _save(self) -> None:
+        """Install the config of runtime changes once changes pause, so checking it never delays the next one."""
+        text, self._unsaved = self._unsaved, None
+        if text is not None:
+            self.haproxy.install(text)
 
     def apply(self) -> None:
         """Bring HAProxy to what etcd says, by the Runtime API when that is enough, else by a reload."""
@@ -220,7 +241,8 @@ class Engine:
                 self._retry_deletes()
                 return
             if self._apply_runtime(table, self._applied.servers, servers):
-                self.haproxy.install(text)
+                self._unsaved_since = self._unsaved_since if self._unsaved else time.monotonic()
+                self._unsaved = text
                 self._applied = Applied(structure, servers)
                 self._done("runtime", table)
                 return
@@ -229,8 +251,9 @@ class Engine:
         self._done("reload", table)
 
     def _apply_reload(self, text: str, running: bool) -> None:
-        if running and text == self.haproxy.installed():
-            return  # an adopted HAProxy already runs exactly this
+        if running and self._applied is None and text == self.haproxy.installed():
+            return  # the HAProxy just adopted already runs exactly this
+        self._unsaved = None
         self.haproxy.install(text)
         if running:
             self.haproxy.reload()

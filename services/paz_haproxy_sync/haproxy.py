@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,7 +68,7 @@ class Haproxy:
         deadline = time.monotonic() + self.START_SECONDS
         while time.monotonic() < deadline:
             pid = self.master_pid()
-            if pid and self.current_worker() and self.answers():
+            if pid and self.worker_pid():
                 log.info("haproxy started", extra={"pid": pid, "config": str(self.config_path)})
                 return pid
             time.sleep(0.05)
@@ -88,21 +89,34 @@ class Haproxy:
         log.info("haproxy stopped", extra={"pid": pid})
 
     def answers(self) -> bool:
+        return self.worker_pid() is not None
+
+    def worker_pid(self) -> int | None:
+        """The pid of the worker answering the stats socket: the one started by the latest (re)load."""
         try:
-            return "Name: HAProxy" in self.command("show info")
+            info = self.command("show info", timeout=1.0)
         except HaproxyError:
-            return False
+            return None
+        pids = [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Pid:")]
+        return int(pids[0]) if pids and pids[0].isdigit() else None
 
     # -- the config --------------------------------------------------------------------------
 
     def check(self, text: str) -> Path:
-        """Write ``text`` to a temporary file beside the config and have HAProxy check it."""
+        """Write ``text`` to a temporary file beside the config and have HAProxy check it.
+
+        HAProxy's answer goes to a file, not a pipe: gunicorn forks its workers from this process,
+        and a worker forked while a check runs would hold the pipe open until it exits.
+        """
         candidate = self.config_path.with_name(f".{self.config_path.name}.{os.getpid()}.tmp")
         candidate.write_text(text)
-        result = subprocess.run([self.binary, "-c", "-f", str(candidate)], capture_output=True, text=True, timeout=120)
-        if VALID not in result.stdout:
+        with tempfile.TemporaryFile(dir=self.config_path.parent) as answer:
+            subprocess.run([self.binary, "-c", "-f", str(candidate)], stdout=answer, stderr=subprocess.STDOUT, timeout=120)
+            answer.seek(0)
+            output = answer.read().decode(errors="replace")
+        if VALID not in output:
             candidate.replace(self.config_path.with_name(self.config_path.name + ".rejected"))
-            raise HaproxyError(f"haproxy -c refused the new config (kept the last good one): {(result.stdout + result.stderr)[-2000:]}")
+            raise HaproxyError(f"haproxy -c refused the new config (kept the last good one): {output[-2000:]}")
         return candidate
 
     def install(self, text: str) -> None:
@@ -116,44 +130,42 @@ class Haproxy:
             return None
 
     def reload(self) -> None:
-        """Seamless reload through the master CLI; returns once the new worker runs."""
-        before, failed = self.current_worker(), self.failed_reloads()
-        self.command("reload", self.master_socket, tolerate_drop=True)
+        """Seamless reload through the master CLI; returns once the new worker answers.
+
+        The new worker is the one answering the stats socket (its listener moves to it). The master
+        CLI can leave a connection unanswered while it re-executes, so it is asked with short timeouts.
+        """
+        before, failed = self.worker_pid(), self.failed_reloads()
+        self.command("reload", self.master_socket, tolerate_drop=True, timeout=1.0)
         deadline = time.monotonic() + self.RELOAD_SECONDS
         while time.monotonic() < deadline:
-            worker = self.current_worker()
+            worker = self.worker_pid()
             if worker and worker != before:
                 return
-            if self.failed_reloads() > failed:
+            if failed is not None and (self.failed_reloads() or 0) > failed:
                 raise HaproxyError("HAProxy's master could not load the new config; the old worker keeps serving")
             time.sleep(0.01)
         raise HaproxyError(f"no new HAProxy worker within {self.RELOAD_SECONDS:.0f}s of a reload")
 
-    def _processes(self) -> list[list[str]]:
+    def failed_reloads(self) -> int | None:
+        """How many reloads the master could not complete (``show proc`` on the master CLI), if it answers."""
         try:
-            return [line.split() for line in self.command("show proc", self.master_socket).splitlines() if line and line[0].isdigit()]
+            text = self.command("show proc", self.master_socket, timeout=0.5)
         except HaproxyError:
-            return []
-
-    def current_worker(self) -> int | None:
-        """The pid of the worker started by the latest (re)load."""
-        rows = [row for row in self._processes() if row[1] == "worker" and row[2] == "0"]
-        return int(rows[0][0]) if rows else None
-
-    def failed_reloads(self) -> int:
-        for row in self._processes():
-            if row[1] == "master" and "[failed:" in row:
+            return None
+        for row in (line.split() for line in text.splitlines()):
+            if row[1:2] == ["master"] and "[failed:" in row:
                 return int(row[row.index("[failed:") + 1].rstrip("]"))
-        return 0
+        return None
 
     # -- the Runtime API ---------------------------------------------------------------------
 
-    def command(self, line: str, path: Path | None = None, tolerate_drop: bool = False) -> str:
+    def command(self, line: str, path: Path | None = None, tolerate_drop: bool = False, timeout: float = 5.0) -> str:
         """Send one CLI command (to the stats socket by default) and return HAProxy's answer."""
         chunks: list[bytes] = []
         try:
             with socket.socket(socket.AF_UNIX) as sock:
-                sock.settimeout(5)
+                sock.settimeout(timeout)
                 sock.connect(str(path or self.stats_socket))
                 sock.sendall(line.encode() + b"\n")
                 sock.shutdown(socket.SHUT_WR)
