@@ -5,9 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from paz.errors import BadRequest
+from paz.names import checked_name
 from paz.web import load_json
 
-from .schemas import ConfigSchema, ServiceSchema, name_problem
+from .schemas import ConfigSchema, ServiceSchema
 from .store import DirectoryStore
 
 bp = Blueprint("directory", __name__)
@@ -15,13 +16,6 @@ bp = Blueprint("directory", __name__)
 
 def store() -> DirectoryStore:
     return current_app.extensions["paz.directory"]
-
-
-def checked(name: str) -> str:
-    problem = name_problem(name)
-    if problem:
-        raise BadRequest(f"{name!r} {problem}", {"name": name})
-    return name
 
 
 @bp.get("/services")
@@ -73,7 +67,7 @@ def get_service(name: str):
         400: {description: Not a valid service name}
         404: {description: No such service}
     """
-    return jsonify(store().get(checked(name)))
+    return jsonify(store().get(checked_name(name)))
 
 
 @bp.delete("/services/<name>")
@@ -87,7 +81,7 @@ def delete_service(name: str):
         204: {description: Deleted}
         404: {description: No such service}
     """
-    store().delete(checked(name))
+    store().delete(checked_name(name))
     return "", 204
 
 
@@ -102,7 +96,7 @@ def get_config(name: str):
         200: {description: The config, content: {application/json: {schema: ConfigSchema}}}
         404: {description: No such service}
     """
-    return jsonify(store().get(checked(name))["config"])
+    return jsonify(store().get(checked_name(name))["config"])
 
 
 @bp.patch("/services/<name>/config")
@@ -118,7 +112,7 @@ def patch_config(name: str):
         400: {description: Unknown or invalid keys; nothing was changed}
         404: {description: No such service}
     """
-    checked(name)
+    checked_name(name)
     patch = load_json(ConfigSchema(), partial=True)
     if not patch:
         raise BadRequest("Give at least one config key to change.")

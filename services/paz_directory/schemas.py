@@ -13,40 +13,18 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates
 
+from paz.names import IMAGE_REFERENCE, name_problem
+
 with warnings.catch_warnings():  # stdlib in 3.11: the SHA-512 crypt hashes HAProxy's userlist reads
     warnings.simplefilter("ignore", DeprecationWarning)
     import crypt as _crypt
 
-NAME_RULE = (
-    "a service name is 3 to 63 characters of lowercase letters, digits and '-', "
-    "starting with a letter and not ending with '-' (a DNS label, as it becomes <name>.paz)"
-)
-_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
-_IMAGE = re.compile(
-    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATTERN = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
 _HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,255}$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
 AUTO_DEPLOY = ("always", "never")
-
-
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a service name, or None when it can."""
-    if _NAME.match(name):
-        return None
-    if len(name) > 63:
-        return f"is {len(name)} characters long: {NAME_RULE}"
-    if len(name) < 3:
-        return f"is too short: {NAME_RULE}"
-    if any(c.isupper() for c in name):
-        return f"has capital letters: {NAME_RULE}"
-    if any(c in name for c in "/ \n\r\t") or ".." in name:
-        return f"has '/', '..', spaces or line breaks: {NAME_RULE}"
-    return f"is not a DNS label: {NAME_RULE}"
 
 
 def check_name(name: str) -> None:
@@ -164,7 +142,7 @@ class ServiceSchema(Schema):
     description = fields.String(load_default="", validate=[validate.Length(max=1000), _no_nul])
     dockerRepository = fields.String(
         required=True,
-        validate=validate.Regexp(_IMAGE, error="must be a Docker image reference such as 'user/repo' or 'user/repo:1.0'"),
+        validate=validate.Regexp(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo' or 'user/repo:1.0'"),
     )
     config = fields.Nested(ConfigSchema, load_default=lambda: ConfigSchema().load({}))
 

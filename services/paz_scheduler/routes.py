@@ -7,9 +7,8 @@ import hmac
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from paz.errors import BadRequest, NotFound, Unauthorized
+from paz.names import checked_name
 from paz.web import load_json
-
-from paz_directory.schemas import name_problem
 
 from .engine import Scheduler
 from .schemas import DeployHookSchema, DockerHubHookSchema, RollbackSchema
@@ -19,13 +18,6 @@ bp = Blueprint("scheduler", __name__)
 
 def scheduler() -> Scheduler:
     return current_app.extensions["paz.scheduler"]
-
-
-def checked(name: str) -> str:
-    problem = name_problem(name)
-    if problem:
-        raise BadRequest(f"{name!r} {problem}", {"name": name})
-    return name
 
 
 def check_token() -> None:
@@ -67,7 +59,7 @@ def deploy_hook():
     """
     check_token()
     body = load_json(DeployHookSchema())
-    name = checked(body["serviceName"])
+    name = checked_name(body["serviceName"])
     return created(scheduler().deploy(name, body.get("dockerRepository"), body.get("pushedAt")))
 
 
@@ -113,7 +105,7 @@ def latest_version(name: str):
         200: {description: The version, content: {application/json: {schema: VersionOut}}}
         404: {description: Never deployed}
     """
-    return jsonify(scheduler().store.latest(checked(name)))
+    return jsonify(scheduler().store.latest(checked_name(name)))
 
 
 @bp.get("/config/<name>/version/<int:number>")
@@ -129,7 +121,7 @@ def version(name: str, number: int):
         200: {description: The version, content: {application/json: {schema: VersionOut}}}
         404: {description: No such version}
     """
-    return jsonify(scheduler().store.version(checked(name), number))
+    return jsonify(scheduler().store.version(checked_name(name), number))
 
 
 @bp.get("/config/<name>/history")
@@ -142,7 +134,7 @@ def history(name: str):
       responses:
         200: {description: The versions, content: {application/json: {schema: {type: array, items: VersionOut}}}}
     """
-    return jsonify(scheduler().store.history(checked(name)))
+    return jsonify(scheduler().store.history(checked_name(name)))
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -168,7 +160,7 @@ def journal():
     """
     service = request.args.get("service")
     limit, offset = _int_arg("limit", 50, 1, 1000), _int_arg("offset", 0, 0, 10**9)
-    return jsonify(scheduler().store.journal_entries(checked(service) if service else None, limit, offset))
+    return jsonify(scheduler().store.journal_entries(checked_name(service) if service else None, limit, offset))
 
 
 @bp.post("/services/<name>/rollback")
@@ -186,7 +178,7 @@ def rollback(name: str):
         422: {description: The restored version did not serve; the current one keeps serving}
     """
     body = load_json(RollbackSchema())
-    return created(scheduler().rollback(checked(name), body["version"]))
+    return created(scheduler().rollback(checked_name(name), body["version"]))
 
 
 @bp.post("/services/<name>/stop")
@@ -199,7 +191,7 @@ def stop(name: str):
       responses:
         200: {description: "{stopped: [unit ids]}"}
     """
-    return jsonify(stopped=scheduler().stop(checked(name)))
+    return jsonify(stopped=scheduler().stop(checked_name(name)))
 
 
 @bp.get("/units")
@@ -214,7 +206,7 @@ def units():
         503: {description: The runtime is unreachable}
     """
     service = request.args.get("service")
-    return jsonify(scheduler().units(checked(service) if service else None))
+    return jsonify(scheduler().units(checked_name(service) if service else None))
 
 
 @bp.get("/units/<unit_id>")

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from paz_directory.schemas import _IMAGE as IMAGE_REFERENCE
+from paz.names import IMAGE_REFERENCE
 
 JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
 STATUSES = ("deploying", "running", "failed", "replaced", "stopped")

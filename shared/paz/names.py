@@ -1,0 +1,45 @@
+"""The suite's shared vocabulary: what a service name and an image reference may be.
+
+Every service that takes a name or an image checks it here, so the directory, the scheduler and
+the orchestrator refuse the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import BadRequest
+
+NAME_RULE = (
+    "a service name is 3 to 63 characters of lowercase letters, digits and '-', "
+    "starting with a letter and not ending with '-' (a DNS label, as it becomes <name>.paz)"
+)
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+IMAGE_REFERENCE = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+"""A Docker image reference: ``[registry[:port]/]path[:tag][@sha256:digest]``."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a service name, or None when it can."""
+    if SERVICE_NAME.match(name):
+        return None
+    if len(name) > 63:
+        return f"is {len(name)} characters long: {NAME_RULE}"
+    if len(name) < 3:
+        return f"is too short: {NAME_RULE}"
+    if any(c.isupper() for c in name):
+        return f"has capital letters: {NAME_RULE}"
+    if any(c in name for c in "/ \n\r\t") or ".." in name:
+        return f"has '/', '..', spaces or line breaks: {NAME_RULE}"
+    return f"is not a DNS label: {NAME_RULE}"
+
+
+def checked_name(name: str) -> str:
+    """``name`` when it can be a service name; a 400 that says why otherwise (for names in URL paths)."""
+    problem = name_problem(name)
+    if problem:
+        raise BadRequest(f"{name!r} {problem}", {"name": name})
+    return name
