@@ -77,7 +77,7 @@ def settings_from_env() -> SyncSettings:
 
 
 def read_status(settings: SyncSettings) -> dict[str, Any]:
-    """What the engine in gunicorn's master last wrote about its applies."""
+    """What the engine (the service's background task) last wrote about its applies."""
     try:
         return json.loads(settings.status_path.read_text())
     except (OSError, ValueError):

@@ -1,4 +1,4 @@
-"""The watch → render → apply loop, run once per haproxy-sync in gunicorn's master.
+"""The watch → render → apply loop, run once per haproxy-sync as its ``paz.server`` background task.
 
 Three :class:`~paz.watch.Watcher` threads keep an in-memory view of ``/paz/services``, the
 directory's documents and ``/paz/config/domain``; each change wakes the applier, which waits
@@ -328,6 +328,6 @@ class Engine:
 
 
 def start_engine(settings: "SyncSettings") -> Engine:
-    """The background task gunicorn's master runs once (see :func:`paz.server.serve`)."""
+    """The background task :func:`paz.server.serve` runs once per service."""
     return Engine(settings, Etcd.from_settings(settings)).start()
 

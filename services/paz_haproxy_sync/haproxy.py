@@ -4,9 +4,10 @@ HAProxy runs in master-worker mode as a daemon (so restarting haproxy-sync leave
 its master CLI on ``master.sock`` and an admin stats socket that hands its listening sockets to the
 next worker (``expose-fd listeners``), so a reload drops no connection.
 
-Exit statuses of child processes are not trusted: this code runs in gunicorn's master, which reaps
-every child with ``waitpid(-1)``, so Python may see a failed ``haproxy -c`` as status 0. A config is
-valid only when HAProxy says so in its output, and HAProxy is up only when its sockets answer.
+Exit statuses of child processes are not relied on: in a process that also reaps children itself
+(gunicorn's master does, with ``waitpid(-1)``), Python may see a failed ``haproxy -c`` as status 0.
+A config is valid only when HAProxy says so in its output, and HAProxy is up only when its sockets
+answer.
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class Haproxy:
     def check(self, text: str) -> Path:
         """Write ``text`` to a temporary file beside the config and have HAProxy check it.
 
-        HAProxy's answer goes to a file, not a pipe: gunicorn forks its workers from this process,
-        and a worker forked while a check runs would hold the pipe open until it exits.
+        HAProxy's answer goes to a file, not a pipe: if this runs in a process that forks (gunicorn's
+        master forks workers), a child forked during the check would hold a pipe open until it exits.
         """
         candidate = self.config_path.with_name(f".{self.config_path.name}.{os.getpid()}.tmp")
         candidate.write_text(text)
