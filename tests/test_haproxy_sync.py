@@ -121,6 +121,24 @@ def test_basic_auth_from_the_directory(sync, etcd, directory, servers, unique_na
     assert "s3cret" not in sync.request("GET", "/config").text
 
 
+def test_health_check_takes_a_failing_instance_out(sync, etcd, directory, servers, unique_name):
+    document = {"name": unique_name, "dockerRepository": "paz-test/hello",
+                "config": {"healthCheck": {"path": "/health", "intervalSeconds": 1, "timeoutSeconds": 1}}}
+    assert directory.request("POST", "/services", json=document).status_code == 201
+    sick = instance(servers, "sick")
+    etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "well").address)
+    etcd.put(f"/paz/services/{unique_name}/1/2", sick.address)
+    host = f"{unique_name}.paz"
+    wait_until(lambda: set(seen(sync, host, 6)) == {"well", "sick"}, 10, what="both instances routed")
+    assert f"option httpchk GET /health" in sync.request("GET", "/config").text
+    sick.healthy = False
+    wait_until(lambda: set(seen(sync, host, 6)) == {"well"}, 10, what="the failing instance taken out by its health check")
+    etcd.put(f"/paz/services/{unique_name}/2/1", instance(servers, "added").address)
+    wait_until(lambda: "added" in seen(sync, host, 6), 10, what="an instance added at runtime, with its health check")
+    states = {s["name"]: s["state"] for b in sync.request("GET", "/backends").json() if b["service"] == unique_name for s in b["servers"]}
+    assert states[f"{unique_name}-1-2"] == "DOWN" and states[f"{unique_name}-2-1"].startswith("UP")
+
+
 HOSTILE = [
     "x\nbackend evil", "x\r\nlisten evil", "x y", "x#comment", "x'quote", 'x"quote', "$(touch /tmp/pwned)", "x;y", "x\\",
 ]
