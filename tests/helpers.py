@@ -158,6 +158,7 @@ class Service:
             **(env or {}),
         }
         self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log")
+        self.etcd = etcd
 
     @property
     def url(self) -> str:
@@ -173,9 +174,12 @@ class Service:
         def answers() -> bool:
             if not self.process.alive:
                 raise AssertionError(f"{self.script} exited:\n{self.process.log()[-3000:]}")
-            return requests.get(f"{self.url}/openapi.json", timeout=1).status_code == 200
+            if requests.get(f"{self.url}/openapi.json", timeout=1).status_code != 200:
+                return False
+            announced = self.etcd.get(f"/paz/services/{self.script}")
+            return announced is not None and announced["value"] == f"127.0.0.1:{self.port}"
 
-        wait_until(answers, timeout, what=f"{self.script} on {self.url}")
+        wait_until(answers, timeout, what=f"{self.script} answering on {self.url} and announced")
 
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         return self.process.stop(sig)

@@ -1,5 +1,5 @@
-"""The one place instance keys are written: a background task of the scheduler's gunicorn master
-(run in a child process of it; see :class:`AnnouncerProcess`).
+"""The one place instance keys are written: a background task of the scheduler, run once in its
+companion process (see :mod:`paz.server`).
 
 It announces ``/paz/services/<service>/<version>/<instance>`` = ``host:port`` for every labelled
 container that is running, belongs to a version marked ``running`` in etcd, and accepts
@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from paz.announce import Announcer
-from paz.logs import configure_logging
 from paz.etcd_client import Etcd, Result, StoreUnavailable
 from paz.errors import ApiError
 from paz.watch import Watcher
@@ -199,52 +194,10 @@ def _accepts(address: str) -> bool:
     return accepts_connections(host, int(port))
 
 
-class AnnouncerProcess:
-    """:class:`InstanceAnnouncer` in a child process of gunicorn's master, started and stopped by it.
-
-    Not threads in the master itself: gunicorn forks workers from the master at any time, and a
-    fork taken while one of the announcer's busy threads holds a lock (an import lock, say) leaves
-    that lock held for ever in the new worker, which then hangs on its first deploy. A child
-    process keeps the master quiet; it exits by itself when the master is gone.
-    """
-
-    STOP_SECONDS = 10
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", f"from paz_scheduler.reconcile import run; run({os.getpid()})"], stdin=subprocess.DEVNULL
-        )
-        log.info("instance announcer started", extra={"pid": self.process.pid})
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(self.STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def run(master: int) -> None:
-    """The announcer process: settings from the same environment as ``master``; stops on SIGTERM/SIGINT
-    or as soon as ``master`` is no longer its parent (it died, even before this process got going)."""
-    from .app import settings_from_env
-
-    settings = settings_from_env()
-    configure_logging(settings.service_name, settings.log_level)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    announcer = InstanceAnnouncer(settings).start()
-    while not stopping.wait(1.0) and os.getppid() == master:
-        pass
-    announcer.stop()
-
-
 def start_background(settings: Any) -> Any:
     """The scheduler's process-wide task, started once by gunicorn's master: the instance announcer (docker driver)."""
     if settings.driver == "docker":
-        return AnnouncerProcess()
+        return InstanceAnnouncer(settings).start()
     return _Nothing()
 
 
