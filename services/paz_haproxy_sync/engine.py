@@ -71,7 +71,7 @@ class Engine:
     def __init__(self, settings: "SyncSettings", etcd: Etcd) -> None:
         self.settings = settings
         self.haproxy = Haproxy(settings)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._instances: dict[str, Instance] = {}
         self._routers: dict[str, RouterSettings] = {}
         self._domain: str | None = None
@@ -132,17 +132,16 @@ class Engine:
         """An ``on_reset`` that forgets what ``prefix`` held and takes the whole tree again."""
 
         def reset(tree: Result | None) -> None:
-            with self._lock:
+            nodes = leaves(tree)
+            with self._lock:  # re-entrant: the applier never sees a half-read tree
                 if prefix == SERVICES_PREFIX:
                     self._instances.clear()
                 elif prefix == DIRECTORY_PREFIX:
                     self._routers.clear()
                 else:
                     self._domain = None
-            nodes = leaves(tree)
-            for node in nodes:
-                on_node(node, wake=False)
-            with self._lock:
+                for node in nodes:
+                    on_node(node, wake=False)
                 self._loaded.add(prefix)
             log.info("read from etcd", extra={"prefix": prefix, "keys": len(nodes)})
             self._wake.set()
