@@ -83,7 +83,7 @@ def test_round_robin_across_instances_and_versions(sync, etcd, servers, unique_n
     assert counts == {"v1-1": 10, "v1-2": 10, "v2-1": 10}
 
 
-def test_new_key_is_routed_and_deleted_or_expired_keys_are_not_without_a_reload(sync, etcd, servers, unique_name):
+def test_new_key_is_routed_and_deleted_expired_or_moved_keys_follow_without_a_reload(sync, etcd, servers, unique_name):
     host = f"{unique_name}.paz"
     etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "one").address)
     wait_until(lambda: body(sync, host) == "one", 10, what="the first instance routed")
@@ -99,6 +99,8 @@ def test_new_key_is_routed_and_deleted_or_expired_keys_are_not_without_a_reload(
     wait_until(lambda: "two" not in seen(sync, host, 6), 5, what="a deleted instance no longer routed")
     wait_until(lambda: set(seen(sync, host, 6)) == {"one"}, 10, what="the expired instance no longer routed")
     assert set(seen(sync, host, 20)) == {"one"}
+    etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "moved").address)
+    wait_until(lambda: set(seen(sync, host, 6)) == {"moved"}, 5, what="a re-addressed instance key followed")
     assert (sync.haproxy_pid(), current_worker(sync)) == (master, worker), "server changes must not reload HAProxy"
     wait_until(lambda: f"{unique_name}-1-" not in sync.request("GET", "/config").text.replace(f"{unique_name}-1-1 ", ""), 5,
                what="the config in force saved once the changes paused")
