@@ -36,6 +36,14 @@ class HaproxyError(Exception):
     """HAProxy refused a config or a command, or is not running."""
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: nothing may reap a daemon's exited master here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class Haproxy:
     START_SECONDS = 10.0
     RELOAD_SECONDS = 10.0
@@ -76,18 +84,19 @@ class Haproxy:
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
         raise HaproxyError(f"HAProxy did not start within {self.START_SECONDS:.0f}s: {tail}")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Soft-stop HAProxy (in-flight requests finish), then terminate it if it lingers."""
+    def stop(self, soft_seconds: float = 1.0) -> None:
+        """Soft-stop HAProxy (in-flight requests finish), then terminate, then kill it if it lingers."""
         pid = self.master_pid()
         if pid is None:
             return
-        os.kill(pid, signal.SIGUSR1)
-        deadline = time.monotonic() + timeout
-        while self.master_pid() == pid and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.master_pid() == pid:
-            os.kill(pid, signal.SIGTERM)
-        log.info("haproxy stopped", extra={"pid": pid})
+        for sig, seconds in ((signal.SIGUSR1, soft_seconds), (signal.SIGTERM, 3.0), (signal.SIGKILL, 1.0)):
+            os.kill(pid, sig)
+            deadline = time.monotonic() + seconds
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not _alive(pid):
+                break
+        log.info("haproxy stopped", extra={"pid": pid, "signal": sig.name})
 
     def answers(self) -> bool:
         return self.worker_pid() is not None
