@@ -23,7 +23,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = create_paz_app(
         settings,
         [bp],
-        title="paz-service-directory",
         description="The catalogue of services and the config their next deploy will use.",
     )
     app.extensions["paz.directory"] = DirectoryStore(app.extensions["paz"].etcd)

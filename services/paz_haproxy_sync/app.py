@@ -105,7 +105,6 @@ def create_app(settings: SyncSettings | None = None) -> Flask:
     app = create_paz_app(
         settings,
         [bp],
-        title="paz-haproxy-sync",
         description="Keeps HAProxy routing <service>.paz to the live instances announced in etcd.",
     )
     app.extensions["paz"].health_checks["haproxy"] = lambda: haproxy_health(settings)

@@ -42,7 +42,6 @@ def create_app(settings: OrchestratorSettings | None = None) -> Flask:
     app = create_paz_app(
         settings,
         [bp],
-        title="paz-orchestrator",
         description="Central command for the paz platform: services, cluster, health, stats and live events.",
     )
     paz = app.extensions["paz"]

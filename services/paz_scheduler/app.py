@@ -81,7 +81,6 @@ def create_app(settings: SchedulerSettings | None = None) -> Flask:
     app = create_paz_app(
         settings,
         [bp],
-        title="paz-scheduler",
         description="Deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal.",
     )
     paz = app.extensions["paz"]

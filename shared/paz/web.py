@@ -55,7 +55,7 @@ def paz_context() -> Paz:
     return current_app.extensions["paz"]
 
 
-def create_app(settings: Settings, blueprints: Iterable[Blueprint], title: str, description: str = "") -> Flask:
+def create_app(settings: Settings, blueprints: Iterable[Blueprint], description: str = "") -> Flask:
     """A Flask app for service ``settings.name`` serving ``blueprints`` with the suite's common routes."""
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(settings.service_name, template_folder="templates", root_path=__file__.rsplit("/", 1)[0])
@@ -64,7 +64,7 @@ def create_app(settings: Settings, blueprints: Iterable[Blueprint], title: str, 
     paz = Paz(settings=settings, etcd=store, discovery=Discovery(store, settings))
     paz.health_checks["etcd"] = lambda: _check_etcd(store)
     app.extensions["paz"] = paz
-    app.config["PAZ_TITLE"], app.config["PAZ_DESCRIPTION"] = title, description
+    app.config["PAZ_DESCRIPTION"] = description
     _install_request_ids(app)
     _install_error_handlers(app)
     app.register_blueprint(common)
@@ -231,7 +231,7 @@ def openapi_spec(app: Flask) -> dict[str, Any]:
     paz = app.extensions["paz"]
     if paz.spec is None:
         spec = APISpec(
-            title=app.config["PAZ_TITLE"],
+            title=paz.settings.service_name,
             version=__version__,
             openapi_version="3.0.3",
             info={"description": app.config["PAZ_DESCRIPTION"]},
