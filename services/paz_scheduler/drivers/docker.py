@@ -40,6 +40,7 @@ class DockerDriver:
         self.settings = settings
         self.extra_labels = dict(settings.instance_labels)
         self.where = settings.docker_host or "unix:///var/run/docker.sock"
+        self.last_engine_id = "docker"
         self._clients: dict[float, docker.DockerClient] = {}
         self._lock = threading.Lock()
 
@@ -250,13 +251,19 @@ class DockerDriver:
             list(pool.map(remove_one, units))
 
     def hosts(self) -> list[dict[str, Any]]:
-        """The engine as the one host; ``healthy: false`` when it cannot be reached."""
+        """The engine as the one host; ``healthy: false`` when it cannot be reached.
+
+        An unreachable engine keeps the id it was last seen with, so ``/hosts/<id>/health`` of a
+        host that went down says "unhealthy" rather than "no such host".
+        """
         try:
             with self.reaching():
                 info = self.client(5.0).info()
         except Unavailable:
-            return [{"id": "docker", "name": self.where, "driver": self.name, "address": self.settings.instance_host,
-                     "cores": None, "memoryBytes": None, "containersRunning": None, "healthy": False}]
+            return [{"id": self.last_engine_id, "name": self.where, "driver": self.name,
+                     "address": self.settings.instance_host, "cores": None, "memoryBytes": None,
+                     "containersRunning": None, "healthy": False}]
+        self.last_engine_id = info["ID"]
         return [{"id": info["ID"], "name": info.get("Name"), "driver": self.name, "address": self.settings.instance_host,
                  "cores": info.get("NCPU"), "memoryBytes": info.get("MemTotal"),
                  "containersRunning": info.get("ContainersRunning"), "healthy": True}]
