@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,13 @@ def test_settings_defaults_follow_the_design():
     assert settings.address == "127.0.0.1:9001"
     many = Settings.from_env({"PAZ_ETCD_ENDPOINTS": "http://a:1, http://b:2"}, name="x", port=1)
     assert many.etcd_endpoints == ("http://a:1", "http://b:2")
+
+
+def test_a_killed_service_withdraws_its_key_at_once_through_its_companion(own_etcd, tmp_path):
+    service = Service("paz-service-directory", own_etcd, tmp_path, env={"PAZ_ANNOUNCE_TTL": "60"}).start()
+    companions = [line for line in service.process.log().splitlines() if '"message": "ready"' in line]
+    companion = json.loads(companions[0])["companion"]
+    service.stop(signal.SIGKILL)  # the master dies without running its exit hook
+    wait_until(lambda: own_etcd.get(KEY) is None, 5, what="the key to go with the killed service")
+    wait_until(lambda: not Path(f"/proc/{companion}").exists() or Path(f"/proc/{companion}/stat").read_text().split()[2] == "Z",
+               5, what="the companion process to exit")
