@@ -141,6 +141,20 @@ def run_checked(argv: list[str], timeout: float = 900) -> None:
     assert result.returncode == 0, f"{argv[0]} failed:\n{(result.stdout + result.stderr)[-3000:]}"
 
 
+def apt_mirror() -> str:
+    """The Debian mirror this machine's apt uses (deb822 ``URIs:`` or a one-line ``deb`` entry)."""
+    sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources")) + [Path("/etc/apt/sources.list")]
+    for source in sources:
+        text = source.read_text() if source.exists() else ""
+        for line in text.splitlines():
+            words = line.split()
+            if words[:1] == ["URIs:"] and not words[1].rstrip("/").endswith("-security"):
+                return words[1]
+            if words[:1] == ["deb"] and "bookworm" in words:
+                return next(word for word in words[1:] if "://" in word)
+    pytest.fail("no Debian mirror in /etc/apt/sources.list{,.d}: debootstrap needs one to make the base image")
+
+
 def base_image(engine: DockerEngine, workdir: Path) -> str:
     """A Debian bookworm image with python3, HAProxy and etcd, made with debootstrap and imported;
     made once per Docker Engine (its tag is reused while the engine keeps it)."""
@@ -154,7 +168,7 @@ def base_image(engine: DockerEngine, workdir: Path) -> str:
             pytest.fail(message)
         pytest.skip(message)
     rootfs = workdir / "rootfs"
-    run_checked([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), "http://deb.debian.org/debian"])
+    run_checked([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), apt_mirror()])
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
