@@ -69,6 +69,7 @@ def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
         assert moved
     finally:
         second.stop()
+        discovery.close()
 
 
 def test_discovery_address_can_be_pinned_by_environment(own_etcd):
@@ -76,8 +77,11 @@ def test_discovery_address_can_be_pinned_by_environment(own_etcd):
     discovery = Discovery(Etcd([own_etcd.url]), settings)
     assert settings.override("paz-scheduler", {"PAZ_SCHEDULER_ADDR": "127.0.0.1:1234"}) == "127.0.0.1:1234"
     assert settings.override("paz-service-directory", {"PAZ_SERVICE_DIRECTORY_ADDR": "127.0.0.2:9"}) == "127.0.0.2:9"
-    with pytest.raises(ServiceNotAnnounced):
-        discovery.address("paz-scheduler")
+    try:
+        with pytest.raises(ServiceNotAnnounced):
+            discovery.address("paz-scheduler")
+    finally:
+        discovery.close()
 
 
 def test_etcd_client_fails_over_to_the_endpoint_that_answers(own_etcd):

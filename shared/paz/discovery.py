@@ -60,8 +60,11 @@ class Discovery:
             self._cache[name] = value
         return value
 
-    def url(self, name: str, path: str = "") -> str:
-        return f"http://{self.address(name)}{path}"
+    def close(self) -> None:
+        """Stop following etcd (the cache is no longer kept current)."""
+        with self._lock:
+            if self._watcher is not None:
+                self._watcher.stop()
 
     def _ensure_watching(self) -> None:
         with self._lock:
