@@ -59,7 +59,8 @@ def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine,
 
         directory = start(Service("paz-service-directory", etcd, folder))
         scheduler = start(Service("paz-scheduler", etcd, folder, env={
-            "DOCKER_HOST": docker_engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
+            # its own label too, so the cluster it counts is only this suite's, whatever ran before on the engine
+            "DOCKER_HOST": docker_engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID},paz.test.suite={folder.name}",
             "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
         }))
         haproxy_sync = start(HaproxySync(etcd, folder))

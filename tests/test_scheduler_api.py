@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,28 @@ def test_one_announcer_process_which_goes_with_the_master(etcd, docker_engine, t
                    5, what="the announcer process to exit after its master")
     finally:
         scheduler.stop()
+
+
+def test_docker_stop_withdraws_the_key_once_and_never_announces_it_again(etcd, scheduler, directory, docker_engine,
+                                                                         test_image, unique_name):
+    register(directory, unique_name, test_image)
+    assert deploy_with_token(scheduler, unique_name, test_image).status_code == 201
+    key = f"/paz/services/{unique_name}/1/1"
+    index = requests.get(f"{etcd.url}/v2/keys{key}", timeout=2).json()["node"]["modifiedIndex"]
+    container = docker_engine.client().containers.get(f"{unique_name}-1-1")
+    # the test image's PID 1 ignores SIGTERM: it keeps running (and answering) for the whole stop timeout
+    stopper = threading.Thread(target=container.stop, kwargs={"timeout": 3})
+    stopper.start()
+    actions = []
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:  # every change of the key while the container is stopped, in order
+        try:
+            change = requests.get(f"{etcd.url}/v2/keys{key}", timeout=max(0.1, deadline - time.monotonic()),
+                                  params={"wait": "true", "waitIndex": index + 1}).json()
+        except (requests.Timeout, requests.ConnectionError):  # no change before the deadline (a read timeout)
+            break
+        actions.append(change["action"])
+        index = change["node"]["modifiedIndex"]
+    stopper.join(10)
+    assert actions == ["compareAndDelete"], actions
+    assert instances(etcd, unique_name) == {}

@@ -35,6 +35,7 @@ from .store import SERVICES, SchedulerStore, parse_version_key
 log = logging.getLogger(__name__)
 
 FAILED_PROBES_TO_WITHDRAW = 2
+TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
 
 
 class InstanceAnnouncer:
@@ -48,6 +49,8 @@ class InstanceAnnouncer:
         self.announcer = Announcer(self.etcd, settings.instance_ttl)
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
         self.failures: dict[str, int] = {}
+        self.stopping: set[str] = set()
+        """Containers Docker is stopping: still running (until their stop timeout) but never announced again."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -121,7 +124,10 @@ class InstanceAnnouncer:
         except ApiError:
             self._probe_held()  # the engine is unreachable: keep only keys whose address still answers
             raise
-        candidates = [u for u in units if u.state == "running" and u.address and self._serving(u)]
+        with self._lock:
+            stopping = set(self.stopping)
+        candidates = [u for u in units if u.state == "running" and u.address and u.containerId not in stopping
+                      and self._serving(u)]
         verdicts = dict(zip(candidates, self._pool.map(self._probe, candidates)))
         held = self.announcer.keys
         wanted: dict[str, str] = {}
@@ -170,6 +176,7 @@ class InstanceAnnouncer:
         if event.get("Action") not in ("die", "stop", "kill", "oom", "destroy", "start"):
             return
         labels = (event.get("Actor") or {}).get("Attributes") or {}
+        self._note_stopping(event, labels)
         if event["Action"] != "start" and "paz.version" in labels:
             service, version = labels["paz.service"], int(labels["paz.version"])
             self.announcer.withdraw(instance_key(service, version, int(labels["paz.instance"])))
@@ -178,6 +185,15 @@ class InstanceAnnouncer:
             if event["Action"] == "die" and serving:
                 self._journal_down(labels, event)
         self._wake.set()
+
+    def _note_stopping(self, event: dict[str, Any], labels: dict[str, str]) -> None:
+        """A container sent SIGTERM or SIGKILL is on its way out until it starts again."""
+        container = (event.get("Actor") or {}).get("ID") or event.get("id")
+        with self._lock:
+            if event["Action"] in ("start", "destroy"):
+                self.stopping.discard(container)
+            elif event["Action"] == "stop" or labels.get("signal") in TERMINATING_SIGNALS:
+                self.stopping.add(container)
 
     def _journal_down(self, labels: dict[str, str], event: dict[str, Any]) -> None:
         service, version = labels["paz.service"], int(labels["paz.version"])
