@@ -22,7 +22,7 @@ def up(args: argparse.Namespace) -> int:
     if problems:
         print("paz up: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
-    docker_host = suite.docker_host()
+    docker_host = suite.docker_host
     if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):
         print(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
               "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "

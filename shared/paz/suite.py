@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import docker
@@ -105,7 +106,7 @@ class Suite:
                    "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy")}
         specs = [
             ("service-directory", 9001, {}, []),
-            ("scheduler", 9002, {"DOCKER_HOST": self.docker_host() or DEFAULT_DOCKER_HOST}, []),
+            ("scheduler", 9002, {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST}, []),
             ("haproxy-sync", 9003, haproxy, [f"http://127.0.0.1:{HTTP_PORT}/"]),
             ("orchestrator", 9000, {}, []),
         ]
@@ -118,8 +119,11 @@ class Suite:
             for name, port, env, extra in specs
         ]
 
+    @cached_property
     def docker_host(self) -> str | None:
-        """The Docker Engine the scheduler should use, or None when none answers and we cannot start one."""
+        """The Docker Engine the scheduler should use, or None when none answers and we cannot start one.
+
+        Asked once per command: finding it may ping the default socket."""
         given = self.environ.get("DOCKER_HOST")
         if given:
             return given
@@ -132,7 +136,7 @@ class Suite:
 
     def wanted(self) -> list[Part]:
         """The parts to run: our own dockerd only when no other engine is there to use."""
-        own_docker = self.pid_file(self.part("docker")).exists() or self.docker_host() == self.own_docker_host
+        own_docker = self.pid_file(self.part("docker")).exists() or self.docker_host == self.own_docker_host
         return [part for part in self.parts if part.name != "docker" or own_docker]
 
     def part(self, name: str) -> Part:
