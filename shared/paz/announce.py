@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from .etcd_client import Etcd, KeyNotFound, StoreUnavailable
+from .etcd_client import CompareFailed, Etcd, KeyNotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Announcer:
             self.etcd.delete(key, prevValue=value)
         except (KeyNotFound, StoreUnavailable) as exc:
             log.info("withdraw left nothing to delete", extra={"key": key, "reason": str(exc)})
-        except Exception as exc:  # compare failed: someone else owns the key now
+        except CompareFailed as exc:  # someone else owns the key now
             log.info("withdraw skipped", extra={"key": key, "reason": str(exc)})
 
     @property
