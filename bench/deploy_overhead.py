@@ -10,13 +10,12 @@ dockerd, or PAZ_TEST_DOCKER_HOST's), with the tests' busybox image. Each round:
   and answer HTTP (serving), and until the hook answers (the old version drained and stopped too).
 
 Prints the medians and the overhead (paz serving minus reference). Bounded: ROUNDS rounds.
-Run: .venv/bin/python bench/deploy_overhead.py
+Run: .venv/bin/python -m bench.deploy_overhead
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -25,15 +24,12 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from helpers import DockerEngine, EtcdServer, Service, build_test_image, running, wait_until  # noqa: E402
-from paz_scheduler.drivers.base import accepts_connections  # noqa: E402
+from tests.support import DockerEngine, EtcdServer, Service, build_test_image, running, wait_until
+from paz_scheduler.drivers.base import accepts_connections
 
 ROUNDS = 5
 INSTANCES = 3
 LABEL = f"paz.bench={uuid.uuid4().hex[:8]}"
-
 
 def reference_round(engine: DockerEngine, image: str) -> float:
     client = engine.client()
@@ -50,7 +46,6 @@ def reference_round(engine: DockerEngine, image: str) -> float:
         container.remove(force=True)
     return elapsed
 
-
 def serving(etcd: EtcdServer, name: str, version: int) -> bool:
     answer = requests.get(f"{etcd.url}/v2/keys/paz/services/{name}/{version}", timeout=2)
     if answer.status_code != 200:
@@ -59,7 +54,6 @@ def serving(etcd: EtcdServer, name: str, version: int) -> bool:
     return len(nodes) == INSTANCES and all(
         requests.get(f"http://{n['value']}/cgi-bin/index", timeout=1).ok for n in nodes
     )
-
 
 def paz_round(etcd: EtcdServer, scheduler: Service, name: str, version: int) -> tuple[float, float]:
     result: dict[str, requests.Response] = {}
@@ -74,7 +68,6 @@ def paz_round(etcd: EtcdServer, scheduler: Service, name: str, version: int) -> 
     if result["answer"].status_code != 201:
         raise SystemExit(f"deploy failed: {result['answer'].text}")
     return serve_time, hook_time
-
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="paz-bench-"))
@@ -106,7 +99,6 @@ def main() -> None:
     print(f"paz hook -> serving (announced)   {ms(serve)}")
     print(f"paz hook answered (old v stopped) {ms(hook)}  (includes PAZ_DRAIN_SECONDS=0.5 from round 2)")
     print(f"overhead, hook -> serving vs plain: {(statistics.median(serve) - statistics.median(reference)) * 1000:.0f} ms")
-
 
 if __name__ == "__main__":
     main()

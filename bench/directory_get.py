@@ -5,7 +5,7 @@ Every directory read is an etcd read plus HTTP, JSON and Flask on top, so raw et
 bound; the ratio says how much of it the directory keeps. Both are loaded by wrk (a C load
 generator, so the client is not the bottleneck) for the same duration and connection count.
 
-    .venv/bin/python bench/directory_get.py [--seconds 10] [--connections 50] [--workers N]
+    .venv/bin/python -m bench.directory_get [--seconds 10] [--connections 50] [--workers N]
 """
 
 from __future__ import annotations
@@ -15,16 +15,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from helpers import EtcdServer, Service  # noqa: E402  (the tests' real-process helpers)
+from tests.support import EtcdServer, Service
 
 NAME = "bench-demo-api"
-
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     """Requests per second and p50/p99 latency (ms) of ``url`` under wrk."""
@@ -41,11 +37,9 @@ def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     return {"rps": rate, "p50_ms": _ms(percentiles["50"]), "p99_ms": _ms(percentiles["99"]),
             "errors": int(errors.group(1)) if errors else 0}
 
-
 def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,7 +69,6 @@ def main() -> None:
     ratio = paz["rps"] / raw["rps"]
     print(f"throughput ratio directory/etcd: {ratio:.2f} (aim: at least 0.5)")
     print(json.dumps({"raw_etcd": raw, "directory": paz, "ratio": round(ratio, 3)}))
-
 
 if __name__ == "__main__":
     main()

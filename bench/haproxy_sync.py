@@ -15,7 +15,7 @@ Starts its own etcd, paz-haproxy-sync (and so HAProxy) on free 127.0.0.1 ports, 
     running HAProxy, against one server added through the Runtime API at that scale; and haproxy-sync
     started on an etcd holding them until every service is routed.
 
-Run: .venv/bin/python bench/haproxy_sync.py
+Run: .venv/bin/python -m bench.haproxy_sync
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,13 +30,11 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from helpers import EtcdServer, HaproxySync, IdServer, free_port, wait_until  # noqa: E402
-from paz_haproxy_sync.app import SyncSettings  # noqa: E402
-from paz_haproxy_sync.haproxy import Haproxy  # noqa: E402
-from paz_haproxy_sync.model import Instance, Malformed, Table, parse_instance  # noqa: E402
-from paz_haproxy_sync.render import render  # noqa: E402
+from tests.support import EtcdServer, HaproxySync, IdServer, free_port, wait_until
+from paz_haproxy_sync.haproxy import Haproxy
+from paz_haproxy_sync.model import Instance, Malformed, Table, parse_instance
+from paz_haproxy_sync.render import render
+from paz_haproxy_sync.settings import SyncSettings
 
 PROPAGATION_CHANGES = 120
 REFERENCE_CHANGES = 20
@@ -45,15 +42,12 @@ POLL_SECONDS = 5.0
 LOAD_THREADS = 4
 SCALE_SERVICES, SCALE_INSTANCES = 1000, 5
 
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
-
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
-
 
 def first_answer_from(port: int, host: str, ident: str, timeout: float = 20.0) -> float:
     """Poll HAProxy until ``ident`` answers; return when it did."""
@@ -68,7 +62,6 @@ def first_answer_from(port: int, host: str, ident: str, timeout: float = 20.0) -
                 pass
     raise AssertionError(f"{ident} never answered through HAProxy on {port}")
 
-
 def measure_propagation(etcd: EtcdServer, port: int, service: str, pool: list[IdServer], count: int, phase: float = 0.0) -> list[float]:
     """Add an instance key, time its first answer, delete the key; ``phase`` spreads changes over a poll period."""
     samples = []
@@ -81,7 +74,6 @@ def measure_propagation(etcd: EtcdServer, port: int, service: str, pool: list[Id
         samples.append(first_answer_from(port, f"{service}.paz", server.ident) - started)
         requests.delete(f"{etcd.url}/v2/keys{key}", timeout=2)
     return samples
-
 
 class PollingReference:
     """paz's confd loop: every 5 s read /paz/services, render, and if it changed check and reload."""
@@ -129,7 +121,6 @@ class PollingReference:
         self.thread.join(10)
         self.haproxy.stop()
 
-
 def bench_propagation(etcd: EtcdServer, sync: HaproxySync, work: Path) -> None:
     pool = [IdServer(f"p{n}").start() for n in range(8)]
     etcd.put("/paz/directory/services/prop", '{"name": "prop", "config": {}}')
@@ -149,7 +140,6 @@ def bench_propagation(etcd: EtcdServer, sync: HaproxySync, work: Path) -> None:
           f"p99 {ms(percentile(ours, 0.99))}, max {ms(max(ours))}")
     print(f"    reference (5 s polling + reload, as paz's confd), {len(polled)} changes: median "
           f"{ms(statistics.median(polled))}, p99 {ms(percentile(polled, 0.99))}")
-
 
 def bench_loss(etcd: EtcdServer, sync: HaproxySync) -> None:
     steady = [IdServer(f"s{n}").start() for n in range(3)]
@@ -207,7 +197,6 @@ def bench_loss(etcd: EtcdServer, sync: HaproxySync) -> None:
           + (f" (first: {busy[2][:3]})" if busy[2] else ""))
     print(f"    reference, no changes: {len(quiet[2])} failed of {quiet[0]} in {quiet[1]} ms")
 
-
 def bench_scale(work: Path) -> None:
     settings = SyncSettings(name="bench", haproxy_dir=str(work / "scale"), http_port=free_port(), stats_port=free_port())
     settings.state_dir.mkdir(parents=True)
@@ -240,7 +229,6 @@ def bench_scale(work: Path) -> None:
           f"{ms(applied - checked)}: total {ms(applied - started)}")
     print(f"    reference at that scale, one server added through the Runtime API (no reload): {ms(runtime)}")
 
-
 def bench_scale_end_to_end(work: Path) -> None:
     (work / "etcd-scale").mkdir()
     etcd = EtcdServer(work / "etcd-scale").start()
@@ -266,7 +254,6 @@ def bench_scale_end_to_end(work: Path) -> None:
     print(f"    haproxy-sync started on an etcd holding them, until all are in the config HAProxy runs: {ms(elapsed)} "
           "(includes gunicorn's start and reading 5,000 keys)")
 
-
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hsb-", dir="/tmp") as folder:
         work = Path(folder)
@@ -281,7 +268,6 @@ def main() -> None:
             etcd.stop()
         bench_scale(work)
         bench_scale_end_to_end(work)
-
 
 if __name__ == "__main__":
     main()

@@ -7,7 +7,7 @@
    key follow the same sequence of config PATCHes; for each change, the time from sending the PATCH to
    each client receiving it. The raw etcd watch is the bound.
 
-    .venv/bin/python bench/orchestrator.py [--seconds 10] [--connections 50] [--streams 20] [--changes 100]
+    .venv/bin/python -m bench.orchestrator [--seconds 10] [--connections 50] [--streams 20] [--changes 100]
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -23,13 +22,10 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from directory_get import wrk  # noqa: E402  (the same wrk runner as the directory's benchmark)
-from helpers import EtcdServer, EventStream, Service  # noqa: E402  (the tests' real-process helpers)
+from bench.directory_get import wrk
+from tests.support import EtcdServer, EventStream, Service
 
 NAME = "bench-demo-api"
-
 
 def sse_follower(url: str, changes: int, arrivals: list[float], ready: threading.Barrier) -> None:
     stream = EventStream(f"{url}/events?service={NAME}", read_timeout=30)
@@ -41,7 +37,6 @@ def sse_follower(url: str, changes: int, arrivals: list[float], ready: threading
     finally:
         stream.close()
 
-
 def etcd_follower(etcd_url: str, changes: int, arrivals: list[float], ready: threading.Barrier) -> None:
     key = f"{etcd_url}/v2/keys/paz/directory/services/{NAME}"
     index = int(requests.get(key, timeout=5).headers["X-Etcd-Index"]) + 1
@@ -52,7 +47,6 @@ def etcd_follower(etcd_url: str, changes: int, arrivals: list[float], ready: thr
         arrivals.append(time.monotonic())
         index = node["modifiedIndex"] + 1
 
-
 def latencies(sent: list[float], followers: list[list[float]]) -> dict[str, float]:
     values = sorted((arrived[i] - sent[i]) * 1000 for arrived in followers for i in range(len(sent)))
     return {
@@ -61,7 +55,6 @@ def latencies(sent: list[float], followers: list[list[float]]) -> dict[str, floa
         "max_ms": round(values[-1], 2),
         "deliveries": len(values),
     }
-
 
 def event_latency(orchestrator: Service, etcd: EtcdServer, directory: Service, streams: int, changes: int) -> tuple[dict, dict]:
     sse: list[list[float]] = [[] for _ in range(streams)]
@@ -81,7 +74,6 @@ def event_latency(orchestrator: Service, etcd: EtcdServer, directory: Service, s
     for thread in threads:
         thread.join(60)
     return latencies(sent, sse), latencies(sent, raw)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,7 +110,6 @@ def main() -> None:
     for label, figures in (("raw etcd v2 watch", raw), ("paz-orchestrator /events", sse)):
         print(f"{label:<28}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}{figures['max_ms']:>10.2f}{figures['deliveries']:>10}")
     print(json.dumps({"directory": direct, "orchestrator": relayed, "ratio": round(ratio, 3), "events": sse, "raw_watch": raw}))
-
 
 if __name__ == "__main__":
     main()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DockerEngine, EtcdServer, Service, build_test_image
+from tests.support import DockerEngine, EtcdServer, Service, build_test_image
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from helpers import ROOT, SESSION_ID, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
+from tests.support import ROOT, SESSION_ID, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 SUITE = {

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from helpers import EtcdServer, Service
+from tests.support import Service
 
 
 def doc(name: str, **extra):

@@ -3,7 +3,6 @@ own app factories with nothing running (no etcd, no Docker Engine)."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import json
 import re
@@ -13,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import VENV_BIN, Process, free_port, wait_until
+from tests.support import ROOT, VENV_BIN, Process, free_port, wait_until
 
-from paz.docs import SERVICE_PACKAGES
+from paz.registry import PACKAGES, declaration
 
 NOTHING_RUNNING = {
     "PAZ_ETCD_ENDPOINTS": f"http://127.0.0.1:{free_port()}",
@@ -37,21 +36,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def flask_paths(package: str) -> set[str]:
-    """The documented routes of a service's app, in OpenAPI's ``{name}`` form."""
-    module = importlib.import_module(f"{package}.app")
-    app = module.create_app(module.settings_from_env())
-    return {
-        re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
-        for rule in app.url_map.iter_rules()
-        if rule.endpoint != "static" and "---" in (app.view_functions[rule.endpoint].__doc__ or "")
-    }
+    """Every route of a service's app, in OpenAPI's ``{name}`` form."""
+    app = declaration(package).create_app()
+    return {re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
 
 
-@pytest.mark.parametrize("package", SERVICE_PACKAGES)
+@pytest.mark.parametrize("package", PACKAGES)
 def test_every_service_has_a_document_with_all_its_routes(built: Path, package: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for var, value in NOTHING_RUNNING.items():
         monkeypatch.setenv(var, value)
-    service = importlib.import_module(f"{package}.app").NAME
+    service = declaration(package).name
     document = json.loads((built / f"paz-{service}.openapi.json").read_text())
     assert document["openapi"].startswith("3.")
     assert document["info"]["title"] == f"paz-{service}"
@@ -68,8 +62,8 @@ def test_directory_document_describes_paz_routes(built: Path) -> None:
 
 def test_reference_has_a_section_per_service_and_no_external_urls(built: Path) -> None:
     html = (built / "index.html").read_text()
-    for package in SERVICE_PACKAGES:
-        name = f"paz-{importlib.import_module(f'{package}.app').NAME}"
+    for package in PACKAGES:
+        name = declaration(package).announced_as
         assert f'id="{name}"' in html
         assert f'href="{name}.openapi.json"' in html
         assert (built / f"{name}.openapi.json").exists()
@@ -101,3 +95,10 @@ def test_build_with_a_bad_setting_names_it_without_a_traceback(tmp_path: Path) -
     assert result.returncode == 1
     assert "PAZ_LOG_LEVEL" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "index.html").exists()
+
+
+def test_committed_documents_are_the_ones_the_code_makes(built: Path) -> None:
+    for path in sorted(built.glob("*.openapi.json")):
+        committed = ROOT / "docs" / path.name
+        assert committed.exists() and json.loads(committed.read_text()) == json.loads(path.read_text()), \
+            f"docs/{path.name} is stale: run paz docs build"

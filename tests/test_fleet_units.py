@@ -9,7 +9,6 @@ and the announce sidekick's own shell loop is run for real against a real etcd a
 from __future__ import annotations
 
 import configparser
-import importlib
 import os
 import re
 import shlex
@@ -19,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, Process, need, wait_until
+from tests.support import ROOT, Process, need, wait_until
+from paz.registry import declaration
 
 FLEET = ROOT / "compose" / "fleet"
 SERVICES = {
@@ -88,7 +88,7 @@ def test_service_unit_runs_the_suite_image_and_announces_the_machine_address(nam
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_announce_unit_is_a_sidekick_writing_what_the_service_announces(name: str) -> None:
-    port = importlib.import_module(f"{SERVICES[name]}.app").PORT
+    port = declaration(SERVICES[name]).port
     announce = unit(FLEET / f"{name}-announce.service")
     assert announce["X-Fleet"]["MachineOf"] == [f"{name}.service"]
     assert announce["Unit"]["BindsTo"] == [f"{name}.service"]

@@ -7,12 +7,11 @@ import json
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
-from helpers import EtcdServer, HaproxySync, IdServer, Service, wait_until
+from tests.support import EtcdServer, HaproxySync, IdServer, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +52,8 @@ def status(sync: HaproxySync) -> dict:
 
 def current_worker(sync: HaproxySync) -> int:
     """The pid of HAProxy's current worker, the one answering its stats socket (a reload replaces it)."""
-    from paz_haproxy_sync.app import SyncSettings
     from paz_haproxy_sync.haproxy import Haproxy
+    from paz_haproxy_sync.settings import SyncSettings
 
     haproxy = Haproxy(SyncSettings(haproxy_dir=str(sync.folder / "haproxy")))
     return wait_until(haproxy.worker_pid, 5, what="HAProxy's stats socket")
@@ -222,8 +221,8 @@ def test_health_config_and_backends(sync, etcd, servers, unique_name):
 
 
 def test_a_config_haproxy_refuses_is_never_installed(tmp_path):
-    from paz_haproxy_sync.app import SyncSettings
     from paz_haproxy_sync.haproxy import Haproxy, HaproxyError
+    from paz_haproxy_sync.settings import SyncSettings
 
     haproxy = Haproxy(SyncSettings(haproxy_dir=str(tmp_path)))
     haproxy.config_path.write_text("# the last good config\n")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from helpers import EtcdServer, HaproxySync, IdServer, wait_until
+from tests.support import EtcdServer, HaproxySync, IdServer, wait_until
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import EtcdServer, EventStream, Service, free_port, running, wait_until
+from tests.support import EtcdServer, EventStream, Service, free_port, running, wait_until
 
 
 def svcdoc(name: str) -> dict:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from helpers import (
+from tests.support import (
     SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, EventStream, HaproxySync, Service, build_test_image, etcdctl_get,
     free_port, wait_until,
 )

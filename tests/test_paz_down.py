@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import requests
 
-from helpers import paz_command as paz, suite_pids as pids
+from paz.processes import running
+from tests.support import paz_command as paz, suite_pids as pids
 
 
 def test_without_docker_all_but_deploying_works_and_down_leaves_no_process(tmp_path_factory):
@@ -34,7 +34,7 @@ def test_without_docker_all_but_deploying_works_and_down_leaves_no_process(tmp_p
     down = paz(state, "down", env=env)
     assert down.returncode == 0
     for pid in [*started.values(), *haproxy_pids]:
-        assert not Path(f"/proc/{pid}").exists() or b"zombie" in Path(f"/proc/{pid}/status").read_bytes().lower(), pid
+        assert not running(pid), pid
     for url in ("http://127.0.0.1:9001/health", "http://127.0.0.1:8080/", "http://127.0.0.1:2379/health"):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=2)

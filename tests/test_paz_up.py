@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids, wait_until
+from tests.support import build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids, wait_until
 
 SERVICES = ("paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator")
 
@@ -52,6 +52,17 @@ def test_status_and_a_second_up_start_nothing_twice(suite_up):
     again = paz(state, "up", env=env)
     assert again.returncode == 0 and "already running" in again.stdout
     assert pids(state) == before
+
+
+def test_up_with_a_domain_writes_it_for_the_router(suite_up):
+    state, env = suite_up
+    refused = paz(state, "up", "--domain", "not a domain;", env=env)
+    assert refused.returncode == 2 and "--domain" in refused.stderr
+    assert etcdctl_get("http://127.0.0.1:2379", "/paz/config/domain") == ""
+    assert paz(state, "up", "--domain", "example.com", env=env).returncode == 0
+    assert etcdctl_get("http://127.0.0.1:2379", "/paz/config/domain") == "example.com"
+    assert paz(state, "up", "--domain", "", env=env).returncode == 0
+    assert etcdctl_get("http://127.0.0.1:2379", "/paz/config/domain") == ""
 
 
 def test_logs_show_each_part(suite_up):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from helpers import SESSION_ID, TEST_LABEL, Service, build_test_image, wait_until
+from tests.support import SESSION_ID, TEST_LABEL, Service, build_test_image, wait_until
 
 EXIT_IMAGE = "paz-test/hello:exit"
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
+import psutil
 import requests
 
-from helpers import Service, free_port, wait_until
-from test_scheduler import containers, deploy, instances, page, register, scheduler_env
+from paz.processes import running
+from tests.support import Service, free_port, wait_until
+from tests.test_scheduler import containers, deploy, instances, page, register, scheduler_env
 
 TOKEN = "s3cret-token"
 
@@ -178,24 +179,16 @@ def test_directory_unreachable_is_a_clear_503(own_etcd, docker_engine, tmp_path,
 
 def _children(pid: int) -> dict[int, str]:
     """``{pid: command line}`` of the processes whose parent is ``pid``."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, ValueError, IndexError):
-            continue
-    return found
+    return {child.pid: " ".join(child.cmdline()) for child in psutil.Process(pid).children()}
 
 
 def test_one_announcer_process_which_goes_with_the_master(etcd, docker_engine, tmp_path):
     scheduler = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine, PAZ_WORKERS="3")).start()
     try:
-        announcers = [p for p, cmd in _children(scheduler.process.proc.pid).items() if "paz_scheduler.reconcile" in cmd]
+        announcers = [p for p, cmd in _children(scheduler.process.proc.pid).items() if "paz.server" in cmd and "paz_scheduler" in cmd]
         assert len(announcers) == 1  # one, whatever the number of workers
         scheduler.stop(signal.SIGKILL)  # the master dies without cleaning up
-        wait_until(lambda: not Path(f"/proc/{announcers[0]}").exists() or "Z" in Path(f"/proc/{announcers[0]}/stat").read_text().split()[2],
-                   5, what="the announcer process to exit after its master")
+        wait_until(lambda: not running(announcers[0]), 5, what="the announcer process to exit after its master")
     finally:
         scheduler.stop()
 
@@ -218,8 +211,24 @@ def test_docker_stop_withdraws_the_key_once_and_never_announces_it_again(etcd, s
                                   params={"wait": "true", "waitIndex": index + 1}).json()
         except (requests.Timeout, requests.ConnectionError):  # no change before the deadline (a read timeout)
             break
-        actions.append(change["action"])
+        if change["node"]["key"] == key:  # not the deletion of its emptied folders
+            actions.append(change["action"])
         index = change["node"]["modifiedIndex"]
     stopper.join(10)
     assert actions == ["compareAndDelete"], actions
     assert instances(etcd, unique_name) == {}
+
+
+def test_retired_versions_and_stopped_services_leave_no_folder_in_etcd(etcd, scheduler, directory, test_image, unique_name):
+    """``etcdctl ls /paz/services`` shows the suite and the services with live instances, nothing else."""
+    def listed(folder: str) -> list[str] | None:
+        answer = requests.get(f"{etcd.url}/v2/keys{folder}", timeout=2)
+        return None if answer.status_code == 404 else [node["key"] for node in answer.json()["node"].get("nodes", [])]
+
+    register(directory, unique_name, test_image)
+    assert deploy_with_token(scheduler, unique_name).status_code == 201
+    assert deploy_with_token(scheduler, unique_name).status_code == 201
+    assert listed(f"/paz/services/{unique_name}") == [f"/paz/services/{unique_name}/2"]
+    scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).raise_for_status()
+    assert listed(f"/paz/services/{unique_name}") is None
+    assert f"/paz/services/{unique_name}" not in listed("/paz/services")

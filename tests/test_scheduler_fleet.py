@@ -22,10 +22,10 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 
-from helpers import SESSION_ID, TEST_LABEL, Process, Service, need, wait_until
+from tests.support import SESSION_ID, TEST_LABEL, Process, Service, need, wait_until
 from paz_scheduler.drivers.base import InstanceSpec
 from paz_scheduler.drivers.fleet import announce_unit, service_unit, unit_text
-from test_scheduler import deploy, register
+from tests.test_scheduler import deploy, register
 
 GOLDEN = Path(__file__).parent / "golden" / "scheduler_fleet"
 HOSTILE_ENV = {

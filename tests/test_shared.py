@@ -6,11 +6,11 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers import EtcdServer, Service, VENV_BIN, etcdctl_get, wait_until
+from paz.processes import running
+from tests.support import Service, VENV_BIN, etcdctl_get, wait_until
 from paz.discovery import Discovery, ServiceNotAnnounced
 from paz.etcd_client import Etcd, StoreUnavailable
 from paz.settings import Settings, SettingsError
@@ -128,5 +128,4 @@ def test_a_killed_service_withdraws_its_key_at_once_through_its_companion(own_et
     companion = json.loads(companions[0])["companion"]
     service.stop(signal.SIGKILL)  # the master dies without running its exit hook
     wait_until(lambda: own_etcd.get(KEY) is None, 5, what="the key to go with the killed service")
-    wait_until(lambda: not Path(f"/proc/{companion}").exists() or Path(f"/proc/{companion}/stat").read_text().split()[2] == "Z",
-               5, what="the companion process to exit")
+    wait_until(lambda: not running(companion), 5, what="the companion process to exit")

@@ -1,29 +1,25 @@
-"""The directory's app factory and settings."""
+"""The directory, declared: the catalogue of services and the config their next deploy will use."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from paz.settings import Settings
-from paz.web import create_app as create_paz_app
+from paz.service import Service
+from paz.web import Paz
 
 from .routes import bp
 from .store import DirectoryStore
 
-NAME = "service-directory"
-PORT = 9001
+
+def attach_store(app: Flask, paz: Paz) -> None:
+    app.extensions["paz.directory"] = DirectoryStore(paz.etcd)
 
 
-def settings_from_env() -> Settings:
-    return Settings.from_env(name=NAME, port=PORT)
-
-
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or settings_from_env()
-    app = create_paz_app(
-        settings,
-        [bp],
-        description="The catalogue of services and the config their next deploy will use.",
-    )
-    app.extensions["paz.directory"] = DirectoryStore(app.extensions["paz"].etcd)
-    return app
+service = Service(
+    package=__package__,
+    name="service-directory",
+    port=9001,
+    description="The catalogue of services and the config their next deploy will use.",
+    blueprint=bp,
+    extend=attach_store,
+)

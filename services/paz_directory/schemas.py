@@ -8,23 +8,20 @@ config keys may also stand at the top level (the seed's walkthrough posts ``port
 from __future__ import annotations
 
 import re
-import warnings
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates
 
-from paz.names import IMAGE_REFERENCE, name_problem
+from passlib.hash import sha512_crypt
 
-with warnings.catch_warnings():  # stdlib in 3.11: the SHA-512 crypt hashes HAProxy's userlist reads
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt as _crypt
+from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATTERN = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
 _HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,255}$")
-_USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
 AUTO_DEPLOY = ("always", "never")
+CRYPT = sha512_crypt.using(rounds=5000)
+"""SHA-512 crypt as HAProxy's userlist reads it; 5000 rounds is crypt(3)'s default and leaves ``rounds=`` out of the hash."""
 
 
 def check_name(name: str) -> None:
@@ -61,10 +58,10 @@ class UserSchema(Schema):
     """A router basic-auth user; a plain ``password`` is stored only as its SHA-512 crypt hash."""
 
     username = fields.String(
-        required=True, validate=validate.Regexp(_USERNAME, error="1 to 64 letters, digits, '.', '_' or '-'")
+        required=True, validate=validate.Regexp(USERNAME, error="1 to 64 letters, digits, '.', '_' or '-'")
     )
     password = fields.String(load_only=True, validate=[validate.Length(1, 256), _no_nul])
-    passwordHash = fields.String(validate=validate.Regexp(_CRYPT_HASH, error="must be a crypt(3) hash ($6$, $5$, $y$ or $2b$)"))
+    passwordHash = fields.String(validate=validate.Regexp(CRYPT_HASH, error="must be a crypt(3) hash ($6$, $5$, $y$ or $2b$)"))
 
     @post_load
     def hash_password(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -72,12 +69,12 @@ class UserSchema(Schema):
         if password is None and "passwordHash" not in data:
             raise ValidationError("give password or passwordHash", "password")
         if password is not None:
-            data["passwordHash"] = _crypt.crypt(password, _crypt.mksalt(_crypt.METHOD_SHA512))
+            data["passwordHash"] = CRYPT.hash(password)
         return data
 
 
 class BasicAuthSchema(Schema):
-    realm = fields.String(load_default="paz", validate=validate.Regexp(r"^[A-Za-z0-9 ._-]{1,64}$", error="1 to 64 letters, digits, spaces, '.', '_' or '-'"))
+    realm = fields.String(load_default="paz", validate=validate.Regexp(REALM, error="1 to 64 letters, digits, spaces, '.', '_' or '-'"))
     users = fields.List(fields.Nested(UserSchema), required=True, validate=validate.Length(min=1, max=100))
 
 
@@ -170,13 +167,14 @@ class ServiceSchema(Schema):
 class ServiceOut(Schema):
     """A stored service document, as every route returns it."""
 
-    class Meta:
-        unknown = EXCLUDE
+    name = fields.String(required=True)
+    description = fields.String(required=True)
+    dockerRepository = fields.String(required=True)
+    config = fields.Nested(ConfigSchema, required=True)
 
-    name = fields.String()
-    description = fields.String()
-    dockerRepository = fields.String()
-    config = fields.Dict()
+
+class RepositoryQuery(Schema):
+    dockerRepository = fields.String(metadata={"description": "e.g. lukebond/demo-api; a tag is optional"})
 
 
 def merge_config(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -6,18 +6,13 @@ import json
 import logging
 from typing import Any
 
+from paz import keys
 from paz.errors import Conflict, NotFound
 from paz.etcd_client import AlreadyExists, Etcd, KeyNotFound
 
 from .schemas import merge_config
 
-PREFIX = "/paz/directory/services"
-
 log = logging.getLogger(__name__)
-
-
-def service_key(name: str) -> str:
-    return f"{PREFIX}/{name}"
 
 
 def _repository(image: str) -> str:
@@ -68,7 +63,7 @@ class DirectoryStore:
     def create(self, document: dict[str, Any]) -> dict[str, Any]:
         document = {**document, "config": merge_config({}, document["config"])}
         try:
-            self.etcd.write(service_key(document["name"]), json.dumps(document, sort_keys=True), prevExist=False)
+            self.etcd.write(keys.service_document(document["name"]), json.dumps(document, sort_keys=True), prevExist=False)
         except AlreadyExists:
             raise Conflict(
                 f"A service named {document['name']!r} already exists; PATCH /services/{document['name']}/config "
@@ -80,7 +75,7 @@ class DirectoryStore:
     def all(self) -> list[dict[str, Any]]:
         """Every service document; a malformed value is left out with a warning naming its key."""
         documents = []
-        for node in self.etcd.children(PREFIX):
+        for node in self.etcd.children(keys.DIRECTORY):
             try:
                 documents.append(_parsed(node.key, node.value))
             except MalformedDocument:
@@ -88,10 +83,10 @@ class DirectoryStore:
         return sorted(documents, key=lambda doc: doc["name"])
 
     def get(self, name: str) -> dict[str, Any]:
-        value = self.etcd.get(service_key(name))
+        value = self.etcd.get(keys.service_document(name))
         if value is None:
             raise _missing(name)
-        return _parsed(service_key(name), value)
+        return _parsed(keys.service_document(name), value)
 
     def find_by_repository(self, image: str) -> dict[str, Any]:
         """The service whose ``dockerRepository`` is ``image``, else the one of the same repository."""
@@ -104,7 +99,7 @@ class DirectoryStore:
         return matches[0]
 
     def patch_config(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        key = service_key(name)
+        key = keys.service_document(name)
 
         def apply(document: Any) -> dict[str, Any]:
             return {**document, "config": merge_config(_checked(key, document)["config"], patch)}
@@ -118,6 +113,6 @@ class DirectoryStore:
 
     def delete(self, name: str) -> None:
         try:
-            self.etcd.delete(service_key(name))
+            self.etcd.delete(keys.service_document(name))
         except KeyNotFound:
             raise _missing(name) from None

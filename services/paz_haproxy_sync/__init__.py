@@ -1,13 +1,8 @@
 """paz-haproxy-sync: keeps HAProxy routing <service>.paz (and <service>.<domain>) to the live instances."""
 
-from paz.server import serve
+from .app import service
 
-from .app import create_app, settings_from_env
-from .engine import start_engine
+create_app = service.create_app
+main = service.main
 
-
-def main() -> None:
-    serve(create_app, settings_from_env, tasks=[start_engine])
-
-
-__all__ = ["create_app", "main"]
+__all__ = ["create_app", "main", "service"]

@@ -16,32 +16,29 @@ from ``status.json`` and the config file in ``PAZ_HAPROXY_DIR``.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
 
+from paz import keys
 from paz.etcd_client import Etcd, Result
+from paz.names import is_service_name
 from paz.watch import Watcher
 
 from .haproxy import Haproxy, HaproxyError
 from .model import (
-    DIRECTORY_PREFIX, DOMAIN_KEY, SERVICES_PREFIX, Instance, Malformed, RouterSettings, Table,
-    is_service_name, parse_domain, parse_instance, parse_router_settings,
+    Instance, Malformed, RouterSettings, Table,
+    parse_domain, parse_instance, parse_router_settings,
 )
 from .render import render, server_line
-
-if TYPE_CHECKING:
-    from .app import SyncSettings
+from .settings import SyncSettings
+from .status import StatusFile
 
 log = logging.getLogger(__name__)
 
-GONE = ("delete", "expire", "compareAndDelete")
 Servers = dict[str, dict[str, str]]
 
 
@@ -68,7 +65,7 @@ class Engine:
     SAVE_AT_LEAST_EVERY = 2.0
     MAX_RUNTIME_COMMANDS = 400
 
-    def __init__(self, settings: "SyncSettings", etcd: Etcd) -> None:
+    def __init__(self, settings: SyncSettings, etcd: Etcd) -> None:
         self.settings = settings
         self.haproxy = Haproxy(settings)
         self._lock = threading.RLock()
@@ -83,11 +80,11 @@ class Engine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._status: dict[str, Any] = {}
+        self._status = StatusFile(settings.status_path)
         self.watchers = [
-            Watcher(etcd, SERVICES_PREFIX, self._on_instance, self._reset(SERVICES_PREFIX, self._on_instance)),
-            Watcher(etcd, DIRECTORY_PREFIX, self._on_document, self._reset(DIRECTORY_PREFIX, self._on_document)),
-            Watcher(etcd, DOMAIN_KEY, self._on_domain, self._reset(DOMAIN_KEY, self._on_domain)),
+            Watcher(etcd, keys.SERVICES, self._on_instance, self._reset(keys.SERVICES, self._on_instance)),
+            Watcher(etcd, keys.DIRECTORY, self._on_document, self._reset(keys.DIRECTORY, self._on_document)),
+            Watcher(etcd, keys.DOMAIN, self._on_domain, self._reset(keys.DOMAIN, self._on_domain)),
         ]
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -100,7 +97,7 @@ class Engine:
             log.info("adopted the running haproxy", extra={"pid": pid})
         else:
             self._start_haproxy()
-        self._write_status(haproxyPid=self.haproxy.master_pid())
+        self._status.update(haproxyPid=self.haproxy.master_pid())
         for watcher in self.watchers:
             watcher.start()
         self._thread = threading.Thread(target=self._run, name="paz-haproxy-apply", daemon=True)
@@ -134,9 +131,9 @@ class Engine:
         def reset(tree: Result | None) -> None:
             nodes = leaves(tree)
             with self._lock:  # re-entrant: the applier never sees a half-read tree
-                if prefix == SERVICES_PREFIX:
+                if prefix == keys.SERVICES:
                     self._instances.clear()
-                elif prefix == DIRECTORY_PREFIX:
+                elif prefix == keys.DIRECTORY:
                     self._routers.clear()
                 else:
                     self._domain = None
@@ -152,7 +149,7 @@ class Engine:
         with self._lock:
             for key in [k for k in self._instances if k == event.key or k.startswith(event.key + "/")]:
                 del self._instances[key]
-            if event.action not in GONE and not event.dir:
+            if event.action not in keys.GONE and not event.dir:
                 try:
                     self._instances[event.key] = parse_instance(event.key, event.value)
                 except Malformed as exc:
@@ -161,11 +158,11 @@ class Engine:
             self._wake.set()
 
     def _on_document(self, event: Result, wake: bool = True) -> None:
-        name = event.key.removeprefix(DIRECTORY_PREFIX + "/")
+        name = event.key.removeprefix(keys.DIRECTORY + "/")
         with self._lock:
-            if event.action in GONE and event.key == DIRECTORY_PREFIX:
+            if event.action in keys.GONE and event.key == keys.DIRECTORY:
                 self._routers.clear()
-            elif event.action in GONE or event.dir:
+            elif event.action in keys.GONE or event.dir:
                 self._routers.pop(name, None)
             elif not is_service_name(name):
                 log.warning("skipped a directory document", extra={"key": event.key, "reason": "not a service name"})
@@ -178,7 +175,7 @@ class Engine:
 
     def _on_domain(self, event: Result, wake: bool = True) -> None:
         try:
-            domain = None if event.action in GONE or event.dir else parse_domain(event.value)
+            domain = None if event.action in keys.GONE or event.dir else parse_domain(event.value)
         except Malformed as exc:
             log.warning("skipped the domain", extra={"key": event.key, "reason": str(exc)})
             domain = None
@@ -309,24 +306,17 @@ class Engine:
     def _done(self, how: str, table: Table) -> None:
         count = sum(len(servers) for servers in table.services.values())
         log.info("applied", extra={"how": how, "services": len(table.services), "servers": count})
-        self._write_status(
+        self._status.update(
             haproxyPid=self.haproxy.master_pid(), lastAppliedAt=now(), lastApply=how,
             services=len(table.services), servers=count, lastError=None,
         )
 
     def _failed(self, exc: Exception) -> None:
         log.error("apply failed; HAProxy keeps the last good config", extra={"reason": str(exc)})
-        self._write_status(haproxyPid=self.haproxy.master_pid(), lastError=str(exc), lastErrorAt=now())
-
-    def _write_status(self, **fields: Any) -> None:
-        self._status.update(fields)
-        path = self.settings.status_path
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self._status, sort_keys=True))
-        os.replace(temporary, path)
+        self._status.update(haproxyPid=self.haproxy.master_pid(), lastError=str(exc), lastErrorAt=now())
 
 
-def start_engine(settings: "SyncSettings") -> Engine:
+def start_engine(settings: SyncSettings) -> Engine:
     """The background task :func:`paz.server.serve` runs once per service."""
     return Engine(settings, Etcd.from_settings(settings)).start()
 

@@ -22,10 +22,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .app import SyncSettings
+from .settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ class Haproxy:
     START_SECONDS = 10.0
     RELOAD_SECONDS = 10.0
 
-    def __init__(self, settings: "SyncSettings") -> None:
+    def __init__(self, settings: SyncSettings) -> None:
         self.binary = settings.haproxy_bin
         self.config_path = settings.config_path
         self.stats_socket = settings.stats_socket

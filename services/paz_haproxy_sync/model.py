@@ -14,18 +14,13 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-SERVICES_PREFIX = "/paz/services"
-DIRECTORY_PREFIX = "/paz/directory/services"
-DOMAIN_KEY = "/paz/config/domain"
+from paz import keys
+from paz.names import CRYPT_HASH, REALM, USERNAME, is_service_name
 
-_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(?P<port>[0-9]{1,5})$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
-_REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
 # Stricter than the directory's: no quote, '$', '#' or backslash can reach an httpchk line.
 _CHECK_PATH = re.compile(r"^/[A-Za-z0-9._~!&()*+,;=:@%/?-]{0,255}$")
 DEFAULT_REALM = "paz"
@@ -83,10 +78,6 @@ class Table:
         return self.settings.get(service, RouterSettings())
 
 
-def is_service_name(name: str) -> bool:
-    return bool(_SERVICE.match(name))
-
-
 def parse_address(raw: str) -> str:
     """``host:port`` as ``ip:port``; a host name is resolved once, here."""
     match = _HOST_PORT.match(raw or "")
@@ -109,7 +100,7 @@ def parse_address(raw: str) -> str:
 
 def parse_instance(key: str, value: str | None) -> Instance:
     """The server a key below ``/paz/services`` stands for; :class:`Malformed` when it is not one."""
-    parts = key.removeprefix(SERVICES_PREFIX + "/").split("/")
+    parts = key.removeprefix(keys.SERVICES + "/").split("/")
     if len(parts) == 1 and is_service_name(parts[0]):
         return Instance(parts[0], parts[0], parse_address(value or ""))
     if len(parts) != 3:
@@ -128,7 +119,7 @@ def parse_domain(value: str | None) -> str | None:
     if not domain:
         return None
     if not _DOMAIN.match(domain):
-        raise Malformed(f"{DOMAIN_KEY} = {value!r} is not a domain name such as example.com")
+        raise Malformed(f"{keys.DOMAIN} = {value!r} is not a domain name such as example.com")
     return domain
 
 
@@ -163,13 +154,13 @@ def _basic_auth(raw: Any) -> tuple[BasicAuth | None, str | None]:
         (user["username"], user["passwordHash"])
         for user in raw["users"]
         if isinstance(user, dict)
-        and isinstance(user.get("username"), str) and _USERNAME.match(user["username"])
-        and isinstance(user.get("passwordHash"), str) and _CRYPT_HASH.match(user["passwordHash"])
+        and isinstance(user.get("username"), str) and USERNAME.match(user["username"])
+        and isinstance(user.get("passwordHash"), str) and CRYPT_HASH.match(user["passwordHash"])
     )
     if len(users) != len(raw["users"]) or not users:
         return None, "basicAuth has a user without a valid username and crypt passwordHash"
     realm = raw.get("realm")
-    return BasicAuth(realm if isinstance(realm, str) and _REALM.match(realm) else DEFAULT_REALM, users), None
+    return BasicAuth(realm if isinstance(realm, str) and REALM.match(realm) else DEFAULT_REALM, users), None
 
 
 def _health_check(raw: Any) -> HealthCheck | None:

@@ -7,18 +7,14 @@ text. One backend per service (named as the service), chosen by the request's ho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .model import RouterSettings, Table
-
-if TYPE_CHECKING:
-    from .app import SyncSettings
+from .settings import SyncSettings
 
 UNKNOWN_BACKEND = "paz_unknown"
 TEXT = 'content-type "text/plain; charset=utf-8"'
 
 
-def render(table: Table, settings: "SyncSettings", servers: bool = True) -> str:
+def render(table: Table, settings: SyncSettings, servers: bool = True) -> str:
     """The whole config; with ``servers=False`` its structure only (what a runtime change cannot alter)."""
     lines = [*_global(settings), *_frontend(table, settings), *_fixed(settings)]
     for name in sorted(table.services):
@@ -37,7 +33,7 @@ def server_options(router: RouterSettings) -> str:
     return f" check inter {router.health.interval * 1000} rise 2 fall 2"
 
 
-def _global(settings: "SyncSettings") -> list[str]:
+def _global(settings: SyncSettings) -> list[str]:
     return [
         "# Written by paz-haproxy-sync from etcd; changes made here are replaced at the next change.",
         "global",
@@ -66,7 +62,7 @@ def _global(settings: "SyncSettings") -> list[str]:
     ]
 
 
-def _frontend(table: Table, settings: "SyncSettings") -> list[str]:
+def _frontend(table: Table, settings: SyncSettings) -> list[str]:
     lines = [
         "frontend paz_router",
         f"    bind {settings.router_bind}:{settings.http_port}",
@@ -81,7 +77,7 @@ def _frontend(table: Table, settings: "SyncSettings") -> list[str]:
     return lines
 
 
-def _fixed(settings: "SyncSettings") -> list[str]:
+def _fixed(settings: SyncSettings) -> list[str]:
     return [
         f"backend {UNKNOWN_BACKEND}",
         f'    http-request return status 503 {TEXT} lf-string "paz: no service is routed for the host name '

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Response, current_app
 
+from paz.api import Blueprint
 from paz.errors import Unavailable
 
 from .haproxy import Haproxy, HaproxyError
 from .render import UNKNOWN_BACKEND
+from .schemas import BackendOut
 
-bp = Blueprint("haproxy_sync", __name__)
+bp = Blueprint("haproxy_sync", __name__, description="The HAProxy config in force and its backends.")
 _OWN_PROXIES = ("paz_router", "paz_stats", UNKNOWN_BACKEND)
 
 
@@ -23,15 +25,10 @@ def haproxy() -> Haproxy:
 
 
 @bp.get("/config")
+@bp.response(200, {"type": "string"}, content_type="text/plain",
+             description="The haproxy.cfg HAProxy runs: the last one that passed haproxy -c")
 def config():
-    """The HAProxy config in force.
-    ---
-    get:
-      summary: The text of the haproxy.cfg HAProxy runs (the last one that passed haproxy -c)
-      responses:
-        200: {description: The config, content: {text/plain: {schema: {type: string}}}}
-        503: {description: No config has been applied yet}
-    """
+    """The HAProxy config in force (503 until one has been applied)."""
     text = haproxy().installed()
     if text is None:
         raise Unavailable(f"No HAProxy config has been applied yet at {haproxy().config_path}; see this service's log.")
@@ -39,20 +36,14 @@ def config():
 
 
 @bp.get("/backends")
+@bp.response(200, BackendOut(many=True), description="One entry per routed service, by name")
 def backends():
-    """Each routed service with its servers and their state, from HAProxy's stats.
-    ---
-    get:
-      summary: Every service HAProxy routes, its servers and traffic figures
-      responses:
-        200: {description: One entry per service, content: {application/json: {schema: {type: array, items: BackendOut}}}}
-        503: {description: HAProxy's stats socket does not answer}
-    """
+    """Every service HAProxy routes, its servers with their state, and traffic figures (503 when HAProxy does not answer)."""
     try:
         rows = haproxy().stats()
     except HaproxyError as exc:
         raise Unavailable(f"{exc}. Is HAProxy running? GET /health says.") from None
-    return jsonify(backend_list(rows))
+    return backend_list(rows)
 
 
 def _number(row: dict[str, str], column: str) -> int:

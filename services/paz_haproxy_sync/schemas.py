@@ -1,4 +1,4 @@
-"""What haproxy-sync's routes answer, for the OpenAPI document."""
+"""What haproxy-sync's routes answer (the orchestrator's load balancer views embed :class:`BackendOut`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from marshmallow import Schema, fields
 
 
 class ServerOut(Schema):
-    name = fields.String(metadata={"description": "the unit id <service>-<version>-<instance>, or the suite service's name"})
-    address = fields.String(metadata={"description": "host:port HAProxy sends requests to"})
-    state = fields.String(metadata={"description": "HAProxy's status: UP, DOWN, MAINT, no check, ..."})
+    name = fields.String(required=True, metadata={"description": "the unit id <service>-<version>-<instance>, or the suite service's name"})
+    address = fields.String(required=True, metadata={"description": "host:port HAProxy sends requests to"})
+    state = fields.String(required=True, metadata={"description": "HAProxy's status: UP, DOWN, MAINT, no check, ..."})
 
 
 class BackendStats(Schema):
@@ -19,6 +19,8 @@ class BackendStats(Schema):
 
 
 class BackendOut(Schema):
-    service = fields.String()
-    servers = fields.List(fields.Nested(ServerOut))
-    stats = fields.Nested(BackendStats)
+    """A routed service: its servers and traffic (stats is empty until HAProxy reports the backend)."""
+
+    service = fields.String(required=True)
+    servers = fields.List(fields.Nested(ServerOut), required=True)
+    stats = fields.Nested(BackendStats, required=True)

@@ -1,12 +1,8 @@
 """paz-orchestrator: the one front door: services, cluster, health, stats and live events."""
 
-from paz.server import serve
+from .app import service
 
-from .app import create_app, settings_from_env
+create_app = service.create_app
+main = service.main
 
-
-def main() -> None:
-    serve(create_app, settings_from_env)
-
-
-__all__ = ["create_app", "main"]
+__all__ = ["create_app", "main", "service"]

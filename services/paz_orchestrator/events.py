@@ -24,20 +24,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from paz.announce import SERVICES_PREFIX
+from paz import keys
 from paz.errors import Unavailable
 from paz.etcd_client import Etcd, IndexCleared, Result, StoreUnavailable, WatchTimedOut
-from paz.settings import Settings
+
+from .settings import OrchestratorSettings
 
 log = logging.getLogger(__name__)
 
-WATCHED = "/paz"
-DIRECTORY_PREFIX = "/paz/directory/services/"
-SCHEDULER_PREFIX = "/paz/scheduler/"
-INSTANCES_PREFIX = SERVICES_PREFIX + "/"
+WATCHED = keys.ROOT
 RETRY_MS = 2000
-WRITTEN = ("set", "create", "update", "compareAndSwap")
-REMOVED = ("delete", "expire", "compareAndDelete")
 
 
 @dataclass
@@ -68,7 +64,7 @@ def _previous(result: Result) -> Result | None:
 
 def _directory_event(result: Result, name: str) -> Event | None:
     index = result.modifiedIndex
-    if result.action in REMOVED:
+    if result.action in keys.GONE:
         return Event(index, "service-deleted", name)
     previous = _previous(result)
     document = _document(result.value)
@@ -89,7 +85,7 @@ def _instance_event(result: Result, path: str) -> Event | None:
         return None
     service, version, instance = parts
     data = {"unit": f"{service}-{version}-{instance}", "version": version, "instance": instance}
-    if result.action in REMOVED:
+    if result.action in keys.GONE:
         reason = "expired" if result.action == "expire" else "withdrawn"
         return Event(result.modifiedIndex, "instance-down", service, {**data, "reason": reason})
     previous = _previous(result)
@@ -102,22 +98,23 @@ DEPLOY_EVENTS = {"deploying": "deploy-started", "running": "deploy-finished", "f
 """The scheduler's version statuses that start or end a deploy (replaced and stopped show in the journal)."""
 
 
-def _scheduler_event(result: Result, path: str) -> Event | None:
+def _scheduler_event(result: Result) -> Event | None:
     """Version documents tell a deploy's progress; journal entries everything else the scheduler did."""
-    if result.action not in WRITTEN:
+    if result.action not in keys.WRITTEN:
         return None
     document = _document(result.value)
-    parts = path.split("/")
-    if parts[0] == "services" and len(parts) == 4 and parts[2] == "versions":
+    version = keys.parse_version_document(result.key)
+    if version is not None:
         status = document.get("status")
         if status == (_document(getattr(_previous(result), "value", None)).get("status")):
             return None
         event_type = DEPLOY_EVENTS.get(str(status))
         if event_type is None:
             return None
-        keys = ("version", "dockerRepository", "status", "pushedAt", "deployedAt", "message")
-        return Event(result.modifiedIndex, event_type, parts[1], {k: document[k] for k in keys if k in document})
-    if parts[0] == "journal" and len(parts) == 2 and _previous(result) is None:
+        shown = ("version", "dockerRepository", "status", "pushedAt", "deployedAt", "message")
+        return Event(result.modifiedIndex, event_type, version[0], {k: document[k] for k in shown if k in document})
+    entry = keys.relative(result.key, keys.JOURNAL)
+    if entry and "/" not in entry and _previous(result) is None:
         return Event(result.modifiedIndex, "journal", document.get("service"), {"entry": document})
     return None
 
@@ -125,19 +122,19 @@ def _scheduler_event(result: Result, path: str) -> Event | None:
 def describe(result: Result) -> Event | None:
     """The event an etcd change means, or None when it means nothing a user follows."""
     key = result.key or ""
-    if key.startswith(DIRECTORY_PREFIX) and "/" not in key[len(DIRECTORY_PREFIX):]:
-        return _directory_event(result, key[len(DIRECTORY_PREFIX):])
-    if key.startswith(SCHEDULER_PREFIX):
-        return _scheduler_event(result, key[len(SCHEDULER_PREFIX):])
-    if key.startswith(INSTANCES_PREFIX):
-        return _instance_event(result, key[len(INSTANCES_PREFIX):])
-    return None
+    name = keys.relative(key, keys.DIRECTORY)
+    if name and "/" not in name:
+        return _directory_event(result, name)
+    if keys.relative(key, keys.SCHEDULER):
+        return _scheduler_event(result)
+    instance = keys.relative(key, keys.SERVICES)
+    return _instance_event(result, instance) if instance else None
 
 
 class EventStreams:
     """Opens event streams for clients, at most ``settings.stream_limit`` at once in this worker."""
 
-    def __init__(self, etcd: Etcd, settings: Settings) -> None:
+    def __init__(self, etcd: Etcd, settings: OrchestratorSettings) -> None:
         self.etcd = etcd
         self.keepalive = settings.events_keepalive
         self.max_seconds = settings.events_max_seconds

@@ -1,62 +1,136 @@
-"""Shapes of the orchestrator's own answers (the ones relayed from other services keep their shape)."""
+"""What the orchestrator accepts and answers of its own.
+
+Answers relayed from the directory and the scheduler keep their shapes, so the routes document them
+with those services' own schemas (:mod:`paz_directory.schemas`, :mod:`paz_scheduler.schemas`,
+:mod:`paz_haproxy_sync.schemas`); this module has the cluster views, health, stats and queries.
+"""
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
+
+from paz.api import ErrorSchema
+from paz_haproxy_sync.schemas import BackendOut
+from paz_scheduler.schemas import HostOut
+
+NOT_AN_EVENT_ID = "is not an event id (a whole number, the etcd index of an event)"
 
 
-class Problem(Schema):
-    source = fields.String(metadata={"description": "the service that could not be asked"})
-    status = fields.Integer()
-    message = fields.String()
+class Failure(Schema):
+    status = fields.Integer(required=True, metadata={"description": "the HTTP status of the failure"})
+    message = fields.String(required=True)
+
+
+class Problem(Failure):
+    source = fields.String(required=True, metadata={"description": "the service that could not be asked"})
 
 
 class Counted(Schema):
-    total = fields.Integer()
-    healthy = fields.Integer()
+    total = fields.Integer(required=True)
+    healthy = fields.Integer(required=True)
 
 
 class ClusterOut(Schema):
-    services = fields.Integer(allow_none=True, metadata={"description": "services in the directory; null when it is down"})
-    hosts = fields.Nested(Counted, allow_none=True)
-    units = fields.Nested(Counted, allow_none=True)
-    loadBalancers = fields.Nested(Counted)
-    healthy = fields.Boolean(metadata={"description": "every host, unit and load balancer healthy, every source answering"})
-    problems = fields.List(fields.Nested(Problem))
+    services = fields.Integer(required=True, allow_none=True, metadata={"description": "services in the directory; null when it is down"})
+    hosts = fields.Nested(Counted, required=True, allow_none=True, metadata={"description": "null when the scheduler is down"})
+    units = fields.Nested(Counted, required=True, allow_none=True, metadata={"description": "null when the scheduler is down"})
+    loadBalancers = fields.Nested(Counted, required=True)
+    healthy = fields.Boolean(required=True, metadata={"description": "every host, unit and load balancer healthy, every source answering"})
+    problems = fields.List(fields.Nested(Problem), required=True)
 
 
-class HealthOut(Schema):
-    id = fields.String()
-    healthy = fields.Boolean()
+class ItemHealth(Schema):
+    """A host's, unit's or load balancer's health: answered with 200 when healthy, 503 when not."""
+
+    id = fields.String(required=True)
+    healthy = fields.Boolean(required=True)
     reason = fields.String(metadata={"description": "why it is not healthy"})
 
 
+UNHEALTHY = {"oneOf": [ItemHealth, ErrorSchema]}
+"""A health route's 503: the item is not healthy, or what says so could not be asked."""
+
+
 class DeletedOut(Schema):
-    service = fields.String()
-    deleted = fields.Boolean()
-    stopped = fields.List(fields.String(), metadata={"description": "ids of the instances the scheduler stopped"})
+    service = fields.String(required=True)
+    deleted = fields.Boolean(required=True)
+    stopped = fields.List(fields.String(), required=True, metadata={"description": "ids of the instances the scheduler stopped"})
     warning = fields.String(metadata={"description": "only with force=true when the scheduler could not stop them"})
 
 
+class DeleteQuery(Schema):
+    force = fields.Boolean(load_default=False, metadata={"description": "delete even if the instances could not be stopped"})
+
+
+class BalancerTraffic(Schema):
+    """One load balancer's figures for a service (HAProxy's, through its haproxy-sync)."""
+
+    loadBalancer = fields.String(required=True)
+    requestRate = fields.Integer()
+    requests = fields.Integer()
+    errors5xx = fields.Integer()
+    responseTimeMs = fields.Integer()
+
+
 class Traffic(Schema):
-    requestRate = fields.Float(allow_none=True, metadata={"description": "requests per second (HAProxy's req_rate)"})
-    requests = fields.Float(allow_none=True)
-    errors5xx = fields.Float(allow_none=True)
-    errorRate = fields.Float(metadata={"description": "errors5xx / requests"})
-    responseTimeMs = fields.Float(allow_none=True)
-    loadBalancers = fields.List(fields.Dict())
+    requestRate = fields.Integer(required=True, allow_none=True, metadata={"description": "requests per second (HAProxy's rate)"})
+    requests = fields.Integer(required=True, allow_none=True)
+    errors5xx = fields.Integer(required=True, allow_none=True)
+    errorRate = fields.Float(required=True, metadata={"description": "errors5xx / requests"})
+    responseTimeMs = fields.Float(required=True, allow_none=True, metadata={"description": "weighted by each load balancer's requests"})
+    loadBalancers = fields.List(fields.Nested(BalancerTraffic), required=True)
+
+
+class InstanceStats(Schema):
+    id = fields.String(required=True)
+    host = fields.String(required=True, allow_none=True)
+    cpuPercent = fields.Float(allow_none=True)
+    memoryBytes = fields.Integer(allow_none=True)
+    memoryLimitBytes = fields.Integer(allow_none=True)
+
+
+class Totals(Schema):
+    instancesRunning = fields.Integer(required=True)
+    cpuPercent = fields.Float(required=True, allow_none=True)
+    memoryBytes = fields.Integer(required=True, allow_none=True)
 
 
 class ServiceStatsOut(Schema):
-    service = fields.String()
-    traffic = fields.Nested(Traffic, allow_none=True, metadata={"description": "null when no load balancer routes it"})
-    instances = fields.List(fields.Dict(), metadata={"description": "per running instance: id, host, cpuPercent, memoryBytes, memoryLimitBytes"})
-    totals = fields.Dict()
+    service = fields.String(required=True)
+    traffic = fields.Nested(Traffic, required=True, allow_none=True, metadata={"description": "null when no load balancer routes it"})
+    instances = fields.List(fields.Nested(InstanceStats), required=True, metadata={"description": "each running instance, from Docker"})
+    totals = fields.Nested(Totals, required=True)
+
+
+class HostStats(Schema):
+    units = fields.Integer(required=True)
+    unitsRunning = fields.Integer(required=True)
+    cpuPercent = fields.Float(required=True, allow_none=True)
+    memoryBytes = fields.Integer(required=True, allow_none=True)
+
+
+class HostWithStatsOut(HostOut):
+    stats = fields.Nested(HostStats, required=True, metadata={"description": "summed over the units on the host"})
 
 
 class LoadBalancerOut(Schema):
-    id = fields.String()
-    address = fields.String(allow_none=True)
-    healthy = fields.Boolean()
-    backends = fields.List(fields.Dict(), metadata={"description": "haproxy-sync's /backends: service, servers, stats"})
-    error = fields.Dict()
+    id = fields.String(required=True, metadata={"description": "paz-haproxy-sync, or paz-haproxy-sync-<suffix>"})
+    address = fields.String(required=True, allow_none=True)
+    healthy = fields.Boolean(required=True)
+    backends = fields.List(fields.Nested(BackendOut), required=True)
+    error = fields.Nested(Failure, metadata={"description": "why it could not be asked"})
+
+
+def event_id(description: str, **kwargs: str) -> fields.Integer:
+    """An event id as a client sends it back (header or query): the etcd index of an event."""
+    return fields.Integer(validate=validate.Range(min=0, error=NOT_AN_EVENT_ID), error_messages={"invalid": NOT_AN_EVENT_ID},
+                          metadata={"description": description}, **kwargs)
+
+
+class EventsQuery(Schema):
+    lastEventId = event_id("as the Last-Event-ID header, for clients that cannot send it")
+    service = fields.String(metadata={"description": "only this service's events"})
+
+
+class EventsHeaders(Schema):
+    lastEventId = event_id("the id of the last event received: the stream goes on after it", data_key="Last-Event-ID")

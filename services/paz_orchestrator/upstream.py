@@ -2,7 +2,9 @@
 combines their answers into cluster views, health and stats.
 
 Every call goes through :class:`paz.upstream.Upstream`, so services are found through etcd, the
-request id travels along, and an unreachable service is a 503 that names it.
+request id travels along, and an unreachable service is a 503 that names it. An answer the
+orchestrator cannot use (a failure of the service itself, or a body of the wrong shape) is a 502
+that names the service.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from flask import Response, has_request_context
+from flask import has_request_context
 
-from paz.announce import SERVICES_PREFIX
-from paz.errors import ApiError, NotFound
+from paz import keys
+from paz.errors import ApiError, BadGateway, NotFound
 from paz.etcd_client import Etcd
-from paz.upstream import Upstream
+from paz.upstream import Upstream, UpstreamError
 from paz.web import request_id
 
 DIRECTORY = "paz-service-directory"
@@ -27,7 +29,10 @@ LOAD_BALANCER = "paz-haproxy-sync"
 STATS_THREADS = 8
 STOP_SECONDS = 180.0
 """How long stopping a service may take: the scheduler drains, then Docker waits its stop timeout per container."""
-RELAYED_HEADERS = ("Content-Type", "Location", "Retry-After")
+PASSED_ON_FAILURES = (502, 503)
+"""Server errors an upstream answers that are passed on as they are: its own upstream or etcd is down."""
+
+Shape = type[dict] | type[list]
 
 
 def segment(value: str) -> str:
@@ -35,13 +40,32 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def relay(response: requests.Response) -> Response:
-    """An upstream's answer given back as it was: status, body and the headers that matter."""
-    relayed = Response(response.content, status=response.status_code)
-    for header in RELAYED_HEADERS:
-        if header in response.headers:
-            relayed.headers[header] = response.headers[header]
-    return relayed
+def own_failure(status: int) -> bool:
+    """Whether ``status`` is a failure of the upstream itself, not one it passes on."""
+    return status >= 500 and status not in PASSED_ON_FAILURES
+
+
+def failed(service: str, method: str, path: str, what: str) -> BadGateway:
+    """The 502 for ``service`` failing, or answering what the orchestrator cannot use."""
+    return BadGateway(
+        f"{service} could not answer {method} {path}: {what}; its log has this request id",
+        {"service": service},
+    )
+
+
+def unusable_answer(service: str, method: str, path: str, response: requests.Response) -> BadGateway | None:
+    """Why an answer cannot be passed on (a failure of ``service`` itself, or a body that is not JSON), else None."""
+    if own_failure(response.status_code):
+        return failed(service, method, path, f"it answered {response.status_code} {response.reason}")
+    if response.content and "json" not in response.headers.get("Content-Type", ""):
+        return failed(service, method, path, "its answer is not JSON")
+    return None
+
+
+def _has_shape(answer: Any, shape: Shape) -> bool:
+    if shape is list:
+        return isinstance(answer, list) and all(isinstance(item, dict) for item in answer)
+    return isinstance(answer, dict)
 
 
 def problem(exc: ApiError) -> dict[str, Any]:
@@ -71,41 +95,54 @@ class Cluster:
         self.upstream = upstream
         self.etcd = etcd
 
-    # Calls relayed as they are
-    def directory(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.upstream.call(DIRECTORY, method, path, **kwargs)
+    def ask(self, service: str, method: str, path: str, shape: Shape, **kwargs: Any) -> Any:
+        """The JSON body of ``service``'s 2xx answer to ``method path``, an object or a list of objects as ``shape`` says.
 
-    def scheduler(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.upstream.call(SCHEDULER, method, path, **kwargs)
+        An error it answers is raised with its own status (:class:`~paz.upstream.UpstreamError`),
+        except a failure of its own, which is a 502, as is a body of another shape.
+        """
+        try:
+            answer = self.upstream.json(service, method, path, **kwargs)
+        except UpstreamError as exc:
+            if own_failure(exc.status):
+                raise failed(service, method, path, f"it answered {exc.status}: {exc.message}") from exc
+            raise
+        if not _has_shape(answer, shape):
+            raise failed(service, method, path, f"its answer is not {'an object' if shape is dict else 'a list of objects'}")
+        return answer
 
     # Services
+    def service(self, name: str) -> dict[str, Any]:
+        """The directory's document of ``name`` (its 404 when there is none)."""
+        return self.ask(DIRECTORY, "GET", f"/services/{segment(name)}", dict)
+
     def stop_service(self, name: str) -> list[str]:
         """Stop every instance of ``name`` through the scheduler; the ids of those it stopped."""
-        answer = self.upstream.json(SCHEDULER, "POST", f"/services/{segment(name)}/stop", timeout=STOP_SECONDS)
+        answer = self.ask(SCHEDULER, "POST", f"/services/{segment(name)}/stop", dict, timeout=STOP_SECONDS)
         return list(answer.get("stopped", []))
 
     # Units and hosts (the scheduler's view)
     def units(self, service: str | None = None) -> list[dict[str, Any]]:
         params = {"service": service} if service else None
-        return self.upstream.json(SCHEDULER, "GET", "/units", params=params)
+        return self.ask(SCHEDULER, "GET", "/units", list, params=params)
 
     def unit(self, unit_id: str) -> dict[str, Any]:
         """One unit with its Docker stats."""
-        return self.upstream.json(SCHEDULER, "GET", f"/units/{segment(unit_id)}")
+        return self.ask(SCHEDULER, "GET", f"/units/{segment(unit_id)}", dict)
 
     def unit_state(self, unit_id: str, service: str | None = None) -> dict[str, Any]:
         """One unit without stats (cheap: no Docker stats sample), or 404."""
         for unit in self.units(service):
-            if unit["id"] == unit_id:
+            if unit.get("id") == unit_id:
                 return unit
         where = f"service {service!r}" if service else "the cluster"
         raise NotFound(f"No unit {unit_id!r} in {where}; GET /cluster/units lists them.", {"unit": unit_id})
 
     def hosts(self) -> list[dict[str, Any]]:
-        return self.upstream.json(SCHEDULER, "GET", "/hosts")
+        return self.ask(SCHEDULER, "GET", "/hosts", list)
 
     def host(self, host_id: str) -> dict[str, Any]:
-        return self.upstream.json(SCHEDULER, "GET", f"/hosts/{segment(host_id)}")
+        return self.ask(SCHEDULER, "GET", f"/hosts/{segment(host_id)}", dict)
 
     def units_with_stats(self, units: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``units`` with each one's ``stats`` (Docker samples them, so they are asked for in parallel)."""
@@ -113,7 +150,7 @@ class Cluster:
 
         def with_stats(unit: dict[str, Any]) -> dict[str, Any]:
             try:
-                return self.upstream.json(SCHEDULER, "GET", f"/units/{segment(unit['id'])}", headers=trace)
+                return self.ask(SCHEDULER, "GET", f"/units/{segment(str(unit.get('id')))}", dict, headers=trace)
             except ApiError as exc:
                 return {**unit, "stats": None, "statsError": problem(exc)}
 
@@ -143,7 +180,7 @@ class Cluster:
         """``paz-haproxy-sync`` and any ``paz-haproxy-sync-<suffix>`` announced (or pinned)."""
         names = {
             node.key.rsplit("/", 1)[-1]
-            for node in self.etcd.children(SERVICES_PREFIX)
+            for node in self.etcd.children(keys.SERVICES)
             if not node.dir and node.value
         }
         names = {n for n in names if n == LOAD_BALANCER or n.startswith(LOAD_BALANCER + "-")}
@@ -165,7 +202,7 @@ class Cluster:
         answer: dict[str, Any] = {"id": name, "address": None, "healthy": False, "backends": []}
         try:
             answer["address"] = self.upstream.discovery.address(name)
-            answer["backends"] = self.upstream.json(name, "GET", "/backends")
+            answer["backends"] = self.ask(name, "GET", "/backends", list)
             answer["healthy"] = self.upstream.call(name, "GET", "/health").ok
         except ApiError as exc:
             answer["error"] = problem(exc)
@@ -180,7 +217,7 @@ class Cluster:
                 if backend.get("service") == name:
                     per_balancer.append({"loadBalancer": balancer["id"], **(backend.get("stats") or {})})
         instances = self.units_with_stats([u for u in self.units(name) if u.get("state") == "running"])
-        instance_stats = [{"id": u["id"], "host": u.get("host"), **(u.get("stats") or {})} for u in instances]
+        instance_stats = [{**(u.get("stats") or {}), "id": u.get("id"), "host": u.get("host")} for u in instances]
         return {
             "service": name,
             "traffic": _traffic(per_balancer),
@@ -204,7 +241,7 @@ class Cluster:
                 problems.append({"source": source, **problem(exc)})
                 return None
 
-        services = attempt(DIRECTORY, lambda: self.directory_json("/services"))
+        services = attempt(DIRECTORY, lambda: self.ask(DIRECTORY, "GET", "/services", list))
         hosts = attempt(SCHEDULER, self.hosts)
         units = attempt(SCHEDULER, self.units) if hosts is not None else None
         balancers = self.load_balancers()
@@ -218,9 +255,6 @@ class Cluster:
             ),
             "problems": problems,
         }
-
-    def directory_json(self, path: str) -> Any:
-        return self.upstream.json(DIRECTORY, "GET", path)
 
 
 def _counted(items: list[dict[str, Any]] | None) -> dict[str, int] | None:

@@ -1,13 +1,8 @@
 """paz-scheduler: deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal."""
 
-from paz.server import serve
+from .app import service
 
-from .app import create_app, settings_from_env
-from .reconcile import start_background
+create_app = service.create_app
+main = service.main
 
-
-def main() -> None:
-    serve(create_app, settings_from_env, tasks=[start_background])
-
-
-__all__ = ["create_app", "main"]
+__all__ = ["create_app", "main", "service"]

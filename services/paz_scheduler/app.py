@@ -1,61 +1,32 @@
-"""The scheduler's app factory and settings."""
+"""The scheduler, declared: deploy hooks, versioned zero-downtime deploys through a runtime driver,
+history and journal; its companion process keeps instance keys in etcd (:mod:`.reconcile`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from flask import Flask
 
-from paz.settings import Settings, SettingsError, env, parse_host, parse_positive_float, parse_positive_int
+from paz.service import Service
+from paz.settings import (
+    Settings, SettingsError, env, parse_choice, parse_host, parse_labels, parse_positive_float,
+    parse_positive_int, parse_seconds, parse_url,
+)
 from paz.upstream import Upstream
-from paz.web import create_app as create_paz_app
+from paz.web import Paz
 
 from .drivers import make_driver
 from .engine import Scheduler
+from .reconcile import start_background
 from .routes import bp
 from .store import SchedulerStore
 
-NAME = "scheduler"
-PORT = 9002
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-
-
-def parse_driver(raw: str) -> str:
-    if raw not in ("docker", "fleet"):
-        raise ValueError("expected docker or fleet")
-    return raw
-
-
-def parse_labels(raw: str) -> tuple[tuple[str, str], ...]:
-    """``k=v,k2=v2`` into pairs; the ``paz.`` labels the scheduler sets itself cannot be given."""
-    pairs = []
-    for item in (part.strip() for part in raw.split(",") if part.strip()):
-        key, sep, value = item.partition("=")
-        if not sep or not _LABEL_KEY.match(key) or any(c in value for c in "\n\r\0"):
-            raise ValueError(f"{item!r} is not key=value (keys: letters, digits, '.', '_', '/', '-')")
-        if key in ("paz.service", "paz.version", "paz.instance", "paz.port"):
-            raise ValueError(f"{key} is set by the scheduler itself")
-        pairs.append((key, value))
-    return tuple(pairs)
-
-
-def parse_seconds(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError("expected a number of seconds, 0 or more")
-    return value
-
-
-def parse_url(raw: str) -> str:
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", raw):
-        raise ValueError("expected http://host:port")
-    return raw.rstrip("/")
+DRIVERS = ("docker", "fleet", "swarm")
 
 
 @dataclass(frozen=True)
 class SchedulerSettings(Settings):
-    driver: str = env("PAZ_DRIVER", parse_driver, "docker")
+    driver: str = env("PAZ_DRIVER", parse_choice(*DRIVERS), "docker")
     docker_host: str = env("DOCKER_HOST", str, "")
     instance_host: str = env("PAZ_INSTANCE_HOST", parse_host, "127.0.0.1")
     instance_labels: tuple[tuple[str, str], ...] = env("PAZ_INSTANCE_LABELS", parse_labels, ())
@@ -68,23 +39,25 @@ class SchedulerSettings(Settings):
     pull_timeout: float = env("PAZ_PULL_TIMEOUT", parse_positive_float, 15.0)
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
 
-
-def settings_from_env() -> SchedulerSettings:
-    settings = SchedulerSettings.from_env(name=NAME, port=PORT)
-    if settings.driver == "fleet" and not settings.fleet_url:
-        raise SettingsError("PAZ_DRIVER=fleet needs PAZ_FLEET_URL, fleet's API base URL (e.g. http://127.0.0.1:49153)")
-    return settings
+    def __post_init__(self) -> None:
+        if self.driver == "fleet" and not self.fleet_url:
+            raise SettingsError("PAZ_DRIVER=fleet needs PAZ_FLEET_URL, fleet's API base URL (e.g. http://127.0.0.1:49153)")
 
 
-def create_app(settings: SchedulerSettings | None = None) -> Flask:
-    settings = settings or settings_from_env()
-    app = create_paz_app(
-        settings,
-        [bp],
-        description="Deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal.",
-    )
-    paz = app.extensions["paz"]
+def attach_scheduler(app: Flask, paz: Paz) -> None:
+    settings = paz.settings
     driver = make_driver(settings)
     paz.health_checks[driver.name] = driver.health
     app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver, Upstream(paz.discovery))
-    return app
+
+
+service = Service(
+    package=__package__,
+    name="scheduler",
+    port=9002,
+    description="Deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal.",
+    blueprint=bp,
+    settings=SchedulerSettings,
+    extend=attach_scheduler,
+    tasks=(start_background,),
+)

@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Any
 
+from paz.waiting import poll
 from paz.errors import ApiError
 from paz.etcd_client import Etcd, KeyNotFound, StoreUnavailable
 from paz.upstream import Upstream
@@ -182,21 +183,19 @@ class Scheduler:
             return True
         keys = [unit.key for unit in units if unit.address]
         initially = [key for key in keys if self.etcd.get(key) is not None]
-        deadline = time.monotonic() + ANNOUNCE_WAIT_SECONDS
-        while True:
-            waiting = [key for key in keys if (self.etcd.get(key) is not None) != present]
-            if not waiting:
-                return bool(initially)
-            if time.monotonic() > deadline:
-                if present:
-                    raise ApiError(
-                        f"The new instances answer but were not announced within {ANNOUNCE_WAIT_SECONDS:g}s "
-                        f"({', '.join(waiting)}); the scheduler's announcer is not working: see its logs.",
-                        status=503,
-                    )
-                log.warning("keys still present after withdrawal", extra={"keys": waiting})
-                return bool(initially)
-            time.sleep(0.05)
+
+        def waiting() -> list[str]:
+            return [key for key in keys if (self.etcd.get(key) is not None) != present]
+
+        if not poll(lambda: not waiting(), ANNOUNCE_WAIT_SECONDS, 0.05):
+            if present:
+                raise ApiError(
+                    f"The new instances answer but were not announced within {ANNOUNCE_WAIT_SECONDS:g}s "
+                    f"({', '.join(waiting())}); the scheduler's announcer is not working: see its logs.",
+                    status=503,
+                )
+            log.warning("keys still present after withdrawal", extra={"keys": waiting()})
+        return bool(initially)
 
     @staticmethod
     def _summary(kind: str, version: int, image: str, units: list[Unit], rollback_of: int | None) -> str:

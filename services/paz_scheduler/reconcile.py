@@ -20,9 +20,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from paz import keys
 from paz.announce import Announcer
 from paz.etcd_client import Etcd, Result, StoreUnavailable
 from paz.errors import ApiError
@@ -30,11 +32,12 @@ from paz.watch import Watcher
 
 from .drivers.base import Unit, accepts_connections, instance_key, ready
 from .drivers.docker import DockerDriver
-from .store import SERVICES, SchedulerStore, parse_version_key
+from .store import SchedulerStore
 
 log = logging.getLogger(__name__)
 
 FAILED_PROBES_TO_WITHDRAW = 2
+PRUNE_SECONDS = 60
 TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
 
 
@@ -55,7 +58,7 @@ class InstanceAnnouncer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._events: Any = None
-        self._watcher = Watcher(self.etcd, SERVICES, self._on_change, self._on_reset)
+        self._watcher = Watcher(self.etcd, keys.SCHEDULER_SERVICES, self._on_change, self._on_reset)
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="paz-probe")
 
     def start(self) -> "InstanceAnnouncer":
@@ -80,7 +83,7 @@ class InstanceAnnouncer:
     def _on_reset(self, tree: Result | None) -> None:
         versions = {}
         for node in tree.leaves if tree is not None else []:
-            parsed = parse_version_key(node.key)
+            parsed = keys.parse_version_document(node.key)
             if parsed and node.value:
                 versions[parsed] = json.loads(node.value)
         with self._lock:
@@ -88,11 +91,11 @@ class InstanceAnnouncer:
         self._wake.set()
 
     def _on_change(self, event: Result) -> None:
-        parsed = parse_version_key(event.key)
+        parsed = keys.parse_version_document(event.key)
         if not parsed:
             return
         with self._lock:
-            if event.value and event.action not in ("delete", "expire", "compareAndDelete"):
+            if event.value and event.action not in keys.GONE:
                 self.versions[parsed] = json.loads(event.value)
             else:
                 self.versions.pop(parsed, None)
@@ -107,9 +110,13 @@ class InstanceAnnouncer:
     # -- reconciling -----------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        pruned_at = float("-inf")
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                if time.monotonic() - pruned_at > PRUNE_SECONDS:
+                    self.etcd.remove_empty_folders(keys.SERVICES)  # left by keys that expired
+                    pruned_at = time.monotonic()
                 self.reconcile()
             except (ApiError, StoreUnavailable) as exc:
                 log.warning("reconcile failed, retrying", extra={"reason": str(exc)})

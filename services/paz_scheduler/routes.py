@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request, url_for
+from flask import current_app, jsonify, request, url_for
 
-from paz.errors import BadRequest, NotFound, Unauthorized
+from paz.api import NAMED, Blueprint
+from paz.errors import NotFound, Unauthorized
 from paz.names import checked_name
-from paz.web import load_json
 
 from .engine import Scheduler
-from .schemas import DeployHookSchema, DockerHubHookSchema, RollbackSchema
+from .schemas import (
+    DeployHookSchema, DockerHubHookSchema, HostOut, IgnoredPushOut, JournalEntryOut, JournalQuery, RollbackSchema, ServiceQuery,
+    StoppedOut, UnitOut, VersionOut,
+)
 
-bp = Blueprint("scheduler", __name__)
+bp = Blueprint("scheduler", __name__, description="Deploys, versions, the journal, units and hosts.")
+
+HOOK_ERRORS = (400, 401, 404, 409, 422, 502)
+"""What a deploy can answer besides success: a bad body or token, an unknown service, another deploy
+holding the service, a version that did not serve (the old one keeps serving), an image that could
+not be pulled."""
 
 
 def scheduler() -> Scheduler:
@@ -30,59 +39,38 @@ def check_token() -> None:
         raise Unauthorized("This hook needs the scheduler's token: add ?token=<PAZ_HOOK_TOKEN> or the header X-Paz-Token.")
 
 
-def created(document: dict):
-    response = jsonify(document)
-    response.status_code = 201
-    response.headers["Location"] = url_for("scheduler.version", name=document["service"], number=document["version"])
-    return response
+def created(document: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    location = url_for("scheduler.version", name=document["service"], number=document["version"])
+    return document, 201, {"Location": location}
 
 
 @bp.post("/hooks/deploy")
-def deploy_hook():
-    """Deploy a service.
-    ---
-    post:
-      summary: Deploy a service's image (with the directory's current config) as its next version
-      description: >
-        Waits until the new version serves and the old one is stopped. dockerRepository (with a tag)
-        is the image to run; it defaults to the service's. With PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
-      requestBody: {required: true, content: {application/json: {schema: DeployHookSchema}}}
-      responses:
-        201: {description: Deployed; the new version, content: {application/json: {schema: VersionOut}}}
-        400: {description: The body is not valid}
-        401: {description: Missing or wrong token}
-        404: {description: The service is not in the directory}
-        409: {description: Another deploy of the service did not finish in time}
-        422: {description: The new version did not serve (exited, or no answer in time); the old one keeps serving}
-        502: {description: The image could not be pulled and the engine does not have it}
-        503: {description: The directory, etcd or the Docker Engine is unreachable}
+@bp.arguments(DeployHookSchema)
+@bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
+@bp.errors(*HOOK_ERRORS)
+def deploy_hook(body: dict[str, Any]):
+    """Deploy a service's image (with the directory's current config) as its next version.
+
+    dockerRepository (with a tag) is the image to run; it defaults to the service's. With
+    PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
     """
     check_token()
-    body = load_json(DeployHookSchema())
     name = checked_name(body["serviceName"])
     return created(scheduler().deploy(name, body.get("dockerRepository"), body.get("pushedAt")))
 
 
 @bp.post("/hooks/dockerhub")
-def dockerhub_hook():
-    """Docker Hub's webhook.
-    ---
-    post:
-      summary: Deploy <repo_name>:<tag> to the service with that repository, when its autoDeploy is always
-      description: >
-        A push to a service whose autoDeploy is not "always" is acknowledged with 202 and
-        {"deployed": false, "reason"} and nothing runs. With PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
-      requestBody: {required: true, content: {application/json: {schema: DockerHubHookSchema}}}
-      responses:
-        201: {description: Deployed; the new version, content: {application/json: {schema: VersionOut}}}
-        202: {description: Ignored because the service's autoDeploy is not always}
-        400: {description: Not a Docker Hub webhook body}
-        401: {description: Missing or wrong token}
-        404: {description: No service has that repository}
-        422: {description: The new version did not serve; the old one keeps serving}
+@bp.arguments(DockerHubHookSchema)
+@bp.response(201, VersionOut, description="Deployed: the new version")
+@bp.alt_response(202, schema=IgnoredPushOut, description="Ignored: the service's autoDeploy is not always")
+@bp.errors(*HOOK_ERRORS)
+def dockerhub_hook(body: dict[str, Any]):
+    """Docker Hub's webhook: deploy <repo_name>:<tag> to the service with that repository, when its autoDeploy is always.
+
+    A push to a service whose autoDeploy is not "always" is acknowledged with 202 and nothing runs.
+    With PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
     """
     check_token()
-    body = load_json(DockerHubHookSchema())
     repository, tag = body["repository"]["repo_name"], body["push_data"]["tag"]
     service = scheduler().service_of_repository(repository)
     if service["config"].get("autoDeploy") != "always":
@@ -94,159 +82,88 @@ def dockerhub_hook():
     return created(scheduler().deploy(service["name"], f"{repository}:{tag}", body["push_data"]["pushed_at"]))
 
 
-@bp.get("/config/<name>/version/latest")
+@bp.get("/config/<name>/version/latest", parameters=NAMED)
+@bp.response(200, VersionOut)
+@bp.errors(400, 404)
 def latest_version(name: str):
-    """The latest version.
-    ---
-    get:
-      summary: The service's latest version (the highest number given out; see status)
-      parameters: [{name: name, in: path, required: true, schema: {type: string}}]
-      responses:
-        200: {description: The version, content: {application/json: {schema: VersionOut}}}
-        404: {description: Never deployed}
-    """
-    return jsonify(scheduler().store.latest(checked_name(name)))
+    """The service's latest version (the highest number given out, even a failed one: see status)."""
+    return scheduler().store.latest(checked_name(name))
 
 
-@bp.get("/config/<name>/version/<int:number>")
+@bp.get("/config/<name>/version/<int:number>", parameters=NAMED)
+@bp.response(200, VersionOut)
+@bp.errors(400, 404)
 def version(name: str, number: int):
-    """One version.
-    ---
-    get:
-      summary: One recorded version of a service
-      parameters:
-        - {name: name, in: path, required: true, schema: {type: string}}
-        - {name: number, in: path, required: true, schema: {type: integer}}
-      responses:
-        200: {description: The version, content: {application/json: {schema: VersionOut}}}
-        404: {description: No such version}
-    """
-    return jsonify(scheduler().store.version(checked_name(name), number))
+    """One recorded version of a service."""
+    return scheduler().store.version(checked_name(name), number)
 
 
-@bp.get("/config/<name>/history")
+@bp.get("/config/<name>/history", parameters=NAMED)
+@bp.response(200, VersionOut(many=True), description="Newest first; empty when never deployed")
+@bp.errors(400)
 def history(name: str):
-    """Every version.
-    ---
-    get:
-      summary: Every recorded version of a service, newest first (an empty array when never deployed)
-      parameters: [{name: name, in: path, required: true, schema: {type: string}}]
-      responses:
-        200: {description: The versions, content: {application/json: {schema: {type: array, items: VersionOut}}}}
-    """
-    return jsonify(scheduler().store.history(checked_name(name)))
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, str(default))
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be a whole number from {low} to {high}.", {name: raw})
-    return int(raw)
+    """Every recorded version of a service."""
+    return scheduler().store.history(checked_name(name))
 
 
 @bp.get("/journal")
-def journal():
-    """The journal.
-    ---
-    get:
-      summary: Deploys, failed deploys, rollbacks, stops and instances that went down; newest first
-      parameters:
-        - {name: service, in: query, required: false, schema: {type: string}}
-        - {name: limit, in: query, required: false, schema: {type: integer, default: 50, maximum: 1000}}
-        - {name: offset, in: query, required: false, schema: {type: integer, default: 0}}
-      responses:
-        200: {description: Entries, content: {application/json: {schema: {type: array, items: JournalEntryOut}}}}
-        400: {description: Bad limit, offset or service}
-    """
-    service = request.args.get("service")
-    limit, offset = _int_arg("limit", 50, 1, 1000), _int_arg("offset", 0, 0, 10**9)
-    return jsonify(scheduler().store.journal_entries(checked_name(service) if service else None, limit, offset))
+@bp.arguments(JournalQuery, location="query")
+@bp.response(200, JournalEntryOut(many=True), description="Newest first")
+@bp.errors(400)
+def journal(query: dict[str, Any]):
+    """Deploys, failed deploys, rollbacks, stops and instances that went down."""
+    service = query.get("service")
+    return scheduler().store.journal_entries(checked_name(service) if service else None, query["limit"], query["offset"])
 
 
-@bp.post("/services/<name>/rollback")
-def rollback(name: str):
-    """Roll back.
-    ---
-    post:
-      summary: Deploy a recorded version's image and config again, as a new version
-      parameters: [{name: name, in: path, required: true, schema: {type: string}}]
-      requestBody: {required: true, content: {application/json: {schema: RollbackSchema}}}
-      responses:
-        201: {description: Rolled back; the new version, content: {application/json: {schema: VersionOut}}}
-        400: {description: The body is not valid}
-        404: {description: No such version}
-        422: {description: The restored version did not serve; the current one keeps serving}
-    """
-    body = load_json(RollbackSchema())
+@bp.post("/services/<name>/rollback", parameters=NAMED)
+@bp.arguments(RollbackSchema)
+@bp.response(201, VersionOut, description="Rolled back: the new version")
+@bp.errors(400, 404, 409, 422, 502)
+def rollback(body: dict[str, Any], name: str):
+    """Deploy a recorded version's image and config again, as a new version."""
     return created(scheduler().rollback(checked_name(name), body["version"]))
 
 
-@bp.post("/services/<name>/stop")
+@bp.post("/services/<name>/stop", parameters=NAMED)
+@bp.response(200, StoppedOut)
+@bp.errors(400, 409)
 def stop(name: str):
-    """Stop a service.
-    ---
-    post:
-      summary: Stop every instance of a service and withdraw their keys (when the service is deleted)
-      parameters: [{name: name, in: path, required: true, schema: {type: string}}]
-      responses:
-        200: {description: "{stopped: [unit ids]}"}
-    """
-    return jsonify(stopped=scheduler().stop(checked_name(name)))
+    """Stop every instance of a service and withdraw their keys (when the service is deleted)."""
+    return {"stopped": scheduler().stop(checked_name(name))}
 
 
 @bp.get("/units")
-def units():
-    """Units.
-    ---
-    get:
-      summary: Every instance the scheduler runs (optionally of one service)
-      parameters: [{name: service, in: query, required: false, schema: {type: string}}]
-      responses:
-        200: {description: Units, content: {application/json: {schema: {type: array, items: UnitOut}}}}
-        503: {description: The runtime is unreachable}
-    """
-    service = request.args.get("service")
-    return jsonify(scheduler().units(checked_name(service) if service else None))
+@bp.arguments(ServiceQuery, location="query")
+@bp.response(200, UnitOut(many=True))
+@bp.errors(400)
+def units(query: dict[str, Any]):
+    """Every instance the scheduler runs (optionally of one service)."""
+    service = query.get("service")
+    return scheduler().units(checked_name(service) if service else None)
 
 
 @bp.get("/units/<unit_id>")
+@bp.response(200, UnitOut, description="The unit with its resource use")
+@bp.errors(404)
 def unit(unit_id: str):
-    """One unit.
-    ---
-    get:
-      summary: One instance with its resource use
-      parameters: [{name: unit_id, in: path, required: true, schema: {type: string}}]
-      responses:
-        200: {description: The unit, content: {application/json: {schema: UnitOut}}}
-        404: {description: No such unit}
-    """
-    return jsonify(scheduler().unit(unit_id))
+    """One instance with its resource use."""
+    return scheduler().unit(unit_id)
 
 
 @bp.get("/hosts")
+@bp.response(200, HostOut(many=True))
 def hosts():
-    """Hosts.
-    ---
-    get:
-      summary: The machines instances run on (the Docker Engine, or fleet's machines)
-      responses:
-        200: {description: Hosts, content: {application/json: {schema: {type: array, items: HostOut}}}}
-    """
-    return jsonify(scheduler().driver.hosts())
+    """The machines instances run on (the Docker Engine, or fleet's machines)."""
+    return scheduler().driver.hosts()
 
 
 @bp.get("/hosts/<host_id>")
+@bp.response(200, HostOut)
+@bp.errors(404)
 def host(host_id: str):
-    """One host.
-    ---
-    get:
-      summary: One machine
-      parameters: [{name: host_id, in: path, required: true, schema: {type: string}}]
-      responses:
-        200: {description: The host, content: {application/json: {schema: HostOut}}}
-        404: {description: No such host}
-    """
+    """One machine."""
     for found in scheduler().driver.hosts():
         if found["id"] == host_id:
-            return jsonify(found)
+            return found
     raise NotFound(f"No host {host_id!r}; GET /hosts lists them.", {"host": host_id})

@@ -82,6 +82,25 @@ class RollbackSchema(Schema):
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
 
 
+class ServiceQuery(Schema):
+    service = fields.String(metadata={"description": "only this service's"})
+
+
+class JournalQuery(ServiceQuery):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+
+
+class IgnoredPushOut(Schema):
+    deployed = fields.Boolean(required=True, metadata={"description": "always false"})
+    service = fields.String(required=True)
+    reason = fields.String(required=True)
+
+
+class StoppedOut(Schema):
+    stopped = fields.List(fields.String(), required=True, metadata={"description": "the unit ids stopped"})
+
+
 class VersionOut(Schema):
     """A deployed (or attempted) version of a service."""
 
@@ -135,3 +154,6 @@ class HostOut(Schema):
     memoryBytes = fields.Integer(allow_none=True)
     containersRunning = fields.Integer(allow_none=True)
     healthy = fields.Boolean()
+    role = fields.String(allow_none=True, metadata={"description": "swarm: manager or worker"})
+    availability = fields.String(allow_none=True, metadata={"description": "swarm: active, pause or drain"})
+    state = fields.String(allow_none=True, metadata={"description": "swarm: ready, down, ..."})

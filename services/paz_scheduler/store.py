@@ -9,29 +9,14 @@ out (a compare-and-swap counter, so concurrent deploys get distinct versions);
 from __future__ import annotations
 
 import json
-import re
-import time
 from typing import Any
 
+from paz import keys
+from paz.waiting import poll
 from paz.errors import Conflict, NotFound
 from paz.etcd_client import AlreadyExists, CompareFailed, Etcd, KeyNotFound, StoreUnavailable
 
 from .schemas import iso_now
-
-PREFIX = "/paz/scheduler"
-SERVICES = f"{PREFIX}/services"
-JOURNAL = f"{PREFIX}/journal"
-LOCKS = f"{PREFIX}/locks"
-VERSION_KEY = re.compile(rf"^{SERVICES}/([^/]+)/versions/(\d+)$")
-
-
-def latest_key(name: str) -> str:
-    return f"{SERVICES}/{name}/latest"
-
-
-def version_key(name: str, version: int) -> str:
-    return f"{SERVICES}/{name}/versions/{version}"
-
 
 class SchedulerStore:
     """Versions, the journal and deploy locks, every read-modify-write a compare-and-swap."""
@@ -41,22 +26,22 @@ class SchedulerStore:
 
     def next_version(self, name: str) -> int:
         """A version number no other deploy of ``name`` gets (compare-and-swap on ``latest``)."""
-        return self.etcd.update_json(latest_key(name), lambda n: n + 1, create=0)
+        return self.etcd.update_json(keys.latest_version(name), lambda n: n + 1, create=0)
 
     def latest_number(self, name: str) -> int | None:
-        value = self.etcd.get(latest_key(name))
+        value = self.etcd.get(keys.latest_version(name))
         return int(value) if value is not None else None
 
     def create_version(self, document: dict[str, Any]) -> dict[str, Any]:
-        key = version_key(document["service"], document["version"])
+        key = keys.version_document(document["service"], document["version"])
         self.etcd.write(key, json.dumps(document, sort_keys=True), prevExist=False)
         return document
 
     def update_version(self, name: str, version: int, **changes: Any) -> dict[str, Any]:
-        return self.etcd.update_json(version_key(name, version), lambda doc: {**doc, **changes})
+        return self.etcd.update_json(keys.version_document(name, version), lambda doc: {**doc, **changes})
 
     def version(self, name: str, version: int) -> dict[str, Any]:
-        value = self.etcd.get(version_key(name, version))
+        value = self.etcd.get(keys.version_document(name, version))
         if value is None:
             raise NotFound(
                 f"{name} has no version {version}; GET /config/{name}/history lists its versions.",
@@ -72,7 +57,7 @@ class SchedulerStore:
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """Every version of ``name``, newest first."""
-        nodes = self.etcd.children(f"{SERVICES}/{name}/versions")
+        nodes = self.etcd.children(keys.versions(name))
         return sorted((json.loads(n.value) for n in nodes), key=lambda d: d["version"], reverse=True)
 
     def versions_with_status(self, name: str, *statuses: str) -> list[dict[str, Any]]:
@@ -83,12 +68,12 @@ class SchedulerStore:
         if version is not None:
             entry["version"] = version
         entry["message"] = message
-        node = self.etcd.write(JOURNAL, json.dumps(entry), append=True)
+        node = self.etcd.write(keys.JOURNAL, json.dumps(entry), append=True)
         return {"id": node.key.rsplit("/", 1)[-1], **entry}
 
     def journal_entries(self, service: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Journal entries, newest first, optionally of one service only."""
-        nodes = self.etcd.children(JOURNAL)
+        nodes = self.etcd.children(keys.JOURNAL)
         entries = [{"id": n.key.rsplit("/", 1)[-1], **json.loads(n.value)} for n in nodes]
         entries.sort(key=lambda e: e["id"], reverse=True)
         if service:
@@ -96,7 +81,7 @@ class SchedulerStore:
         return entries[offset: offset + limit]
 
     def locked(self, name: str, owner: str, ttl: int, wait: float) -> "DeployLock":
-        return DeployLock(self.etcd, f"{LOCKS}/{name}", owner, ttl, wait, name)
+        return DeployLock(self.etcd, keys.deploy_lock(name), owner, ttl, wait, name)
 
 
 class DeployLock:
@@ -111,29 +96,24 @@ class DeployLock:
         self.etcd, self.key, self.owner, self.ttl, self.wait, self.service = etcd, key, owner, ttl, wait, service
 
     def __enter__(self) -> "DeployLock":
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                self.etcd.write(self.key, self.owner, ttl=self.ttl, prevExist=False)
-                return self
-            except AlreadyExists:
-                if time.monotonic() > deadline:
-                    raise Conflict(
-                        f"Another deploy of {self.service} is still running after {self.wait:g}s; try again when it is done "
-                        "(GET /journal shows it).",
-                        {"service": self.service},
-                    ) from None
-                time.sleep(self.POLL_SECONDS)
+        if not poll(self._take, self.wait, self.POLL_SECONDS):
+            raise Conflict(
+                f"Another deploy of {self.service} is still running after {self.wait:g}s; try again when it is done "
+                "(GET /journal shows it).",
+                {"service": self.service},
+            )
+        return self
+
+    def _take(self) -> bool:
+        try:
+            self.etcd.write(self.key, self.owner, ttl=self.ttl, prevExist=False)
+            return True
+        except AlreadyExists:
+            return False
 
     def __exit__(self, *_: Any) -> None:
         try:
             self.etcd.delete(self.key, prevValue=self.owner)
         except (KeyNotFound, CompareFailed, StoreUnavailable):
             pass  # gone already, or left to its TTL
-
-
-def parse_version_key(key: str) -> tuple[str, int] | None:
-    """``(service, version)`` of a version document's key, else None."""
-    match = VERSION_KEY.match(key)
-    return (match.group(1), int(match.group(2))) if match else None
 

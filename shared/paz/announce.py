@@ -12,17 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 
+from . import keys
 from .etcd_client import CompareFailed, Etcd, KeyNotFound, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-SERVICES_PREFIX = "/paz/services"
-
-
-def service_key(name: str) -> str:
-    """``/paz/services/<name>``: where a suite service (``paz-...``) is announced."""
-    return f"{SERVICES_PREFIX}/{name}"
-
 
 class Announcer:
     """Announces a set of ``key -> value`` pairs with a TTL until they are withdrawn."""
@@ -55,6 +48,7 @@ class Announcer:
             return
         try:
             self.etcd.delete(key, prevValue=value)
+            self.etcd.remove_empty_parents(key, keys.SERVICES)
         except (KeyNotFound, StoreUnavailable) as exc:
             log.info("withdraw left nothing to delete", extra={"key": key, "reason": str(exc)})
         except CompareFailed as exc:  # someone else owns the key now

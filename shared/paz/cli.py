@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import docs as api_docs
+from .names import DOMAIN
 from .settings import SettingsError
 from .suite import HTTP_PORT, STATS_PORT, Suite, docker_answers
 
@@ -18,6 +19,9 @@ def _suite(args: argparse.Namespace) -> Suite:
 
 def up(args: argparse.Namespace) -> int:
     suite = _suite(args)
+    if args.domain is not None and args.domain and not DOMAIN.match(args.domain):
+        print(f"paz up: --domain {args.domain!r} is not a domain name such as example.com", file=sys.stderr)
+        return 2
     problems = suite.missing()
     if problems:
         print("paz up: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
@@ -38,6 +42,9 @@ def up(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
         print(f"{part.name:<18} started (pid {proc.pid}) at {part.address}" + ("" if state == "healthy" else f", {state}"))
+    if args.domain is not None:
+        suite.set_domain(args.domain)
+        print(f"domain             {args.domain or 'none'} (in etcd at /paz/config/domain)")
     print(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
     print(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
     print(f"\nstate and logs: {suite.state_dir} (paz status, paz logs [part], paz down)")
@@ -77,7 +84,7 @@ def logs(args: argparse.Namespace) -> int:
 def docs_build(args: argparse.Namespace) -> int:
     try:
         written = api_docs.build(Path(args.dir))
-    except (SettingsError, RuntimeError, OSError) as exc:
+    except (SettingsError, OSError) as exc:
         print(f"paz docs build: {exc}", file=sys.stderr)
         return 1
     for path in written:
@@ -105,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="paz", description="Run the paz suite on this machine.")
     parser.add_argument("--state-dir", default=os.environ.get("PAZ_STATE_DIR", ".paz"), help="where pid files, logs and etcd data live (PAZ_STATE_DIR)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start etcd and the services in the background").set_defaults(run=up)
+    up_parser = commands.add_parser("up", help="start etcd and the services in the background")
+    up_parser.add_argument("--domain", help="route <service>.<domain> for public-facing services (writes /paz/config/domain; '' removes it)")
+    up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what paz up started").set_defaults(run=down)
     commands.add_parser("status", help="show each part and its health").set_defaults(run=status)
     logs_parser = commands.add_parser("logs", help="show the last lines of the logs")

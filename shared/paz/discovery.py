@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from .announce import SERVICES_PREFIX, service_key
+from . import keys
 from .errors import ApiError
 from .etcd_client import Etcd, Result, StoreUnavailable
 from .settings import Settings
@@ -24,7 +24,7 @@ class ServiceNotAnnounced(ApiError):
 
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"{name} is not announced at {service_key(name)} in etcd: start it (paz up) or check its logs",
+            f"{name} is not announced at {keys.suite_service(name)} in etcd: start it (paz up) or check its logs",
             details={"service": name},
         )
 
@@ -53,7 +53,7 @@ class Discovery:
             cached = self._cache.get(name)
         if cached:
             return cached
-        value = self.etcd.get(service_key(name))
+        value = self.etcd.get(keys.suite_service(name))
         if not value:
             raise ServiceNotAnnounced(name)
         with self._lock:
@@ -69,14 +69,14 @@ class Discovery:
     def _ensure_watching(self) -> None:
         with self._lock:
             if self._watcher is None or not self._watcher.running:
-                self._watcher = Watcher(self.etcd, SERVICES_PREFIX, self._on_change, self._on_reset).start()
+                self._watcher = Watcher(self.etcd, keys.SERVICES, self._on_change, self._on_reset).start()
 
     def _on_reset(self, _tree: Result | None) -> None:
         with self._lock:
             self._cache.clear()
 
     def _on_change(self, event: Result) -> None:
-        name = event.key.removeprefix(SERVICES_PREFIX + "/")
+        name = event.key.removeprefix(keys.SERVICES + "/")
         if "/" in name:
             return  # an app instance key, not a suite service
         with self._lock:

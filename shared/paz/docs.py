@@ -9,43 +9,22 @@ clients on first use, and building an OpenAPI document makes no request.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-import logging
 import os
-from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from .registry import declarations
 from .web import openapi_spec, render_docs
 
-log = logging.getLogger(__name__)
-
-SERVICE_PACKAGES = ("paz_orchestrator", "paz_directory", "paz_scheduler", "paz_haproxy_sync")
-"""The suite's services, in the order the reference shows them."""
-
 INDEX = "index.html"
-
-
-def _app_modules() -> Iterator[ModuleType]:
-    """The ``app`` module of every service package that is installed (a package not written yet is skipped)."""
-    for package in SERVICE_PACKAGES:
-        try:
-            yield importlib.import_module(f"{package}.app")
-        except ModuleNotFoundError as exc:
-            if exc.name not in (package, f"{package}.app"):
-                raise
-            log.warning("service package not found; its document is left out", extra={"package": package})
 
 
 def build(out: Path) -> list[Path]:
     """Write ``<service>.openapi.json`` for every service and ``index.html`` with all of them into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    apps = [module.create_app(module.settings_from_env()) for module in _app_modules()]
-    if not apps:
-        raise RuntimeError(f"no service package of {', '.join(SERVICE_PACKAGES)} is installed; run bin/setup")
+    apps = [service.create_app() for service in declarations()]
     written: list[Path] = []
     specs: list[dict[str, Any]] = []
     for app in apps:

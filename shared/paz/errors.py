@@ -40,3 +40,10 @@ class BadGateway(ApiError):
 
 class Unavailable(ApiError):
     status = 503
+
+
+class PayloadTooDeep(BadRequest):
+    """A JSON body nested deeper than the parser can follow (thousands of brackets)."""
+
+    def __init__(self) -> None:
+        super().__init__("The JSON body is nested too deeply to read; send a flatter document.")

@@ -123,6 +123,30 @@ class Etcd:
     def delete(self, key: str, **kwargs: Any) -> Result:
         return self._call("delete", key, **kwargs)
 
+    def remove_empty_parents(self, key: str, top: str) -> None:
+        """Delete the folders above ``key`` that are empty, up to (not including) ``top``.
+
+        etcd v2 keeps a key's folders after the key is gone; a folder is deleted only while it is
+        empty (``dir=true`` without ``recursive``), so a key written meanwhile is never lost.
+        """
+        folder = key.rsplit("/", 1)[0]
+        while folder.startswith(top + "/"):
+            try:
+                self.delete(folder, dir=True)
+            except (etcd.EtcdDirNotEmpty, KeyNotFound, etcd.EtcdNotDir):
+                return
+            folder = folder.rsplit("/", 1)[0]
+
+    def remove_empty_folders(self, top: str) -> None:
+        """Delete every empty folder below ``top`` (what expired keys leave behind)."""
+        try:
+            tree = self.read(top, recursive=True)
+        except KeyNotFound:
+            return
+        for node in tree.get_subtree():
+            if node.dir and node.key != tree.key and [leaf.key for leaf in node.leaves] == [node.key]:
+                self.remove_empty_parents(node.key + "/-", top)
+
     def wait(self, key: str, index: int | None, timeout: float, recursive: bool = True) -> Result:
         """Block until the next change at or below ``key`` from ``index``.
 

@@ -20,6 +20,18 @@ IMAGE_REFERENCE = re.compile(
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 """A Docker image reference: ``[registry[:port]/]path[:tag][@sha256:digest]``."""
+USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+"""A router basic-auth user name."""
+CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
+"""A crypt(3) password hash HAProxy's userlist reads."""
+DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+"""A public domain such as ``example.com``: services are routed as ``<service>.<domain>``."""
+REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
+"""A basic-auth realm: it is quoted in haproxy.cfg, so no quote or backslash."""
+
+
+def is_service_name(name: str) -> bool:
+    return bool(SERVICE_NAME.match(name))
 
 
 def name_problem(name: str) -> str | None:

@@ -14,7 +14,6 @@ master is gone, even one killed with SIGKILL.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -27,9 +26,12 @@ from typing import Any, Protocol
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from .announce import Announcer, service_key
+from . import keys
+from .announce import Announcer
 from .etcd_client import Etcd
 from .logs import configure_logging, logging_config
+from .registry import declaration
+from .service import Service
 from .settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -42,25 +44,13 @@ class Stoppable(Protocol):
 
 
 BackgroundTask = Callable[[Settings], Stoppable]
-"""A module-level callable (it is imported again by name in the companion process)."""
-
-
-def _import_path(function: Callable[..., Any]) -> str:
-    return f"{function.__module__}:{function.__qualname__}"
-
-
-def _imported(path: str) -> Callable[..., Any]:
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
+"""A module-level callable, found again through the service's declaration in the companion process."""
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, factory: Callable[[Settings], Flask], settings_of: Callable[[], Settings],
-                 settings: Settings, tasks: list[BackgroundTask]) -> None:
-        self.factory = factory
-        self.settings_of = settings_of
+    def __init__(self, service: Service, settings: Settings) -> None:
+        self.service = service
         self.settings = settings
-        self.tasks = tasks
         self.companion: subprocess.Popen[bytes] | None = None
         super().__init__()
 
@@ -86,11 +76,11 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return self.factory(self.settings)
+        return self.service.create_app(self.settings)
 
     def _when_ready(self, _arbiter: Any) -> None:
-        argv = [sys.executable, "-m", "paz.server", str(os.getpid()), _import_path(self.settings_of)]
-        self.companion = subprocess.Popen(argv + [_import_path(task) for task in self.tasks], stdin=subprocess.DEVNULL)
+        argv = [sys.executable, "-m", "paz.server", str(os.getpid()), self.service.package]
+        self.companion = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         log.info("ready", extra={"address": self.settings.address, "companion": self.companion.pid})
 
     def _on_exit(self, _arbiter: Any) -> None:
@@ -104,31 +94,28 @@ class _Gunicorn(BaseApplication):
         log.info("stopped", extra={"address": self.settings.address})
 
 
-def serve(
-    factory: Callable[[Settings], Flask],
-    settings_of: Callable[[], Settings],
-    tasks: list[BackgroundTask] | None = None,
-) -> None:
-    """Run the service made by ``factory`` until SIGTERM; a bad setting exits 2 with its reason."""
+def serve(service: Service) -> None:
+    """Run ``service`` until SIGTERM; a bad setting exits 2 with its reason."""
     try:
-        settings = settings_of()
+        settings = service.settings_from_env()
     except SettingsError as exc:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    _Gunicorn(factory, settings_of, settings, tasks or []).run()
+    _Gunicorn(service, settings).run()
 
 
-def run_companion(master: int, settings_path: str, task_paths: list[str]) -> None:
+def run_companion(master: int, package: str) -> None:
     """The companion process: the service's announcer and tasks, until SIGTERM or the master is gone."""
-    settings = _imported(settings_path)()
+    service = declaration(package)
+    settings = service.settings_from_env()
     configure_logging(settings.service_name, settings.log_level)
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     announcer = Announcer(Etcd.from_settings(settings), settings.announce_ttl)
-    announcer.announce(service_key(settings.service_name), settings.address)
+    announcer.announce(keys.suite_service(settings.service_name), settings.address)
     running: list[Stoppable] = [announcer.start()]
-    running.extend(_imported(path)(settings) for path in task_paths)
+    running.extend(task(settings) for task in service.tasks)
     while not stopping.wait(0.5) and os.getppid() == master:
         pass
     for task in reversed(running):
@@ -136,4 +123,4 @@ def run_companion(master: int, settings_path: str, task_paths: list[str]) -> Non
 
 
 if __name__ == "__main__":
-    run_companion(int(sys.argv[1]), sys.argv[2], sys.argv[3:])
+    run_companion(int(sys.argv[1]), sys.argv[2])

@@ -1,8 +1,15 @@
 """Settings read from environment variables, with the defaults of DESIGN.md.
 
 Each field names its variable and its parser; a service that needs more settings subclasses
-:class:`Settings` and adds fields the same way. A bad value is a :class:`SettingsError` that names
-the variable, the value and what was expected, raised before anything starts.
+:class:`Settings` in its declaration and adds fields the same way, with the parsers of this module
+(every rule for a setting's value lives here: one for seconds, one for booleans, ...). A bad value
+is a :class:`SettingsError` that names the variable, the value and what was expected, raised before
+anything starts.
+
+Why not environs or pydantic-settings: a field here is one line naming its variable, parser and
+default, errors already name the variable, and the services' settings are frozen dataclasses that
+the companion process rebuilds from the same environment; a library would add a dependency without
+removing code.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +47,67 @@ def parse_positive_float(raw: str) -> float:
     if not value > 0:
         raise ValueError("expected a number above 0")
     return value
+
+
+def parse_seconds(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("expected a number of seconds, 0 or more")
+    return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_bool(raw: str) -> bool:
+    if raw.lower() not in _TRUE + _FALSE:
+        raise ValueError("expected true or false")
+    return raw.lower() in _TRUE
+
+
+def parse_choice(*choices: str) -> Callable[[str], str]:
+    """A parser accepting exactly one of ``choices``."""
+
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected {' or '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def parse_url(raw: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", raw):
+        raise ValueError("expected http://host:port")
+    return raw.rstrip("/")
+
+
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+RESERVED_LABELS = ("paz.service", "paz.version", "paz.instance", "paz.port")
+
+
+def parse_labels(raw: str) -> tuple[tuple[str, str], ...]:
+    """``k=v,k2=v2`` into pairs; the ``paz.`` labels the scheduler sets itself cannot be given."""
+    pairs = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        key, sep, value = item.partition("=")
+        if not sep or not _LABEL_KEY.match(key) or any(c in value for c in "\n\r\0"):
+            raise ValueError(f"{item!r} is not key=value (keys: letters, digits, '.', '_', '/', '-')")
+        if key in RESERVED_LABELS:
+            raise ValueError(f"{key} is set by the scheduler itself")
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+_SOCKET_PATH_MAX = 100  # a Unix socket path is at most 107 bytes
+
+
+def parse_socket_dir(raw: str) -> str:
+    """A folder that will hold Unix sockets (``master.sock``): short enough for their paths."""
+    path = Path(raw).resolve()
+    if len(str(path / "master.sock")) > _SOCKET_PATH_MAX:
+        raise ValueError(f"{path} is too long for Unix sockets inside it; use a shorter folder")
+    return str(path)
 
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")

@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +26,10 @@ from pathlib import Path
 import docker
 import requests
 
-from .announce import service_key
+from . import keys
+from .processes import command
+from .registry import declarations
+from .waiting import poll
 from .etcd_client import Etcd, StoreUnavailable
 
 ETCD_URL = "http://127.0.0.1:2379"
@@ -101,22 +103,23 @@ class Suite:
         )
 
     def _services(self) -> list[Part]:
+        """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
         common = {"PAZ_ETCD_ENDPOINTS": ETCD_URL, "PAZ_HOST": "127.0.0.1"}
-        haproxy = {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
-                   "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy")}
-        specs = [
-            ("service-directory", 9001, {}, []),
-            ("scheduler", 9002, {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST}, []),
-            ("haproxy-sync", 9003, haproxy, [f"http://127.0.0.1:{HTTP_PORT}/"]),
-            ("orchestrator", 9000, {}, []),
-        ]
+        extra_env = {
+            "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST},
+            "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
+                             "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy")},
+        }
+        extra_ready = {"haproxy-sync": [f"http://127.0.0.1:{HTTP_PORT}/"]}
         return [
             Part(
-                name, [_program(f"paz-{name}")], f"127.0.0.1:{port}", {**common, "PAZ_PORT": str(port), **env},
-                announced_as=f"paz-{name}", ready_urls=[f"http://127.0.0.1:{port}/health", *extra],
+                service.name, [_program(service.program)], f"127.0.0.1:{service.port}",
+                {**common, "PAZ_PORT": str(service.port), **extra_env.get(service.name, {})},
+                announced_as=service.announced_as,
+                ready_urls=[f"http://127.0.0.1:{service.port}/health", *extra_ready.get(service.name, [])],
                 install_hint="bin/setup",
             )
-            for name, port, env, extra in specs
+            for service in declarations()
         ]
 
     @cached_property
@@ -130,6 +133,14 @@ class Suite:
         if docker_answers(DEFAULT_DOCKER_HOST):
             return DEFAULT_DOCKER_HOST
         return self.own_docker_host if self.can_start_docker() else None
+
+    def set_domain(self, domain: str) -> None:
+        """Route ``<service>.<domain>`` for public-facing services; an empty ``domain`` stops it."""
+        etcd = Etcd([ETCD_URL], 2.0)
+        if domain:
+            etcd.write(keys.DOMAIN, domain)
+        elif etcd.get(keys.DOMAIN) is not None:
+            etcd.delete(keys.DOMAIN)
 
     def can_start_docker(self) -> bool:
         return os.geteuid() == 0 and bool(shutil.which("dockerd") or os.access("/usr/sbin/dockerd", os.X_OK))
@@ -155,11 +166,10 @@ class Suite:
         """The pid of ``part`` if its pid file names a live process running its program."""
         try:
             pid = int(self.pid_file(part).read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        program = os.path.basename(part.argv[0]).encode()
-        return pid if any(os.path.basename(arg) == program for arg in cmdline[:2]) else None
+        program = os.path.basename(part.argv[0])
+        return pid if any(os.path.basename(arg) == program for arg in (command(pid) or [])[:2]) else None
 
     def missing(self) -> list[str]:
         """One line per required part whose program is not installed, naming how to install it."""
@@ -197,7 +207,7 @@ class Suite:
                     failing += [name for name, check in checks.items() if not check.get("ok")]
             if part.docker_host and not docker_answers(part.docker_host):
                 return None
-            if part.announced_as and not Etcd([ETCD_URL], 1.0).get(service_key(part.announced_as)):
+            if part.announced_as and not Etcd([ETCD_URL], 1.0).get(keys.suite_service(part.announced_as)):
                 return None
         except (requests.RequestException, ValueError, StoreUnavailable):
             return None
@@ -205,23 +215,15 @@ class Suite:
 
     def wait_ready(self, part: Part, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str | None:
         """What :meth:`probe` says once ``part`` is ready; None when ``proc`` exits or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            state = self.probe(part)
-            if state:
-                return state
-            time.sleep(0.2)
-        return None
+        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.2)
+        return state if isinstance(state, str) else None
 
     def stop(self, part: Part, timeout: float = 30.0) -> bool:
         """SIGTERM the process in ``part``'s pid file (only if it is still ours) and wait for it."""
         pid = self.pid(part)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while self.pid(part) is not None and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if self.pid(part) is not None:
+            if not poll(lambda: self.pid(part) is None, timeout, 0.1):
                 os.kill(pid, signal.SIGKILL)
         self.pid_file(part).unlink(missing_ok=True)
         return pid is not None

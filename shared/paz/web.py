@@ -1,12 +1,13 @@
 """The Flask app every paz service is made from.
 
-:func:`create_app` gives a service its common behaviour, so each service only adds a blueprint:
+:func:`create_app` gives a service its common behaviour, so each service only declares itself
+(:class:`paz.service.Service`) and adds a blueprint:
 
 * an ``X-Request-Id`` on every answer (the caller's, when it sent a sane one) and in every log line;
 * JSON errors ``{"error": {"status", "message", "details"?, "requestId"}}`` for every failure,
   including unknown routes, bad JSON, validation errors and etcd being down (503), never a traceback;
-* ``GET /health`` (etcd plus the service's own checks), ``GET /openapi.json`` built by apispec from
-  the routes' docstrings and marshmallow schemas, and ``GET /docs`` rendered from it with a local
+* ``GET /health`` (etcd plus the service's own checks), ``GET /openapi.json`` made by flask-smorest
+  from the views' schemas (:mod:`paz.api`), and ``GET /docs`` rendered from it with a local
   template (no CDN).
 """
 
@@ -16,23 +17,25 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apispec import APISpec
-from apispec.ext.marshmallow import MarshmallowPlugin
-from apispec_webframeworks.flask import FlaskPlugin
-from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
-from marshmallow import Schema, ValidationError
+from flask import Flask, current_app, g, jsonify, render_template, request
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from . import __version__
+from .api import Blueprint, make_api
 from .discovery import Discovery
-from .errors import ApiError, BadRequest
+from .errors import ApiError
 from .etcd_client import Etcd, StoreUnavailable
+from .keys import DOMAIN
 from .logs import configure_logging
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,8 @@ def paz_context() -> Paz:
     return current_app.extensions["paz"]
 
 
-def create_app(settings: Settings, blueprints: Iterable[Blueprint], description: str = "") -> Flask:
-    """A Flask app for service ``settings.name`` serving ``blueprints`` with the suite's common routes."""
+def create_app(service: "Service", settings: Settings) -> Flask:
+    """The Flask app of ``service``, configured by ``settings``, with the suite's common routes."""
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(settings.service_name, template_folder="templates", root_path=__file__.rsplit("/", 1)[0])
     app.json.sort_keys = False
@@ -64,17 +67,18 @@ def create_app(settings: Settings, blueprints: Iterable[Blueprint], description:
     paz = Paz(settings=settings, etcd=store, discovery=Discovery(store, settings))
     paz.health_checks["etcd"] = lambda: _check_etcd(store)
     app.extensions["paz"] = paz
-    app.config["PAZ_DESCRIPTION"] = description
+    api = make_api(app, settings.service_name, __version__, service.description)
     _install_request_ids(app)
     _install_error_handlers(app)
-    app.register_blueprint(common)
-    for blueprint in blueprints:
-        app.register_blueprint(blueprint)
+    api.register_blueprint(common)
+    api.register_blueprint(service.blueprint)
+    if service.extend:
+        service.extend(app, paz)
     return app
 
 
 def _check_etcd(store: Etcd) -> dict[str, Any]:
-    store.get("/paz/config/domain")
+    store.get(DOMAIN)
     return {"endpoints": list(store.endpoints)}
 
 
@@ -118,10 +122,6 @@ def _install_error_handlers(app: Flask) -> None:
     def api_error(exc: ApiError):
         return error_response(exc.status, exc.message, exc.details)
 
-    @app.errorhandler(ValidationError)
-    def invalid(exc: ValidationError):
-        return error_response(400, "The request body is not valid: see details for each field.", exc.messages)
-
     @app.errorhandler(StoreUnavailable)
     def etcd_down(exc: StoreUnavailable):
         log.warning("etcd unavailable", extra={"reason": str(exc)})
@@ -142,31 +142,22 @@ def _install_error_handlers(app: Flask) -> None:
         return error_response(500, "An unexpected error occurred; the logs carry this request id.")
 
 
-def load_json(schema: Schema, partial: bool = False) -> Any:
-    """The request's JSON body validated by ``schema``; a 400 that says what is wrong otherwise."""
-    if not request.is_json:
-        raise BadRequest("Send a JSON body with the header Content-Type: application/json.")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest("The request body is not valid JSON.")
-    if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    return schema.load(body, partial=partial)
+class HealthOut(Schema):
+    service = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "ok, or degraded when a check fails"})
+    address = fields.String(required=True)
+    version = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True, metadata={"description": "per dependency: {ok, error?, ...what it found}"})
 
 
-common = Blueprint("common", __name__)
+common = Blueprint("common", __name__, description="What every paz service answers.")
 
 
 @common.get("/health")
+@common.response(200, HealthOut, description="Everything this service needs answers")
+@common.alt_response(503, schema=HealthOut, description="A dependency is failing; see checks")
 def health():
-    """Health of this service and of what it depends on.
-    ---
-    get:
-      summary: Health of this service and its dependencies
-      responses:
-        200: {description: Everything this service needs answers}
-        503: {description: A dependency is failing; see checks}
-    """
+    """Health of this service and of what it depends on."""
     paz = paz_context()
     checks: dict[str, Any] = {}
     for name, check in paz.health_checks.items():
@@ -182,31 +173,21 @@ def health():
         "version": __version__,
         "checks": checks,
     }
-    return jsonify(body), 200 if healthy else 503
+    return body, 200 if healthy else 503
 
 
 @common.get("/openapi.json")
+@common.response(200, {"type": "object"}, description="The OpenAPI 3 document")
 def openapi():
-    """The OpenAPI document of this service.
-    ---
-    get:
-      summary: The OpenAPI 3 document of this service
-      responses:
-        200: {description: OpenAPI document}
-    """
+    """The OpenAPI document of this service."""
     return jsonify(openapi_spec(current_app))
 
 
 @common.get("/docs")
+@common.response(200, {"type": "string"}, content_type="text/html", description="An HTML page")
 def docs():
-    """Human-readable API reference, rendered from the OpenAPI document with local files only.
-    ---
-    get:
-      summary: API reference as HTML
-      responses:
-        200: {description: HTML page}
-    """
-    return render_docs(openapi_spec(current_app))
+    """Human-readable API reference, rendered from the OpenAPI document with local files only."""
+    return current_app.response_class(render_docs(openapi_spec(current_app)), mimetype="text/html")
 
 
 def render_docs(*specs: dict[str, Any], title: str = "", links: Sequence[str] = ()) -> str:
@@ -227,21 +208,8 @@ def _anchor(text: str) -> str:
 
 
 def openapi_spec(app: Flask) -> dict[str, Any]:
-    """The OpenAPI document for ``app``, built once from its routes' docstrings and schemas."""
+    """The OpenAPI document for ``app``, made once by flask-smorest from its views."""
     paz = app.extensions["paz"]
     if paz.spec is None:
-        spec = APISpec(
-            title=paz.settings.service_name,
-            version=__version__,
-            openapi_version="3.0.3",
-            info={"description": app.config["PAZ_DESCRIPTION"]},
-            plugins=[FlaskPlugin(), MarshmallowPlugin()],
-        )
-        spec.components.schema("Error", {"type": "object", "properties": {"error": {"type": "object"}}})
-        with app.test_request_context():
-            for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-                view = app.view_functions[rule.endpoint]
-                if rule.endpoint != "static" and (view.__doc__ or "").find("---") >= 0:
-                    spec.path(view=view, app=app)
-        paz.spec = spec.to_dict()
+        paz.spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
     return paz.spec

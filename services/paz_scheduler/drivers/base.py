@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import requests
 
-from paz.announce import SERVICES_PREFIX
+from paz import keys
 from paz.errors import ApiError
 
 
@@ -19,7 +19,7 @@ def unit_id(service: str, version: int, instance: int) -> str:
 
 def instance_key(service: str, version: int, instance: int) -> str:
     """``/paz/services/<service>/<version>/<instance>``: where a running instance is announced."""
-    return f"{SERVICES_PREFIX}/{service}/{version}/{instance}"
+    return keys.instance(service, version, instance)
 
 
 class DeployFailed(ApiError):

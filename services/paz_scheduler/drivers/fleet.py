@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import time
 from typing import Any
 from urllib.parse import quote as url_quote
 
 import requests
 
 from paz.errors import BadGateway, NotFound, Unavailable
+from paz.waiting import poll
 
 from .base import DeployFailed, InstanceSpec, Unit, instance_key
 
@@ -184,18 +184,16 @@ class FleetDriver:
 
     def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None:
         """Wait until systemd reports every unit active and running on its machine."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def waiting() -> list[str]:
             states = self._states()
             failed = [u.id for u in units if states.get(f"{u.id}.service", {}).get("systemdActiveState") == "failed"]
-            waiting = [u.id for u in units if states.get(f"{u.id}.service", {}).get("systemdSubState") != "running"]
             if failed:
                 raise DeployFailed(f"{', '.join(failed)} failed to start (fleet journal -f {failed[0]}.service tells why)")
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                raise DeployFailed(f"{', '.join(waiting)} did not reach running in time")
-            time.sleep(self.POLL_SECONDS)
+            return [u.id for u in units if states.get(f"{u.id}.service", {}).get("systemdSubState") != "running"]
+
+        if not poll(lambda: not waiting(), timeout, self.POLL_SECONDS):
+            raise DeployFailed(f"{', '.join(waiting())} did not reach running in time")
 
     def units(self, service: str | None = None) -> list[Unit]:
         states, machines = self._states(), {m["id"]: m["address"] for m in self.hosts()}

@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from paz.processes import command
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
 TEST_LABEL = "paz.test"
 SESSION_ID = uuid.uuid4().hex[:12]
@@ -442,7 +444,7 @@ class HaproxySync(Service):
     def haproxy_pid(self) -> int | None:
         try:
             pid = int((self.folder / "haproxy" / "haproxy.pid").read_text().split()[0])
-            return pid if b"haproxy" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+            return pid if "haproxy" in " ".join(command(pid) or []) else None
         except (OSError, ValueError, IndexError):
             return None
 

@@ -1,0 +1,51 @@
+"""haproxy-sync's settings: where HAProxy's files live and where it serves.
+
+Its own module, so the declaration (:mod:`.app`), the engine and the HAProxy driver all read it
+without importing each other.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from paz.settings import Settings, env, parse_bool, parse_host, parse_port, parse_socket_dir
+
+
+def default_haproxy() -> str:
+    return shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+@dataclass(frozen=True)
+class SyncSettings(Settings):
+    http_port: int = env("PAZ_HTTP_PORT", parse_port, 8080)
+    stats_port: int = env("PAZ_STATS_PORT", parse_port, 1936)
+    haproxy_dir: str = env("PAZ_HAPROXY_DIR", parse_socket_dir, ".paz/haproxy")
+    haproxy_bin: str = env("PAZ_HAPROXY_BIN", str, default_haproxy())
+    router_bind: str = env("PAZ_ROUTER_BIND", parse_host, "127.0.0.1")
+    keep_haproxy: bool = env("PAZ_HAPROXY_KEEP", parse_bool, False)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.haproxy_dir).resolve()
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "haproxy.cfg"
+
+    @property
+    def stats_socket(self) -> Path:
+        return self.state_dir / "stats.sock"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.state_dir / "master.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "haproxy.pid"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"

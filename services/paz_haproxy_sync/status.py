@@ -1,0 +1,55 @@
+"""``status.json``: what the engine last did, told to the HTTP workers.
+
+The engine runs in the service's companion process and the routes in gunicorn's workers, so the
+engine writes what it applied (and its last error) to ``status.json`` in ``PAZ_HAPROXY_DIR``, and
+``GET /health`` reads it back. Both sides are here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .haproxy import Haproxy
+from .settings import SyncSettings
+
+
+class StatusFile:
+    """``status.json``: updated a few fields at a time by its one writer, read whole by anyone."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fields: dict[str, Any] = {}
+
+    def update(self, **fields: Any) -> None:
+        """Set ``fields`` (keeping those written before) and replace the file atomically."""
+        self._fields.update(fields)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self._fields, sort_keys=True))
+        os.replace(temporary, self.path)
+
+    def read(self) -> dict[str, Any]:
+        """What the file says, or nothing when it is missing or half-written by hand."""
+        try:
+            status = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return status if isinstance(status, dict) else {}
+
+
+def haproxy_health(settings: SyncSettings) -> dict[str, Any]:
+    """HAProxy's part of /health: raises (so /health answers 503) when HAProxy is not serving."""
+    haproxy = Haproxy(settings)
+    status = StatusFile(settings.status_path).read()
+    pid = haproxy.master_pid()
+    if pid is None or not haproxy.answers():
+        raise RuntimeError(f"HAProxy is not running (state folder {settings.state_dir}); last error: {status.get('lastError')}")
+    return {
+        "pid": pid,
+        "router": f"{settings.router_bind}:{settings.http_port}",
+        "lastAppliedAt": status.get("lastAppliedAt"),
+        "lastApply": status.get("lastApply"),
+        "lastError": status.get("lastError"),
+    }

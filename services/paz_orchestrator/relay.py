@@ -1,0 +1,47 @@
+"""Answers the orchestrator passes on as the directory or the scheduler gave them.
+
+A relayed route documents the upstream's own schemas and statuses. Its request body is forwarded
+unread (:class:`ForwardingParser`): the upstream validates it, so its 400 (message, details, request
+id) comes back exactly as it wrote it. An upstream that fails (a 5xx other than 502 or 503) or
+answers something that is not JSON is a 502 that names it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from flask import Response
+
+from paz.api import Blueprint, BodyParser
+
+from .upstream import unusable_answer
+
+RELAYED_HEADERS = ("Content-Type", "Location", "Retry-After")
+
+
+class ForwardingParser(BodyParser):
+    """Bodies must be JSON objects, and are handed to the view unread (queries are still validated)."""
+
+    def parse(self, argmap: Any, req: Any = None, *, location: str | None = None, **kwargs: Any) -> Any:
+        if location == "json":
+            return self.load_json(req if req is not None else self.get_default_request(), argmap)
+        return super().parse(argmap, req, location=location, **kwargs)
+
+
+class RelayBlueprint(Blueprint):
+    """A blueprint whose bodies are forwarded to the service that validates them."""
+
+    ARGUMENTS_PARSER = ForwardingParser()
+
+
+def relay(service: str, method: str, path: str, response: requests.Response) -> Response:
+    """``service``'s answer to ``method path`` given back as it was: status, body and the headers that matter."""
+    problem = unusable_answer(service, method, path, response)
+    if problem is not None:
+        raise problem
+    relayed = Response(response.content, status=response.status_code)
+    for header in RELAYED_HEADERS:
+        if header in response.headers:
+            relayed.headers[header] = response.headers[header]
+    return relayed

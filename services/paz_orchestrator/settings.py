@@ -1,0 +1,24 @@
+"""The orchestrator's settings: how long it waits for the services it asks, and its event streams.
+
+Its own module, so the declaration (:mod:`.app`) and the event streams (:mod:`.events`) both read it
+without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from paz.settings import Settings, env, parse_positive_float, parse_positive_int
+
+
+@dataclass(frozen=True)
+class OrchestratorSettings(Settings):
+    upstream_timeout: float = env("PAZ_UPSTREAM_TIMEOUT", parse_positive_float, 10.0)
+    events_keepalive: float = env("PAZ_EVENTS_KEEPALIVE", parse_positive_float, 15.0)
+    events_max_seconds: float = env("PAZ_EVENTS_MAX_SECONDS", parse_positive_float, 600.0)
+    events_max_clients: int = env("PAZ_EVENTS_MAX_CLIENTS", parse_positive_int, 0)
+
+    @property
+    def stream_limit(self) -> int:
+        """Event streams one worker serves at once: by default all threads but four, kept for requests."""
+        return self.events_max_clients or max(1, self.threads - 4)

@@ -1,0 +1,81 @@
+"""The suite's etcd layout, in one place: every prefix, every key builder, and what etcd's actions mean.
+
+| key | value |
+| --- | --- |
+| ``/paz/services/paz-<name>`` | ``host:port`` of a suite service (TTL) |
+| ``/paz/services/<svc>/<version>/<instance>`` | ``host:port`` of a running instance (TTL) |
+| ``/paz/config/domain`` | optional public domain |
+| ``/paz/config/marathon`` | optional Marathon base URLs, comma-separated |
+| ``/paz/directory/services/<name>`` | a service document (JSON) |
+| ``/paz/scheduler/services/<name>/latest`` | the last version number given out |
+| ``/paz/scheduler/services/<name>/versions/<n>`` | a version document (JSON) |
+| ``/paz/scheduler/journal/<in-order key>`` | a journal entry (JSON) |
+| ``/paz/scheduler/locks/<name>`` | a service's deploy lock (TTL) |
+
+Services reach each other's data through these names or through each other's HTTP APIs, never by
+spelling a path themselves.
+"""
+
+from __future__ import annotations
+
+import re
+
+ROOT = "/paz"
+SERVICES = f"{ROOT}/services"
+"""Announcements: the suite's own services and every running instance."""
+DOMAIN = f"{ROOT}/config/domain"
+MARATHON = f"{ROOT}/config/marathon"
+DIRECTORY = f"{ROOT}/directory/services"
+SCHEDULER = f"{ROOT}/scheduler"
+SCHEDULER_SERVICES = f"{SCHEDULER}/services"
+JOURNAL = f"{SCHEDULER}/journal"
+LOCKS = f"{SCHEDULER}/locks"
+
+WRITTEN = frozenset({"set", "create", "update", "compareAndSwap"})
+"""etcd v2 actions after which a key holds a (new) value."""
+GONE = frozenset({"delete", "expire", "compareAndDelete"})
+"""etcd v2 actions after which a key (or a directory) no longer exists."""
+
+_VERSION_DOCUMENT = re.compile(rf"^{SCHEDULER_SERVICES}/([^/]+)/versions/(\d+)$")
+
+
+def suite_service(name: str) -> str:
+    """Where suite service ``name`` (e.g. ``paz-scheduler``) announces ``host:port``."""
+    return f"{SERVICES}/{name}"
+
+
+def instance(service: str, version: int, number: int) -> str:
+    """Where instance ``number`` of ``service``'s ``version`` announces ``host:port``."""
+    return f"{SERVICES}/{service}/{version}/{number}"
+
+
+def service_document(name: str) -> str:
+    return f"{DIRECTORY}/{name}"
+
+
+def latest_version(name: str) -> str:
+    return f"{SCHEDULER_SERVICES}/{name}/latest"
+
+
+def versions(name: str) -> str:
+    """The folder of ``name``'s version documents."""
+    return f"{SCHEDULER_SERVICES}/{name}/versions"
+
+
+def version_document(name: str, version: int) -> str:
+    return f"{versions(name)}/{version}"
+
+
+def deploy_lock(name: str) -> str:
+    return f"{LOCKS}/{name}"
+
+
+def parse_version_document(key: str) -> tuple[str, int] | None:
+    """``(service, version)`` of a version document's key, else None."""
+    match = _VERSION_DOCUMENT.match(key)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
+def relative(key: str, prefix: str) -> str | None:
+    """What follows ``prefix/`` in ``key``, or None when ``key`` is not below ``prefix``."""
+    return key[len(prefix) + 1:] if key.startswith(prefix + "/") else None

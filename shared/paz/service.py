@@ -1,0 +1,70 @@
+"""A suite service, declared once.
+
+Each service package declares itself in its ``app.py``::
+
+    service = Service(
+        package=__package__, name="service-directory", port=9001,
+        description="The catalogue of services ...", blueprint=bp, extend=attach_store,
+    )
+
+and everything else reads that declaration: the app factory (:meth:`Service.create_app`), the
+gunicorn runner and its companion process (:mod:`paz.server`), ``paz docs build`` and ``paz up``
+(through :mod:`paz.registry`, which lists the packages).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .api import Blueprint
+    from .server import BackgroundTask
+    from .web import Paz
+
+
+@dataclass(frozen=True)
+class Service:
+    """What makes a service: its name and port, settings, routes, and the work it does in the background."""
+
+    package: str
+    """The Python package, e.g. ``paz_directory``; its console script is ``paz-<name>``."""
+    name: str
+    """Without the ``paz-`` prefix, e.g. ``service-directory``; announced as ``paz-<name>``."""
+    port: int
+    description: str
+    blueprint: "Blueprint"
+    settings: type[Settings] = Settings
+    extend: Callable[["Flask", "Paz"], None] | None = None
+    """Attaches the service's store or engine to the app (``app.extensions``) and adds health checks."""
+    tasks: tuple["BackgroundTask", ...] = ()
+    """Run once per service, in its companion process (see :mod:`paz.server`)."""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    """Settings this service defaults differently from the rest, e.g. ``{"threads": 32}``."""
+
+    @property
+    def announced_as(self) -> str:
+        return f"paz-{self.name}"
+
+    @property
+    def program(self) -> str:
+        """The console script that runs it."""
+        return self.announced_as
+
+    def settings_from_env(self, environ: Mapping[str, str] | None = None) -> Settings:
+        return self.settings.from_env(environ, name=self.name, port=self.port, **self.defaults)
+
+    def create_app(self, settings: Settings | None = None) -> "Flask":
+        from .web import create_app
+
+        return create_app(self, settings or self.settings_from_env())
+
+    def main(self) -> None:
+        from .server import serve
+
+        serve(self)
