@@ -16,10 +16,7 @@ def attach_store(app: Flask, paz: Paz) -> None:
 
 
 service = Service(
-    package=__package__,
-    name="service-directory",
-    port=9001,
+    name="service-directory", port=9001,
     description="The catalogue of services and the config their next deploy will use.",
-    blueprint=bp,
-    extend=attach_store,
+    blueprint=bp, extend=attach_store,
 )

@@ -22,12 +22,7 @@ def attach_haproxy(app: Flask, paz: Paz) -> None:
 
 
 service = Service(
-    package=__package__,
-    name="haproxy-sync",
-    port=9003,
+    name="haproxy-sync", port=9003,
     description="Keeps HAProxy routing <service>.paz to the live instances announced in etcd.",
-    blueprint=bp,
-    settings=SyncSettings,
-    extend=attach_haproxy,
-    tasks=(start_engine,),
+    blueprint=bp, settings=SyncSettings, extend=attach_haproxy, tasks=(start_engine,),
 )

@@ -21,12 +21,8 @@ def attach_cluster(app: Flask, paz: Paz) -> None:
 
 
 service = Service(
-    package=__package__,
-    name="orchestrator",
-    port=9000,
+    name="orchestrator", port=9000,
     description="Central command for the paz platform: services, cluster, health, stats and live events.",
-    blueprint=bp,
-    settings=OrchestratorSettings,
-    extend=attach_cluster,
+    blueprint=bp, settings=OrchestratorSettings, extend=attach_cluster,
     defaults={"threads": 32},  # every open event stream holds a thread (see EventStreams)
 )

@@ -52,12 +52,7 @@ def attach_scheduler(app: Flask, paz: Paz) -> None:
 
 
 service = Service(
-    package=__package__,
-    name="scheduler",
-    port=9002,
+    name="scheduler", port=9002,
     description="Deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal.",
-    blueprint=bp,
-    settings=SchedulerSettings,
-    extend=attach_scheduler,
-    tasks=(start_background,),
+    blueprint=bp, settings=SchedulerSettings, extend=attach_scheduler, tasks=(start_background,),
 )

@@ -3,8 +3,9 @@
 Each service package declares itself in its ``app.py``::
 
     service = Service(
-        package=__package__, name="service-directory", port=9001,
-        description="The catalogue of services ...", blueprint=bp, extend=attach_store,
+        name="service-directory", port=9001,
+        description="The catalogue of services ...",
+        blueprint=bp, extend=attach_store,
     )
 
 and everything else reads that declaration: the app factory (:meth:`Service.create_app`), the
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 class Service:
     """What makes a service: its name and port, settings, routes, and the work it does in the background."""
 
-    package: str
-    """The Python package, e.g. ``paz_directory``; its console script is ``paz-<name>``."""
     name: str
     """Without the ``paz-`` prefix, e.g. ``service-directory``; announced as ``paz-<name>``."""
     port: int
@@ -46,6 +45,11 @@ class Service:
     """Run once per service, in its companion process (see :mod:`paz.server`)."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Settings this service defaults differently from the rest, e.g. ``{"threads": 32}``."""
+
+    @property
+    def package(self) -> str:
+        """The Python package, e.g. ``paz_directory``: the one its blueprint is defined in."""
+        return self.blueprint.import_name.partition(".")[0]
 
     @property
     def announced_as(self) -> str:

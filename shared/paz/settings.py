@@ -28,32 +28,22 @@ class SettingsError(ValueError):
     """An environment variable holds a value the suite cannot use."""
 
 
-def parse_port(raw: str) -> int:
-    port = int(raw)
-    if not 0 < port < 65536:
-        raise ValueError("a port is a whole number from 1 to 65535")
-    return port
+def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], expected: str) -> Callable[[str], Any]:
+    """A parser of numbers made by ``convert`` that ``accept`` allows; ``expected`` says which otherwise."""
+
+    def parse(raw: str) -> Any:
+        value = convert(raw)
+        if not accept(value):
+            raise ValueError(expected)
+        return value
+
+    return parse
 
 
-def parse_positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return value
-
-
-def parse_positive_float(raw: str) -> float:
-    value = float(raw)
-    if not value > 0:
-        raise ValueError("expected a number above 0")
-    return value
-
-
-def parse_seconds(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise ValueError("expected a number of seconds, 0 or more")
-    return value
+parse_port = _number(int, lambda port: 0 < port < 65536, "a port is a whole number from 1 to 65535")
+parse_positive_int = _number(int, lambda value: value >= 1, "expected a whole number of at least 1")
+parse_positive_float = _number(float, lambda value: value > 0, "expected a number above 0")
+parse_seconds = _number(float, lambda value: value >= 0, "expected a number of seconds, 0 or more")
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
