@@ -22,8 +22,8 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 
 
 def parse_driver(raw: str) -> str:
-    if raw not in ("docker", "fleet"):
-        raise ValueError("expected docker or fleet")
+    if raw not in ("docker", "swarm", "fleet"):
+        raise ValueError("expected docker, swarm or fleet")
     return raw
 
 

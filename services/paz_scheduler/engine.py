@@ -135,7 +135,7 @@ class Scheduler:
             for instance in range(1, int(config.get("numInstances") or 1) + 1):
                 started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
             log.info("instances started, waiting until they serve", extra={"units": [u.id for u in started]})
-            self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
+            started = self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
         except ApiError:
             self.driver.remove(started)
             raise

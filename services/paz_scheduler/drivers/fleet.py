@@ -182,7 +182,7 @@ class FleetDriver:
     def _states(self) -> dict[str, dict[str, Any]]:
         return {state["name"]: state for state in self._pages("/state", "states")}
 
-    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None:
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> list[Unit]:
         """Wait until systemd reports every unit active and running on its machine."""
         deadline = time.monotonic() + timeout
         while True:
@@ -192,7 +192,7 @@ class FleetDriver:
             if failed:
                 raise DeployFailed(f"{', '.join(failed)} failed to start (fleet journal -f {failed[0]}.service tells why)")
             if not waiting:
-                return
+                return units
             if time.monotonic() > deadline:
                 raise DeployFailed(f"{', '.join(waiting)} did not reach running in time")
             time.sleep(self.POLL_SECONDS)
@@ -218,6 +218,10 @@ class FleetDriver:
             if unit.id == unit_id:
                 return unit, {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
         raise NotFound(f"No unit {unit_id}; GET /units lists them.", {"unit": unit_id})
+
+    def events(self) -> Any:
+        """Never followed: fleet's sidekicks announce instances themselves (``self_announcing``)."""
+        raise NotImplementedError("fleet's units announce themselves; nothing follows its events")
 
     def withdraw(self, units: list[Unit]) -> None:
         """Destroy the sidekicks: each removes its instance key as it stops."""

@@ -1,0 +1,193 @@
+"""The swarm driver on a real single-node swarm: a dockerd of the tests' own, in a network namespace
+they make, initialised as a swarm manager; the whole suite around it (etcd, directory, scheduler with
+``PAZ_DRIVER=swarm``, haproxy-sync with HAProxy, orchestrator) on free loopback ports.
+
+One swarm and one suite serve the module; each test uses its own service names.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from helpers import build_test_image, etcdctl_get, wait_until
+from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite
+
+IMAGE = "paz-test/hello:1"
+EXIT_IMAGE = "paz-test/hello:exit"
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[SwarmCluster]:
+    cluster = SwarmCluster(1, octet=1)
+    try:
+        cluster.start()
+        build_test_image(cluster.manager, IMAGE)
+        build_test_image(cluster.manager, EXIT_IMAGE, extra_changes=['CMD ["/bin/sh", "-c", "echo broken; exit 1"]'])
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def suite(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmSuite]:
+    started = SwarmSuite(swarm, tmp_path_factory.mktemp("swarm-suite"))
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def page(address: str, path: str = "/cgi-bin/index") -> str:
+    answer = requests.get(f"http://{address}{path}", timeout=3)
+    answer.raise_for_status()
+    return answer.text
+
+
+def swarm_services(swarm: SwarmCluster, name: str) -> list[str]:
+    return sorted(s.name for s in swarm.manager.client().services.list(filters={"label": f"paz.service={name}"}))
+
+
+def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
+    """The paz README's curl walkthrough (seeds/000_...txt) with PAZ_DRIVER=swarm."""
+    orchestrator, scheduler = suite.orchestrator.url, suite.scheduler.url
+    client = swarm.manager.client()
+    client.images.get(IMAGE).tag("lukebond/demo-api", "latest")
+    build_test_image(swarm.manager, "lukebond/contrived-service-1:0.0.1",
+                     extra_changes=["ENV PORT=9000", "ENV MESSAGE=\"Hello World 1\"", "EXPOSE 9000"])
+    svcdoc = {"name": "demo-api", "description": "Very simple HTTP Hello World server",
+              "dockerRepository": "lukebond/demo-api", "loadBalanced": False, "publicFacing": False}
+    assert requests.post(f"{orchestrator}/services", json=svcdoc, timeout=10).status_code == 201
+    assert "demo-api" in [s["name"] for s in requests.get(f"{orchestrator}/services", timeout=10).json()]
+    patched = requests.patch(f"{orchestrator}/services/demo-api/config/next", timeout=10,
+                             json={"env": {"MESSAGE": "so platform; many service; wow"}})
+    assert patched.status_code == 200, patched.text
+    deploy_doc = {"serviceName": "demo-api", "dockerRepository": "lukebond/demo-api", "pushedAt": int(time.time())}
+    deployed = requests.post(f"{scheduler}/hooks/deploy", json=deploy_doc, timeout=90)
+    assert deployed.status_code == 201, deployed.text
+    assert wait_until(lambda: _through(suite, "demo-api"), 20, what="demo-api through HAProxy") == "so platform; many service; wow"
+    (address,) = suite.announced("demo-api").values()
+    assert address.startswith(f"{swarm.manager.address}:")  # the node's address and the task's published port
+    assert swarm_services(swarm, "demo-api") == ["demo-api-1"]
+
+    directory_address = etcdctl_get(suite.etcd.url, "/paz/services/paz-service-directory")
+    contrived = {"name": "contrived-service-1", "description": "Test service", "dockerImage": "lukebond/contrived-service-1",
+                 "ports": [{"container": 9000, "host": 80}], "autoDeploy": "always", "numInstances": 1,
+                 "conflictsWith": "contrived-service-*"}
+    assert requests.post(f"http://{directory_address}/services", json=contrived, timeout=10).status_code == 201
+    scheduler_address = etcdctl_get(suite.etcd.url, "/paz/services/paz-scheduler")
+    deployed = requests.post(f"http://{scheduler_address}/hooks/deploy", timeout=90, json={
+        "serviceName": "contrived-service-1", "dockerRepository": "lukebond/contrived-service-1:0.0.1", "pushedAt": 0})
+    assert deployed.status_code == 201, deployed.text
+    assert wait_until(lambda: _through(suite, "contrived-service-1"), 20, what="contrived-service-1") == "Hello World 1"
+    assert page(f"{swarm.manager.address}:80") == "Hello World 1"  # "hit up port 80" on the node
+
+    (host,) = requests.get(f"{orchestrator}/cluster/hosts", timeout=10).json()
+    assert (host["driver"], host["role"], host["availability"], host["state"], host["healthy"]) == (
+        "swarm", "manager", "active", "ready", True)
+    assert host["address"] == swarm.manager.address and host["id"] == swarm.node_id(swarm.manager)
+    units = requests.get(f"{orchestrator}/cluster/units", timeout=10).json()
+    assert sorted(u["id"] for u in units) == ["contrived-service-1-1-1", "demo-api-1-1"]
+
+    for service in ("demo-api", "contrived-service-1"):
+        assert requests.delete(f"{orchestrator}/services/{service}", timeout=60).status_code in (200, 204)
+        assert swarm_services(swarm, service) == []
+        assert client.containers.list(filters={"label": f"paz.service={service}"}) == []
+        assert etcdctl_get(suite.etcd.url, f"/paz/services/{service}") == ""
+        assert requests.get(f"{orchestrator}/services/{service}", timeout=10).status_code == 404
+
+
+def _through(suite: SwarmSuite, name: str) -> str | None:
+    answer = suite.router.route(f"{name}.paz", "/cgi-bin/index")
+    return answer.text if answer.status_code == 200 else None
+
+
+def test_a_rollover_under_load_through_haproxy_fails_no_request(swarm, suite, name):
+    suite.register(name, IMAGE, numInstances=2, env={"MESSAGE": "v1"})
+    assert suite.deploy(name).status_code == 201
+    assert sorted(suite.announced(name)) == ["1/1", "1/2"]
+    wait_until(lambda: _through(suite, name) == "v1", 10, what="v1 through HAProxy")
+    suite.configure(name, env={"MESSAGE": "v2"})
+    with RouterLoad(suite.router, name) as load:
+        load.flowing()
+        answer = suite.deploy(name)
+        load.flowing()
+    assert answer.status_code == 201, answer.text
+    assert load.failures == [], load.failures[:5]
+    assert set(load.bodies) == {"v1", "v2"} and load.bodies[-1] == "v2"
+    assert sorted(suite.announced(name)) == ["2/1", "2/2"]
+    assert swarm_services(swarm, name) == [f"{name}-2"]
+
+
+def test_a_failing_version_is_removed_and_the_old_one_keeps_serving(swarm, suite, name):
+    suite.register(name, IMAGE, env={"MESSAGE": "good"})
+    assert suite.deploy(name).status_code == 201
+    before = suite.announced(name)
+    answer = suite.deploy(name, EXIT_IMAGE)
+    assert answer.status_code == 422, answer.text
+    message = answer.json()["error"]["message"]
+    assert f"{name}-2-1 exited with code 1" in message and "v1 keeps serving" in message, message
+    assert suite.announced(name) == before and page(before["1/1"]) == "good"
+    assert swarm_services(swarm, name) == [f"{name}-1"]
+    assert suite.scheduler.request("GET", f"/config/{name}/version/2").json()["status"] == "failed"
+
+
+def test_a_killed_task_is_replaced_and_announced_again(swarm, suite, name):
+    suite.register(name, IMAGE, numInstances=2, env={"MESSAGE": "alive"})
+    assert suite.deploy(name).status_code == 201
+    old = suite.announced(name)["1/1"]
+    (unit,) = [u for u in suite.scheduler.request("GET", "/units", params={"service": name}).json() if u["instance"] == 1]
+    started = time.monotonic()
+    swarm.manager.client().containers.get(unit["containerId"]).kill()
+    wait_until(lambda: "1/1" not in suite.announced(name), 3, interval=0.02, what="the killed task's key to go")
+    assert time.monotonic() - started < 3 and "1/2" in suite.announced(name)
+    new = wait_until(lambda: suite.announced(name).get("1/1"), 20, what="the replacement task announced")
+    assert new != old and new.startswith(f"{swarm.manager.address}:") and page(new) == "alive"
+    down = suite.scheduler.request("GET", "/journal", params={"service": name, "limit": 5}).json()
+    assert any(e["type"] == "instance-down" and f"{name}-1-1" in e["message"] for e in down), down
+
+
+def test_hostile_env_values_arrive_byte_for_byte(swarm, suite, name):
+    hostile = 'say "hi" \'there\'\nline two; $(touch /tmp/pwned) `id` ${HOME} %n \\ end'
+    suite.register(name, IMAGE, env={"MESSAGE": hostile, "OTHER": "a;b\n$(c)\"d\""}, volume={"/tmp": "/host-tmp"})
+    assert suite.deploy(name).status_code == 201
+    (address,) = suite.announced(name).values()
+    assert page(address) == hostile
+    (unit,) = suite.scheduler.request("GET", "/units", params={"service": name}).json()
+    container = swarm.manager.client().containers.get(unit["containerId"])
+    assert container.exec_run(["/bin/sh", "-c", 'printf %s "$OTHER"']).output.decode() == "a;b\n$(c)\"d\""
+    assert container.exec_run(["/bin/sh", "-c", "ls /tmp"]).output.decode() == ""
+    assert any(m["Type"] == "bind" and m["Destination"] == "/host-tmp" for m in container.attrs["Mounts"])
+
+
+def test_units_hosts_and_stats_come_from_swarm(swarm, suite, name):
+    suite.register(name, IMAGE, numInstances=2)
+    assert suite.deploy(name).status_code == 201
+    units = suite.scheduler.request("GET", "/units", params={"service": name}).json()
+    assert [(u["id"], u["state"], u["announced"], u["host"]) for u in units] == [
+        (f"{name}-1-1", "running", True, swarm.manager.address), (f"{name}-1-2", "running", True, swarm.manager.address)]
+    one = suite.scheduler.request("GET", f"/units/{name}-1-1").json()
+    assert one["stats"]["memoryBytes"] > 0
+    host = suite.orchestrator.request("GET", f"/cluster/hosts/{swarm.node_id(swarm.manager)}").json()
+    assert host["stats"]["unitsRunning"] >= 2 and host["cores"] >= 1
+
+
+def test_a_fixed_host_port_deploys_stop_then_start(swarm, suite, name):
+    suite.register(name, IMAGE, ports=[{"container": 8000, "host": 8081}], env={"MESSAGE": "one"})
+    assert suite.deploy(name).status_code == 201
+    assert page(f"{swarm.manager.address}:8081") == "one"
+    suite.configure(name, env={"MESSAGE": "two"})
+    answer = suite.deploy(name)
+    assert answer.status_code == 201, answer.text
+    assert page(f"{swarm.manager.address}:8081") == "two"
+    assert suite.announced(name) == {"2/1": f"{swarm.manager.address}:8081"}
