@@ -225,6 +225,18 @@ class SwarmSuite:
     def announced(self, name: str) -> dict[str, str]:
         return announced(self.etcd, name)
 
+    def through(self, name: str) -> str | None:
+        """The page ``<name>.paz`` serves through HAProxy, or None when it does not answer 200."""
+        answer = self.router.route(f"{name}.paz", "/cgi-bin/index")
+        return answer.text if answer.status_code == 200 else None
+
+
+def page(address: str) -> str:
+    """The test image's page, asked of one instance directly."""
+    answer = requests.get(f"http://{address}/cgi-bin/index", timeout=3)
+    answer.raise_for_status()
+    return answer.text
+
 
 class RouterLoad:
     """Requests ``<service>.paz`` through HAProxy in a thread, bounded in count and time; records

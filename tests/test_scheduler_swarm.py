@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from helpers import build_test_image, etcdctl_get, wait_until
-from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite
+from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite, page
 
 IMAGE = "paz-test/hello:1"
 EXIT_IMAGE = "paz-test/hello:exit"
@@ -48,12 +48,6 @@ def name() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
-def page(address: str, path: str = "/cgi-bin/index") -> str:
-    answer = requests.get(f"http://{address}{path}", timeout=3)
-    answer.raise_for_status()
-    return answer.text
-
-
 def swarm_services(swarm: SwarmCluster, name: str) -> list[str]:
     return sorted(s.name for s in swarm.manager.client().services.list(filters={"label": f"paz.service={name}"}))
 
@@ -75,7 +69,7 @@ def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
     deploy_doc = {"serviceName": "demo-api", "dockerRepository": "lukebond/demo-api", "pushedAt": int(time.time())}
     deployed = requests.post(f"{scheduler}/hooks/deploy", json=deploy_doc, timeout=90)
     assert deployed.status_code == 201, deployed.text
-    assert wait_until(lambda: _through(suite, "demo-api"), 20, what="demo-api through HAProxy") == "so platform; many service; wow"
+    assert wait_until(lambda: suite.through("demo-api"), 20, what="demo-api through HAProxy") == "so platform; many service; wow"
     (address,) = suite.announced("demo-api").values()
     assert address.startswith(f"{swarm.manager.address}:")  # the node's address and the task's published port
     assert swarm_services(swarm, "demo-api") == ["demo-api-1"]
@@ -89,7 +83,7 @@ def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
     deployed = requests.post(f"http://{scheduler_address}/hooks/deploy", timeout=90, json={
         "serviceName": "contrived-service-1", "dockerRepository": "lukebond/contrived-service-1:0.0.1", "pushedAt": 0})
     assert deployed.status_code == 201, deployed.text
-    assert wait_until(lambda: _through(suite, "contrived-service-1"), 20, what="contrived-service-1") == "Hello World 1"
+    assert wait_until(lambda: suite.through("contrived-service-1"), 20, what="contrived-service-1") == "Hello World 1"
     assert page(f"{swarm.manager.address}:80") == "Hello World 1"  # "hit up port 80" on the node
 
     (host,) = requests.get(f"{orchestrator}/cluster/hosts", timeout=10).json()
@@ -107,16 +101,11 @@ def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
         assert requests.get(f"{orchestrator}/services/{service}", timeout=10).status_code == 404
 
 
-def _through(suite: SwarmSuite, name: str) -> str | None:
-    answer = suite.router.route(f"{name}.paz", "/cgi-bin/index")
-    return answer.text if answer.status_code == 200 else None
-
-
 def test_a_rollover_under_load_through_haproxy_fails_no_request(swarm, suite, name):
     suite.register(name, IMAGE, numInstances=2, env={"MESSAGE": "v1"})
     assert suite.deploy(name).status_code == 201
     assert sorted(suite.announced(name)) == ["1/1", "1/2"]
-    wait_until(lambda: _through(suite, name) == "v1", 10, what="v1 through HAProxy")
+    wait_until(lambda: suite.through(name) == "v1", 10, what="v1 through HAProxy")
     suite.configure(name, env={"MESSAGE": "v2"})
     with RouterLoad(suite.router, name) as load:
         load.flowing()

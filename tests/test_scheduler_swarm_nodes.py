@@ -1,0 +1,114 @@
+"""The swarm driver on a real three-node swarm: three dockerd, each in a network namespace the test
+makes (veth pairs on a test bridge, 10.203.0.11-13), joined as one manager and two workers; the suite
+(scheduler with ``PAZ_DRIVER=swarm`` on the manager, HAProxy on the host) around it.
+
+Each node carries the label ``paz.engine`` naming its engine's socket, so units' stats come from the
+node they run on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from helpers import build_test_image, wait_until
+from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite, page
+
+IMAGE = "paz-test/hello:1"
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[SwarmCluster]:
+    cluster = SwarmCluster(3, octet=0)
+    try:
+        cluster.start()
+        manager = cluster.manager.client()
+        for node in cluster.nodes:
+            build_test_image(node, IMAGE)
+            found = manager.nodes.get(cluster.node_id(node))
+            found.update({**found.attrs["Spec"], "Labels": {"paz.engine": node.host}})
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def suite(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmSuite]:
+    started = SwarmSuite(swarm, tmp_path_factory.mktemp("swarm3-suite"))
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def addresses(suite: SwarmSuite, name: str) -> dict[str, str]:
+    """``{"<version>/<instance>": node address}`` of the announced instances."""
+    return {key: value.rsplit(":", 1)[0] for key, value in suite.announced(name).items()}
+
+
+def unit_nodes(suite: SwarmSuite, name: str) -> list[str]:
+    return sorted(u["host"] for u in suite.scheduler.request("GET", "/units", params={"service": name}).json())
+
+
+def set_availability(swarm: SwarmCluster, node_id: str, availability: str) -> None:
+    node = swarm.manager.client().nodes.get(node_id)
+    node.update({**node.attrs["Spec"], "Availability": availability})
+
+
+def test_three_instances_land_on_three_nodes_and_a_drained_node_s_key_follows_its_task(swarm, suite, name):
+    suite.register(name, IMAGE, numInstances=3, env={"MESSAGE": "spread"})
+    assert suite.deploy(name).status_code == 201
+    where = addresses(suite, name)
+    assert sorted(where) == ["1/1", "1/2", "1/3"]
+    assert sorted(where.values()) == [node.address for node in swarm.nodes]  # three nodes, one task each
+    hosts = suite.orchestrator.request("GET", "/cluster/hosts").json()
+    assert sorted((h["address"], h["role"], h["state"], h["healthy"]) for h in hosts) == [
+        ("10.203.0.11", "manager", "ready", True), ("10.203.0.12", "worker", "ready", True), ("10.203.0.13", "worker", "ready", True)]
+
+    worker = swarm.nodes[2]
+    (moving,) = [key for key, address in where.items() if address == worker.address]
+    unit = suite.scheduler.request("GET", f"/units/{name}-{moving.replace('/', '-')}").json()
+    assert unit["host"] == worker.address and unit["stats"]["memoryBytes"] > 0  # from the worker's own engine
+    wait_until(lambda: suite.through(name) == "spread", 10, what="the service through HAProxy")
+    try:
+        with RouterLoad(suite.router, name) as load:
+            load.flowing()
+            set_availability(swarm, swarm.node_id(worker), "drain")
+            wait_until(lambda: addresses(suite, name).get(moving) not in (None, worker.address), 30,
+                       what="the drained node's instance announced on another node")
+            load.flowing()
+        assert load.failures == [], load.failures[:5]
+        assert worker.address not in addresses(suite, name).values()
+        assert page(suite.announced(name)[moving]) == "spread"
+        drained = [h for h in suite.orchestrator.request("GET", "/cluster/hosts").json() if h["address"] == worker.address]
+        assert drained[0]["availability"] == "drain"
+    finally:
+        set_availability(swarm, swarm.node_id(worker), "active")
+
+
+def test_conflicts_with_and_must_share_with_place_tasks_by_node(swarm, suite, name):
+    base, sharing, apart, alone = f"{name}-db", f"{name}-app", f"{name}-web", f"{name}-one"
+    suite.register(base, IMAGE)
+    assert suite.deploy(base).status_code == 201
+    (db_node,) = unit_nodes(suite, base)
+    suite.register(sharing, IMAGE, numInstances=2, mustShareWith=[f"{name}-d*"])
+    suite.register(apart, IMAGE, numInstances=2, conflictsWith=[base])
+    suite.register(alone, IMAGE, numInstances=3, conflictsWith=[f"{name}-o*"])
+    for service in (sharing, apart, alone):
+        assert suite.deploy(service).status_code == 201
+    assert unit_nodes(suite, sharing) == [db_node, db_node]
+    assert db_node not in unit_nodes(suite, apart)
+    assert unit_nodes(suite, alone) == sorted(node.address for node in swarm.nodes)  # conflicts with itself: one per node
+    suite.register(f"{name}-lost", IMAGE, mustShareWith=["nothing-like-it"])
+    answer = suite.deploy(f"{name}-lost")
+    assert answer.status_code == 422 and "mustShareWith 'nothing-like-it'" in answer.json()["error"]["message"]
+    for service in (base, sharing, apart, alone):
+        assert suite.scheduler.request("POST", f"/services/{service}/stop", timeout=60).status_code == 200
+
