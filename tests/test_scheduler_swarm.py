@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from helpers import build_test_image, etcdctl_get, wait_until
+from paz.suite import make_swarm_manager
 from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite, page
 
 IMAGE = "paz-test/hello:1"
@@ -180,3 +181,19 @@ def test_a_fixed_host_port_deploys_stop_then_start(swarm, suite, name):
     assert answer.status_code == 201, answer.text
     assert page(f"{swarm.manager.address}:8081") == "two"
     assert suite.announced(name) == {"2/1": f"{swarm.manager.address}:8081"}
+
+
+def test_paz_up_makes_an_engine_in_no_swarm_a_single_node_manager():
+    """What ``paz up --driver swarm`` does to the engine at DOCKER_HOST before the scheduler starts."""
+    lone = SwarmCluster(1, octet=2)
+    try:
+        lone.start(init=False)
+        engine = lone.manager
+        assert engine.client().info()["Swarm"]["LocalNodeState"] == "inactive"
+        said = make_swarm_manager(engine.host, engine.address)
+        node = engine.client().info()["Swarm"]
+        assert node["ControlAvailable"] is True
+        assert said == f"made the Docker Engine at {engine.host} a single-node swarm manager (node {node['NodeID']}, address {engine.address})"
+        assert make_swarm_manager(engine.host, engine.address).endswith(f"is a swarm manager already (node {node['NodeID']})")
+    finally:
+        lone.stop()
