@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Hook-to-serving time of a 3-instance deploy with the swarm driver, against a plain ``docker service
+create`` of the same image, in the same run.
+
+Starts a single-node swarm of its own (a dockerd in a network namespace, as the tests do; needs
+root), an etcd, the directory and the scheduler with ``PAZ_DRIVER=swarm``. Each round:
+
+* reference: ``docker service create`` (the same API request, through the docker SDK) of the image
+  with 3 replicas and host-mode ephemeral ports, then waiting until each task's published port
+  accepts connections (the probe the scheduler uses), then removing the service;
+* paz: ``POST /hooks/deploy`` of the next version until its three instances are announced in etcd
+  and answer HTTP (serving), and until the hook answers (the old version drained and removed too).
+
+Prints the medians. Bounded: ROUNDS rounds. Run: .venv/bin/python bench/swarm_deploy.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from docker.types import ContainerSpec, EndpointSpec, ServiceMode, TaskTemplate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from helpers import EtcdServer, Service, build_test_image, running, wait_until  # noqa: E402
+from paz_scheduler.drivers.base import accepts_connections  # noqa: E402
+from swarm_cluster import SwarmCluster, announced, swarm_scheduler_env  # noqa: E402
+
+ROUNDS = 5
+INSTANCES = 3
+IMAGE = "paz-test/hello:1"
+
+
+def reference_round(cluster: SwarmCluster) -> float:
+    api = cluster.manager.client().api
+    name = f"plain-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    service_id = api.create_service(
+        TaskTemplate(ContainerSpec(IMAGE)), name=name, mode=ServiceMode("replicated", replicas=INSTANCES),
+        endpoint_spec=EndpointSpec(ports=[{"Protocol": "tcp", "TargetPort": 8000, "PublishMode": "host"}]))["ID"]
+
+    def all_accept() -> bool:
+        tasks = [t for t in api.tasks(filters={"service": name}) if t["DesiredState"] == "running"
+                 and t["Status"]["State"] == "running"]
+        ports = {p["PublishedPort"] for t in tasks for p in t["Status"].get("PortStatus", {}).get("Ports", [])}
+        return len(tasks) == INSTANCES and all(accepts_connections(cluster.manager.address, port) for port in ports)
+
+    wait_until(all_accept, 60, interval=0.01, what="the plain service's tasks")
+    elapsed = time.monotonic() - started
+    api.remove_service(name)
+    wait_until(lambda: not [t for t in api.tasks() if t["ServiceID"] == service_id and t["Status"]["State"] == "running"],
+               30, what="the plain service's tasks to stop")
+    return elapsed
+
+
+def serving(etcd, name: str, version: int) -> bool:
+    found = {k: v for k, v in announced(etcd, name).items() if k.startswith(f"{version}/")}
+    return len(found) == INSTANCES and all(requests.get(f"http://{a}/cgi-bin/index", timeout=1).ok for a in found.values())
+
+
+def paz_round(etcd, scheduler: Service, name: str, version: int) -> tuple[float, float]:
+    result: dict[str, requests.Response] = {}
+    started = time.monotonic()
+    hook = threading.Thread(target=lambda: result.setdefault("answer", scheduler.request(
+        "POST", "/hooks/deploy", json={"serviceName": name, "pushedAt": int(time.time())}, timeout=120)))
+    hook.start()
+    wait_until(lambda: serving(etcd, name, version), 60, interval=0.01, what=f"v{version} serving")
+    serve_time = time.monotonic() - started
+    hook.join(120)
+    hook_time = time.monotonic() - started
+    if result["answer"].status_code != 201:
+        raise SystemExit(f"deploy failed: {result['answer'].text}")
+    return serve_time, hook_time
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="paz-bench-"))
+    cluster, etcd = SwarmCluster(1, octet=3), EtcdServer(workdir)
+    try:
+        cluster.start()
+        build_test_image(cluster.manager, IMAGE)
+        with running(etcd):
+            directory = Service("paz-service-directory", etcd, workdir)
+            scheduler = Service("paz-scheduler", etcd, workdir, env=swarm_scheduler_env(cluster.manager))
+            with running(directory, scheduler):
+                name = f"bench-{uuid.uuid4().hex[:6]}"
+                directory.request("POST", "/services", json={"name": name, "dockerRepository": IMAGE,
+                                                              "numInstances": INSTANCES}).raise_for_status()
+                reference, serve, hook = [], [], []
+                for version in range(1, ROUNDS + 1):
+                    reference.append(reference_round(cluster))
+                    serve_time, hook_time = paz_round(etcd, scheduler, name, version)
+                    serve.append(serve_time)
+                    hook.append(hook_time)
+                scheduler.request("POST", f"/services/{name}/stop", timeout=60)
+    finally:
+        cluster.stop()
+    ms = lambda values: f"median {statistics.median(values) * 1000:7.0f} ms  (min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f})"  # noqa: E731
+    print(f"swarm (1 node), {INSTANCES} instances, {ROUNDS} rounds, image {IMAGE}")
+    print(f"plain docker service create + ports open  {ms(reference)}")
+    print(f"paz hook -> serving (announced)           {ms(serve)}")
+    print(f"paz hook answered (old version removed)   {ms(hook)}  (PAZ_DRAIN_SECONDS=0.5, stop grace 2 s from round 2)")
+    print(f"overhead, hook -> serving vs plain: {(statistics.median(serve) - statistics.median(reference)) * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
