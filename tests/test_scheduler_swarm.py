@@ -172,7 +172,7 @@ def test_units_hosts_and_stats_come_from_swarm(swarm, suite, name):
     assert host["stats"]["unitsRunning"] >= 2 and host["cores"] >= 1
 
 
-def test_a_fixed_host_port_deploys_stop_then_start(swarm, suite, name):
+def test_a_fixed_host_port_on_one_node_deploys_stop_then_start(swarm, suite, name):
     suite.register(name, IMAGE, ports=[{"container": 8000, "host": 8081}], env={"MESSAGE": "one"})
     assert suite.deploy(name).status_code == 201
     assert page(f"{swarm.manager.address}:8081") == "one"
@@ -181,6 +181,11 @@ def test_a_fixed_host_port_deploys_stop_then_start(swarm, suite, name):
     assert answer.status_code == 201, answer.text
     assert page(f"{swarm.manager.address}:8081") == "two"
     assert suite.announced(name) == {"2/1": f"{swarm.manager.address}:8081"}
+    # a version that fails gives the node back: the old one runs again on the port
+    answer = suite.deploy(name, EXIT_IMAGE)
+    assert answer.status_code == 422, answer.text
+    wait_until(lambda: suite.announced(name) == {"2/1": f"{swarm.manager.address}:8081"}, 20, what="v2 announced again")
+    assert page(f"{swarm.manager.address}:8081") == "two" and swarm_services(swarm, name) == [f"{name}-2"]
 
 
 def test_paz_up_makes_an_engine_in_no_swarm_a_single_node_manager():

@@ -112,3 +112,23 @@ def test_conflicts_with_and_must_share_with_place_tasks_by_node(swarm, suite, na
     for service in (base, sharing, apart, alone):
         assert suite.scheduler.request("POST", f"/services/{service}/stop", timeout=60).status_code == 200
 
+
+
+def test_a_fixed_host_port_rolls_node_by_node_without_a_failed_request(swarm, suite, name):
+    suite.register(name, IMAGE, numInstances=2, ports=[{"container": 8000, "host": 8090}], env={"MESSAGE": "one"})
+    assert suite.deploy(name).status_code == 201
+    first = set(addresses(suite, name).values())
+    assert len(first) == 2 and all(page(f"{node}:8090") == "one" for node in first)
+    wait_until(lambda: suite.through(name) == "one", 10, what="v1 through HAProxy")
+    suite.configure(name, env={"MESSAGE": "two"})
+    with RouterLoad(suite.router, name) as load:
+        load.flowing()
+        answer = suite.deploy(name)
+        load.flowing()
+    assert answer.status_code == 201, answer.text
+    assert load.failures == [], load.failures[:5]
+    assert set(load.bodies) == {"one", "two"} and load.bodies[-1] == "two"
+    second = suite.announced(name)
+    assert sorted(second) == ["2/1", "2/2"] and all(address.endswith(":8090") for address in second.values())
+    assert {page(address) for address in second.values()} == {"two"}
+    assert suite.scheduler.request("POST", f"/services/{name}/stop", timeout=60).status_code == 200

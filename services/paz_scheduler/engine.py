@@ -15,7 +15,8 @@ A deploy (the docker driver; fleet differs only where noted):
 If step 2 or 3 fails, the new instances are removed, the version is marked ``failed``, the journal
 records ``deploy-failed`` and the old version keeps serving. A service with a fixed host port
 cannot run two versions on one machine, so there the old version is retired before step 3
-(stop-then-start: a short outage, and none of the old version left if the new one fails).
+(stop-then-start: a short outage, and none of the old version left if the new one fails), unless
+the driver rolls such a version node by node itself (``rolls_fixed_ports``: swarm).
 """
 
 from __future__ import annotations
@@ -93,23 +94,23 @@ class Scheduler:
             previous = self.driver.units(name)  # also: an unreachable runtime fails here, before a version is taken
             version = self._new_version(name, image, config, pushed_at, rollback_of)
             log.info("deploy started", extra={"service": name, "version": version, "image": image, "kind": kind})
-            fixed_port = any(port.get("host") for port in config.get("ports") or [])
+            stop_first = any(port.get("host") for port in config.get("ports") or []) and not self.driver.rolls_fixed_ports
             started: list[Unit] = []
             try:
                 self.driver.prepare(image)
-                if fixed_port:
+                if stop_first:
                     self._retire(name, previous, "replaced")
                 started = self._start(name, version, image, config)
                 document = self.store.update_version(name, version, status="running", deployedAt=iso_now())
                 self._await_keys(started, present=True)
                 log.info("new instances announced", extra={"service": name, "version": version})
             except ApiError as exc:
-                self._fail(name, version, started, exc, [] if fixed_port else previous)
+                self._fail(name, version, started, exc, [] if stop_first else previous)
                 raise
             except StoreUnavailable:
                 self.driver.remove(started)  # cannot be recorded; at least nothing half-deployed keeps running
                 raise
-            if not fixed_port:
+            if not stop_first:
                 self._retire(name, previous, "replaced")
             self.store.journal(kind, name, self._summary(kind, version, image, started, rollback_of), version)
             log.info("deploy done", extra={"service": name, "version": version, "units": [u.id for u in started]})

@@ -122,6 +122,9 @@ class Driver(Protocol):
     name: str
     self_announcing: bool
     """True when the runtime announces instances itself (fleet's sidekick units): no background task then."""
+    rolls_fixed_ports: bool
+    """True when the driver replaces a version holding a fixed host port node by node itself (swarm);
+    otherwise the deploy stops the old version before it starts the new one."""
 
     def health(self) -> dict[str, Any]: ...
     def prepare(self, image: str) -> None: ...

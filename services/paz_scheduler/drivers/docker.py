@@ -37,6 +37,7 @@ TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
 class DockerDriver:
     name = "docker"
     self_announcing = False
+    rolls_fixed_ports = False
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings

@@ -123,6 +123,7 @@ def unit_text(options: list[Option]) -> str:
 class FleetDriver:
     name = "fleet"
     self_announcing = True
+    rolls_fixed_ports = False
     POLL_SECONDS = 0.5
 
     def __init__(self, settings: Any) -> None:

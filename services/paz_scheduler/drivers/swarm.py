@@ -63,10 +63,13 @@ class SwarmDriver(DockerDriver):
 
     name = "swarm"
     self_announcing = False
+    rolls_fixed_ports = True
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         self._node_engines: dict[str, docker.APIClient] = {}
+        self._holding: dict[str, dict[str, int]] = {}
+        """New version's service -> {old version's service: its replicas}, while a fixed host port is rolled."""
 
     def health(self) -> dict[str, Any]:
         with self.reaching():
@@ -85,6 +88,8 @@ class SwarmDriver(DockerDriver):
         """Instance 1 creates the version's service with every replica; the others are its further slots."""
         if spec.instance == 1:
             with self.reaching():
+                if any(port.get("host") for port in spec.config.get("ports") or []):
+                    self._holding[service_name(spec.service, spec.version)] = self._replicas_of_others(spec)
                 self._create_service(spec)
         return Unit(spec.id, spec.service, spec.version, spec.instance, None, None, spec.image, None, "new")
 
@@ -126,6 +131,12 @@ class SwarmDriver(DockerDriver):
             fnmatch.fnmatchcase(spec.service, p) for p in config.get("conflictsWith") or [])
         return Placement(constraints=[f"node.id!={node}" for node in sorted(avoid)], maxreplicas=1 if one_per_node else None)
 
+    def _replicas_of_others(self, spec: InstanceSpec) -> dict[str, int]:
+        """The other versions' services of ``spec``'s service, with their replicas."""
+        found = self.client().api.services(filters=self.label_filter(spec.service))
+        return {s["Spec"]["Name"]: (s["Spec"].get("Mode") or {}).get("Replicated", {}).get("Replicas", 0)
+                for s in found if s["Spec"]["Name"] != service_name(spec.service, spec.version)}
+
     def _nodes_by_service(self) -> dict[str, set[str]]:
         where: dict[str, set[str]] = {}
         for task, unit in self._tasks():
@@ -136,9 +147,23 @@ class SwarmDriver(DockerDriver):
     # -- waiting until it serves -----------------------------------------------------------------
 
     def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> list[Unit]:
-        """Wait until a task of every slot runs and serves; DeployFailed at the first task that fails or at the deadline."""
+        """Wait until a task of every slot runs and serves; DeployFailed at the first task that fails or at the deadline.
+
+        With a fixed host port, the old version gives up one node at a time while new tasks wait
+        for one (:meth:`_make_room`), and gets its replicas back if the new version fails.
+        """
+        version = service_name(units[0].service, units[0].version) if units else ""
+        try:
+            return self._wait_serving(units, health_check, time.monotonic() + timeout)
+        except DeployFailed:
+            self._give_back_room(version)
+            raise
+        finally:
+            self._holding.pop(version, None)
+
+    def _wait_serving(self, units: list[Unit], health_check: dict[str, Any] | None, deadline: float) -> list[Unit]:
         wanted = {unit.id for unit in units}
-        deadline, serving = time.monotonic() + timeout, set()
+        serving: set[str | None] = set()
         while True:
             with self.reaching():
                 found = [(task, unit) for task, unit in self._tasks() if unit.id in wanted]
@@ -156,7 +181,63 @@ class SwarmDriver(DockerDriver):
                 return sorted(checked, key=lambda u: u.instance)
             if time.monotonic() > deadline:
                 raise DeployFailed(self._late(units, running, found, health_check), {"units": sorted(wanted)})
+            self._make_room(units, found, len(found) - len(checked))
             time.sleep(0.1)
+
+    def _make_room(self, units: list[Unit], found: list[tuple[dict[str, Any], Unit]], not_serving: int) -> None:
+        """Rolling stop-then-start per node, for a fixed host port: when every new task that does not
+        serve yet is one Swarm cannot place (pending, with the scheduler's reason, e.g. "host-mode port
+        already in use"), scale the old version down by one (Swarm stops one of its tasks, whose key
+        goes with it) and wait until that task is gone and the node it freed took a new task."""
+        holding = self._holding.get(service_name(units[0].service, units[0].version)) if units else None
+        blocked = [unit for task, unit in found if unit.state == "pending" and (task.get("Status") or {}).get("Err")]
+        old = next((name for name, replicas in (holding or {}).items() if self._replicas(name) > 0), None)
+        if not blocked or len(blocked) != not_serving or old is None:
+            return
+        with self.reaching():
+            left = self._replicas(old) - 1
+            log.info("fixed host port: stopping one task of the old version", extra={"service": old, "replicas": left})
+            service_id = self._scale(old, left)
+            self._wait_for(lambda: len(self._live_tasks(service_id)) <= left, self.settings.stop_timeout + 20)
+            wanted = {unit.id for unit in units}
+            self._wait_for(lambda: sum(1 for t, u in self._tasks() if u.id in wanted and u.state == "pending") < len(blocked), 10)
+
+    def _give_back_room(self, version: str) -> None:
+        """The old versions get back the replicas a failed fixed-port rollover took from them."""
+        for name, replicas in (self._holding.get(version) or {}).items():
+            with contextlib.suppress(docker.errors.APIError, Unavailable), self.reaching():
+                if self._replicas(name) != replicas:
+                    self._scale(name, replicas)
+
+    def _scale(self, name: str, replicas: int) -> str:
+        """Change only the replicas of service ``name`` (its ID). The SDK's ``Service.scale`` rebuilds the
+        task template, which Swarm takes for a new spec and answers with a rolling restart of every task."""
+        api = self.client().api
+        found = api.inspect_service(name)
+        spec = found["Spec"]
+        api.update_service(found["ID"], found["Version"]["Index"], task_template=spec["TaskTemplate"], name=spec["Name"],
+                           labels=spec.get("Labels"), mode={"Replicated": {"Replicas": replicas}},
+                           update_config=spec.get("UpdateConfig"), rollback_config=spec.get("RollbackConfig"),
+                           endpoint_spec=spec.get("EndpointSpec"))
+        return found["ID"]
+
+    def _replicas(self, name: str) -> int:
+        with self.reaching():
+            spec = self.client().api.inspect_service(name)["Spec"]
+        return (spec.get("Mode") or {}).get("Replicated", {}).get("Replicas", 0)
+
+    def _live_tasks(self, service_id: str) -> list[dict[str, Any]]:
+        return [t for t in self.client().api.tasks() if t.get("ServiceID") == service_id
+                and (t.get("Status") or {}).get("State") not in FINISHED_TASK_STATES]
+
+    @staticmethod
+    def _wait_for(condition: Any, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.1)
+        return False
 
     @staticmethod
     def _late(units: list[Unit], running: dict[str, Unit], found: list[tuple[dict, Unit]], health_check: dict | None) -> str:
@@ -259,19 +340,14 @@ class SwarmDriver(DockerDriver):
             return
         removed: set[str] = set()
         with self.reaching():
-            api = self.client(self.settings.stop_timeout + 30).api
+            api = self.client().api
             for name in sorted({service_name(unit.service, unit.version) for unit in units}):
                 with contextlib.suppress(docker.errors.NotFound):
                     removed.add(api.inspect_service(name)["ID"])
                     api.remove_service(name)
-            deadline = time.monotonic() + self.settings.stop_timeout + 20
-            while time.monotonic() < deadline:
-                live = [t for t in api.tasks() if t.get("ServiceID") in removed
-                        and (t.get("Status") or {}).get("State") not in FINISHED_TASK_STATES]
-                if not live:
-                    return
-                time.sleep(0.1)
-        log.warning("tasks of removed services still shutting down", extra={"services": sorted(removed)})
+            gone = self._wait_for(lambda: not [t for s in removed for t in self._live_tasks(s)], self.settings.stop_timeout + 20)
+        if not gone:
+            log.warning("tasks of removed services still shutting down", extra={"services": sorted(removed)})
 
     # -- the cluster -----------------------------------------------------------------------------
 
