@@ -19,22 +19,19 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
-import requests
 from docker.types import ContainerSpec, EndpointSpec, ServiceMode, TaskTemplate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from deploy_overhead import INSTANCES, ROUNDS, paz_round  # noqa: E402  (the same paz round, on another driver)
 from helpers import EtcdServer, Service, build_test_image, running, wait_until  # noqa: E402
 from paz_scheduler.drivers.base import accepts_connections  # noqa: E402
-from swarm_cluster import SwarmCluster, announced, swarm_scheduler_env  # noqa: E402
+from swarm_cluster import SwarmCluster, swarm_scheduler_env  # noqa: E402
 
-ROUNDS = 5
-INSTANCES = 3
 IMAGE = "paz-test/hello:1"
 
 
@@ -58,26 +55,6 @@ def reference_round(cluster: SwarmCluster) -> float:
     wait_until(lambda: not [t for t in api.tasks() if t["ServiceID"] == service_id and t["Status"]["State"] == "running"],
                30, what="the plain service's tasks to stop")
     return elapsed
-
-
-def serving(etcd, name: str, version: int) -> bool:
-    found = {k: v for k, v in announced(etcd, name).items() if k.startswith(f"{version}/")}
-    return len(found) == INSTANCES and all(requests.get(f"http://{a}/cgi-bin/index", timeout=1).ok for a in found.values())
-
-
-def paz_round(etcd, scheduler: Service, name: str, version: int) -> tuple[float, float]:
-    result: dict[str, requests.Response] = {}
-    started = time.monotonic()
-    hook = threading.Thread(target=lambda: result.setdefault("answer", scheduler.request(
-        "POST", "/hooks/deploy", json={"serviceName": name, "pushedAt": int(time.time())}, timeout=120)))
-    hook.start()
-    wait_until(lambda: serving(etcd, name, version), 60, interval=0.01, what=f"v{version} serving")
-    serve_time = time.monotonic() - started
-    hook.join(120)
-    hook_time = time.monotonic() - started
-    if result["answer"].status_code != 201:
-        raise SystemExit(f"deploy failed: {result['answer'].text}")
-    return serve_time, hook_time
 
 
 def main() -> None:

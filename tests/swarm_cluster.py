@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,19 @@ class SwarmSuite:
     def announced(self, name: str) -> dict[str, str]:
         return announced(self.etcd, name)
 
+    def redeploy_under_load(self, name: str, before: str, after: str) -> None:
+        """Deploy ``name`` again with ``MESSAGE`` changed from ``before`` to ``after`` while a bounded load
+        asks for it through HAProxy; no request may fail, and the last ones see ``after``."""
+        wait_until(lambda: self.through(name) == before, 10, what=f"{before!r} through HAProxy")
+        self.configure(name, env={"MESSAGE": after})
+        with RouterLoad(self.router, name) as load:
+            load.flowing()
+            answer = self.deploy(name)
+            load.flowing()
+        assert answer.status_code == 201, answer.text
+        assert load.failures == [], load.failures[:5]
+        assert set(load.bodies) == {before, after} and load.bodies[-1] == after
+
     def through(self, name: str) -> str | None:
         """The page ``<name>.paz`` serves through HAProxy, or None when it does not answer 200."""
         answer = self.router.route(f"{name}.paz", "/cgi-bin/index")
@@ -236,6 +250,16 @@ def page(address: str) -> str:
     answer = requests.get(f"http://{address}/cgi-bin/index", timeout=3)
     answer.raise_for_status()
     return answer.text
+
+
+@contextlib.contextmanager
+def started(thing: Any) -> Iterator[Any]:
+    """``thing`` started, and stopped whatever happens, also when its start fails half-way (its stop
+    undoes whatever the start made)."""
+    try:
+        yield thing.start()
+    finally:
+        thing.stop()
 
 
 class RouterLoad:

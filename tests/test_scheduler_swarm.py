@@ -8,7 +8,6 @@ One swarm and one suite serve the module; each test uses its own service names.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import requests
 
 from helpers import build_test_image, etcdctl_get, wait_until
 from paz.suite import make_swarm_manager
-from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite, page
+from swarm_cluster import SwarmCluster, SwarmSuite, page, started
 
 IMAGE = "paz-test/hello:1"
 EXIT_IMAGE = "paz-test/hello:exit"
@@ -25,28 +24,16 @@ EXIT_IMAGE = "paz-test/hello:exit"
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    cluster = SwarmCluster(1, octet=1)
-    try:
-        cluster.start()
+    with started(SwarmCluster(1, octet=1)) as cluster:
         build_test_image(cluster.manager, IMAGE)
         build_test_image(cluster.manager, EXIT_IMAGE, extra_changes=['CMD ["/bin/sh", "-c", "echo broken; exit 1"]'])
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def suite(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmSuite]:
-    started = SwarmSuite(swarm, tmp_path_factory.mktemp("swarm-suite"))
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def name() -> str:
-    return f"t-{uuid.uuid4().hex[:10]}"
+    with started(SwarmSuite(swarm, tmp_path_factory.mktemp("swarm-suite"))) as running_suite:
+        yield running_suite
 
 
 def swarm_services(swarm: SwarmCluster, name: str) -> list[str]:
@@ -102,90 +89,82 @@ def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
         assert requests.get(f"{orchestrator}/services/{service}", timeout=10).status_code == 404
 
 
-def test_a_rollover_under_load_through_haproxy_fails_no_request(swarm, suite, name):
-    suite.register(name, IMAGE, numInstances=2, env={"MESSAGE": "v1"})
-    assert suite.deploy(name).status_code == 201
-    assert sorted(suite.announced(name)) == ["1/1", "1/2"]
-    wait_until(lambda: suite.through(name) == "v1", 10, what="v1 through HAProxy")
-    suite.configure(name, env={"MESSAGE": "v2"})
-    with RouterLoad(suite.router, name) as load:
-        load.flowing()
-        answer = suite.deploy(name)
-        load.flowing()
-    assert answer.status_code == 201, answer.text
-    assert load.failures == [], load.failures[:5]
-    assert set(load.bodies) == {"v1", "v2"} and load.bodies[-1] == "v2"
-    assert sorted(suite.announced(name)) == ["2/1", "2/2"]
-    assert swarm_services(swarm, name) == [f"{name}-2"]
+def test_a_rollover_under_load_through_haproxy_fails_no_request(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2, env={"MESSAGE": "v1"})
+    assert suite.deploy(unique_name).status_code == 201
+    assert sorted(suite.announced(unique_name)) == ["1/1", "1/2"]
+    suite.redeploy_under_load(unique_name, "v1", "v2")
+    assert sorted(suite.announced(unique_name)) == ["2/1", "2/2"]
+    assert swarm_services(swarm, unique_name) == [f"{unique_name}-2"]
 
 
-def test_a_failing_version_is_removed_and_the_old_one_keeps_serving(swarm, suite, name):
-    suite.register(name, IMAGE, env={"MESSAGE": "good"})
-    assert suite.deploy(name).status_code == 201
-    before = suite.announced(name)
-    answer = suite.deploy(name, EXIT_IMAGE)
+def test_a_failing_version_is_removed_and_the_old_one_keeps_serving(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, env={"MESSAGE": "good"})
+    assert suite.deploy(unique_name).status_code == 201
+    before = suite.announced(unique_name)
+    answer = suite.deploy(unique_name, EXIT_IMAGE)
     assert answer.status_code == 422, answer.text
     message = answer.json()["error"]["message"]
-    assert f"{name}-2-1 exited with code 1" in message and "v1 keeps serving" in message, message
-    assert suite.announced(name) == before and page(before["1/1"]) == "good"
-    assert swarm_services(swarm, name) == [f"{name}-1"]
-    assert suite.scheduler.request("GET", f"/config/{name}/version/2").json()["status"] == "failed"
+    assert f"{unique_name}-2-1 exited with code 1" in message and "v1 keeps serving" in message, message
+    assert suite.announced(unique_name) == before and page(before["1/1"]) == "good"
+    assert swarm_services(swarm, unique_name) == [f"{unique_name}-1"]
+    assert suite.scheduler.request("GET", f"/config/{unique_name}/version/2").json()["status"] == "failed"
 
 
-def test_a_killed_task_is_replaced_and_announced_again(swarm, suite, name):
-    suite.register(name, IMAGE, numInstances=2, env={"MESSAGE": "alive"})
-    assert suite.deploy(name).status_code == 201
-    old = suite.announced(name)["1/1"]
-    (unit,) = [u for u in suite.scheduler.request("GET", "/units", params={"service": name}).json() if u["instance"] == 1]
+def test_a_killed_task_is_replaced_and_announced_again(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2, env={"MESSAGE": "alive"})
+    assert suite.deploy(unique_name).status_code == 201
+    old = suite.announced(unique_name)["1/1"]
+    (unit,) = [u for u in suite.scheduler.request("GET", "/units", params={"service": unique_name}).json() if u["instance"] == 1]
     started = time.monotonic()
     swarm.manager.client().containers.get(unit["containerId"]).kill()
-    wait_until(lambda: "1/1" not in suite.announced(name), 3, interval=0.02, what="the killed task's key to go")
-    assert time.monotonic() - started < 3 and "1/2" in suite.announced(name)
-    new = wait_until(lambda: suite.announced(name).get("1/1"), 20, what="the replacement task announced")
+    wait_until(lambda: "1/1" not in suite.announced(unique_name), 3, interval=0.02, what="the killed task's key to go")
+    assert time.monotonic() - started < 3 and "1/2" in suite.announced(unique_name)
+    new = wait_until(lambda: suite.announced(unique_name).get("1/1"), 20, what="the replacement task announced")
     assert new != old and new.startswith(f"{swarm.manager.address}:") and page(new) == "alive"
-    down = suite.scheduler.request("GET", "/journal", params={"service": name, "limit": 5}).json()
-    assert any(e["type"] == "instance-down" and f"{name}-1-1" in e["message"] for e in down), down
+    down = suite.scheduler.request("GET", "/journal", params={"service": unique_name, "limit": 5}).json()
+    assert any(e["type"] == "instance-down" and f"{unique_name}-1-1" in e["message"] for e in down), down
 
 
-def test_hostile_env_values_arrive_byte_for_byte(swarm, suite, name):
+def test_hostile_env_values_arrive_byte_for_byte(swarm, suite, unique_name):
     hostile = 'say "hi" \'there\'\nline two; $(touch /tmp/pwned) `id` ${HOME} %n \\ end'
-    suite.register(name, IMAGE, env={"MESSAGE": hostile, "OTHER": "a;b\n$(c)\"d\""}, volume={"/tmp": "/host-tmp"})
-    assert suite.deploy(name).status_code == 201
-    (address,) = suite.announced(name).values()
+    suite.register(unique_name, IMAGE, env={"MESSAGE": hostile, "OTHER": "a;b\n$(c)\"d\""}, volume={"/tmp": "/host-tmp"})
+    assert suite.deploy(unique_name).status_code == 201
+    (address,) = suite.announced(unique_name).values()
     assert page(address) == hostile
-    (unit,) = suite.scheduler.request("GET", "/units", params={"service": name}).json()
+    (unit,) = suite.scheduler.request("GET", "/units", params={"service": unique_name}).json()
     container = swarm.manager.client().containers.get(unit["containerId"])
     assert container.exec_run(["/bin/sh", "-c", 'printf %s "$OTHER"']).output.decode() == "a;b\n$(c)\"d\""
     assert container.exec_run(["/bin/sh", "-c", "ls /tmp"]).output.decode() == ""
     assert any(m["Type"] == "bind" and m["Destination"] == "/host-tmp" for m in container.attrs["Mounts"])
 
 
-def test_units_hosts_and_stats_come_from_swarm(swarm, suite, name):
-    suite.register(name, IMAGE, numInstances=2)
-    assert suite.deploy(name).status_code == 201
-    units = suite.scheduler.request("GET", "/units", params={"service": name}).json()
+def test_units_hosts_and_stats_come_from_swarm(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2)
+    assert suite.deploy(unique_name).status_code == 201
+    units = suite.scheduler.request("GET", "/units", params={"service": unique_name}).json()
     assert [(u["id"], u["state"], u["announced"], u["host"]) for u in units] == [
-        (f"{name}-1-1", "running", True, swarm.manager.address), (f"{name}-1-2", "running", True, swarm.manager.address)]
-    one = suite.scheduler.request("GET", f"/units/{name}-1-1").json()
+        (f"{unique_name}-1-1", "running", True, swarm.manager.address), (f"{unique_name}-1-2", "running", True, swarm.manager.address)]
+    one = suite.scheduler.request("GET", f"/units/{unique_name}-1-1").json()
     assert one["stats"]["memoryBytes"] > 0
     host = suite.orchestrator.request("GET", f"/cluster/hosts/{swarm.node_id(swarm.manager)}").json()
     assert host["stats"]["unitsRunning"] >= 2 and host["cores"] >= 1
 
 
-def test_a_fixed_host_port_on_one_node_deploys_stop_then_start(swarm, suite, name):
-    suite.register(name, IMAGE, ports=[{"container": 8000, "host": 8081}], env={"MESSAGE": "one"})
-    assert suite.deploy(name).status_code == 201
+def test_a_fixed_host_port_on_one_node_deploys_stop_then_start(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, ports=[{"container": 8000, "host": 8081}], env={"MESSAGE": "one"})
+    assert suite.deploy(unique_name).status_code == 201
     assert page(f"{swarm.manager.address}:8081") == "one"
-    suite.configure(name, env={"MESSAGE": "two"})
-    answer = suite.deploy(name)
+    suite.configure(unique_name, env={"MESSAGE": "two"})
+    answer = suite.deploy(unique_name)
     assert answer.status_code == 201, answer.text
     assert page(f"{swarm.manager.address}:8081") == "two"
-    assert suite.announced(name) == {"2/1": f"{swarm.manager.address}:8081"}
+    assert suite.announced(unique_name) == {"2/1": f"{swarm.manager.address}:8081"}
     # a version that fails gives the node back: the old one runs again on the port
-    answer = suite.deploy(name, EXIT_IMAGE)
+    answer = suite.deploy(unique_name, EXIT_IMAGE)
     assert answer.status_code == 422, answer.text
-    wait_until(lambda: suite.announced(name) == {"2/1": f"{swarm.manager.address}:8081"}, 20, what="v2 announced again")
-    assert page(f"{swarm.manager.address}:8081") == "two" and swarm_services(swarm, name) == [f"{name}-2"]
+    wait_until(lambda: suite.announced(unique_name) == {"2/1": f"{swarm.manager.address}:8081"}, 20, what="v2 announced again")
+    assert page(f"{swarm.manager.address}:8081") == "two" and swarm_services(swarm, unique_name) == [f"{unique_name}-2"]
 
 
 def test_paz_up_makes_an_engine_in_no_swarm_a_single_node_manager():

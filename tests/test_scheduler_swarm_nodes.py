@@ -8,44 +8,31 @@ node they run on.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from helpers import build_test_image, wait_until
-from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite, page
+from swarm_cluster import RouterLoad, SwarmCluster, SwarmSuite, page, started
 
 IMAGE = "paz-test/hello:1"
 
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    cluster = SwarmCluster(3, octet=0)
-    try:
-        cluster.start()
+    with started(SwarmCluster(3, octet=0)) as cluster:
         manager = cluster.manager.client()
         for node in cluster.nodes:
             build_test_image(node, IMAGE)
             found = manager.nodes.get(cluster.node_id(node))
             found.update({**found.attrs["Spec"], "Labels": {"paz.engine": node.host}})
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="module")
 def suite(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmSuite]:
-    started = SwarmSuite(swarm, tmp_path_factory.mktemp("swarm3-suite"))
-    try:
-        yield started.start()
-    finally:
-        started.stop()
-
-
-@pytest.fixture
-def name() -> str:
-    return f"t-{uuid.uuid4().hex[:10]}"
+    with started(SwarmSuite(swarm, tmp_path_factory.mktemp("swarm3-suite"))) as running_suite:
+        yield running_suite
 
 
 def addresses(suite: SwarmSuite, name: str) -> dict[str, str]:
@@ -62,10 +49,10 @@ def set_availability(swarm: SwarmCluster, node_id: str, availability: str) -> No
     node.update({**node.attrs["Spec"], "Availability": availability})
 
 
-def test_three_instances_land_on_three_nodes_and_a_drained_node_s_key_follows_its_task(swarm, suite, name):
-    suite.register(name, IMAGE, numInstances=3, env={"MESSAGE": "spread"})
-    assert suite.deploy(name).status_code == 201
-    where = addresses(suite, name)
+def test_three_instances_land_on_three_nodes_and_a_drained_node_s_key_follows_its_task(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=3, env={"MESSAGE": "spread"})
+    assert suite.deploy(unique_name).status_code == 201
+    where = addresses(suite, unique_name)
     assert sorted(where) == ["1/1", "1/2", "1/3"]
     assert sorted(where.values()) == [node.address for node in swarm.nodes]  # three nodes, one task each
     hosts = suite.orchestrator.request("GET", "/cluster/hosts").json()
@@ -74,61 +61,53 @@ def test_three_instances_land_on_three_nodes_and_a_drained_node_s_key_follows_it
 
     worker = swarm.nodes[2]
     (moving,) = [key for key, address in where.items() if address == worker.address]
-    unit = suite.scheduler.request("GET", f"/units/{name}-{moving.replace('/', '-')}").json()
+    unit = suite.scheduler.request("GET", f"/units/{unique_name}-{moving.replace('/', '-')}").json()
     assert unit["host"] == worker.address and unit["stats"]["memoryBytes"] > 0  # from the worker's own engine
-    wait_until(lambda: suite.through(name) == "spread", 10, what="the service through HAProxy")
+    wait_until(lambda: suite.through(unique_name) == "spread", 10, what="the service through HAProxy")
     try:
-        with RouterLoad(suite.router, name) as load:
+        with RouterLoad(suite.router, unique_name) as load:
             load.flowing()
             set_availability(swarm, swarm.node_id(worker), "drain")
-            wait_until(lambda: addresses(suite, name).get(moving) not in (None, worker.address), 30,
+            wait_until(lambda: addresses(suite, unique_name).get(moving) not in (None, worker.address), 30,
                        what="the drained node's instance announced on another node")
             load.flowing()
         assert load.failures == [], load.failures[:5]
-        assert worker.address not in addresses(suite, name).values()
-        assert page(suite.announced(name)[moving]) == "spread"
+        assert worker.address not in addresses(suite, unique_name).values()
+        assert page(suite.announced(unique_name)[moving]) == "spread"
         drained = [h for h in suite.orchestrator.request("GET", "/cluster/hosts").json() if h["address"] == worker.address]
         assert drained[0]["availability"] == "drain"
     finally:
         set_availability(swarm, swarm.node_id(worker), "active")
 
 
-def test_conflicts_with_and_must_share_with_place_tasks_by_node(swarm, suite, name):
-    base, sharing, apart, alone = f"{name}-db", f"{name}-app", f"{name}-web", f"{name}-one"
+def test_conflicts_with_and_must_share_with_place_tasks_by_node(swarm, suite, unique_name):
+    base, sharing, apart, alone = f"{unique_name}-db", f"{unique_name}-app", f"{unique_name}-web", f"{unique_name}-one"
     suite.register(base, IMAGE)
     assert suite.deploy(base).status_code == 201
     (db_node,) = unit_nodes(suite, base)
-    suite.register(sharing, IMAGE, numInstances=2, mustShareWith=[f"{name}-d*"])
+    suite.register(sharing, IMAGE, numInstances=2, mustShareWith=[f"{unique_name}-d*"])
     suite.register(apart, IMAGE, numInstances=2, conflictsWith=[base])
-    suite.register(alone, IMAGE, numInstances=3, conflictsWith=[f"{name}-o*"])
+    suite.register(alone, IMAGE, numInstances=3, conflictsWith=[f"{unique_name}-o*"])
     for service in (sharing, apart, alone):
         assert suite.deploy(service).status_code == 201
     assert unit_nodes(suite, sharing) == [db_node, db_node]
     assert db_node not in unit_nodes(suite, apart)
     assert unit_nodes(suite, alone) == sorted(node.address for node in swarm.nodes)  # conflicts with itself: one per node
-    suite.register(f"{name}-lost", IMAGE, mustShareWith=["nothing-like-it"])
-    answer = suite.deploy(f"{name}-lost")
+    suite.register(f"{unique_name}-lost", IMAGE, mustShareWith=["nothing-like-it"])
+    answer = suite.deploy(f"{unique_name}-lost")
     assert answer.status_code == 422 and "mustShareWith 'nothing-like-it'" in answer.json()["error"]["message"]
     for service in (base, sharing, apart, alone):
         assert suite.scheduler.request("POST", f"/services/{service}/stop", timeout=60).status_code == 200
 
 
 
-def test_a_fixed_host_port_rolls_node_by_node_without_a_failed_request(swarm, suite, name):
-    suite.register(name, IMAGE, numInstances=2, ports=[{"container": 8000, "host": 8090}], env={"MESSAGE": "one"})
-    assert suite.deploy(name).status_code == 201
-    first = set(addresses(suite, name).values())
+def test_a_fixed_host_port_rolls_node_by_node_without_a_failed_request(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2, ports=[{"container": 8000, "host": 8090}], env={"MESSAGE": "one"})
+    assert suite.deploy(unique_name).status_code == 201
+    first = set(addresses(suite, unique_name).values())
     assert len(first) == 2 and all(page(f"{node}:8090") == "one" for node in first)
-    wait_until(lambda: suite.through(name) == "one", 10, what="v1 through HAProxy")
-    suite.configure(name, env={"MESSAGE": "two"})
-    with RouterLoad(suite.router, name) as load:
-        load.flowing()
-        answer = suite.deploy(name)
-        load.flowing()
-    assert answer.status_code == 201, answer.text
-    assert load.failures == [], load.failures[:5]
-    assert set(load.bodies) == {"one", "two"} and load.bodies[-1] == "two"
-    second = suite.announced(name)
+    suite.redeploy_under_load(unique_name, "one", "two")
+    second = suite.announced(unique_name)
     assert sorted(second) == ["2/1", "2/2"] and all(address.endswith(":8090") for address in second.values())
     assert {page(address) for address in second.values()} == {"two"}
-    assert suite.scheduler.request("POST", f"/services/{name}/stop", timeout=60).status_code == 200
+    assert suite.scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).status_code == 200
