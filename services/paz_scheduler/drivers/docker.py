@@ -114,7 +114,7 @@ class DockerDriver:
                 client.api.pull(repository, tag=tag or "latest")
             return False, None
         except docker.errors.APIError as exc:
-            return isinstance(exc, docker.errors.NotFound), _explanation(exc)
+            return isinstance(exc, docker.errors.NotFound), explanation(exc)
         except Unavailable:
             return False, f"the engine gave no answer within PAZ_PULL_TIMEOUT={self.settings.pull_timeout:g}s"
 
@@ -141,7 +141,7 @@ class DockerDriver:
                     ports={f"{inside}/tcp": (self.settings.instance_host, host) for inside, host in ports},
                 )
             except docker.errors.APIError as exc:
-                raise DeployFailed(f"Docker could not start {spec.id}: {_explanation(exc)}", {"unit": spec.id}) from None
+                raise DeployFailed(f"Docker could not start {spec.id}: {explanation(exc)}", {"unit": spec.id}) from None
             return self._summary(container.id)
 
     def version_labels(self, spec: InstanceSpec, ports: list[tuple[int, int | None]]) -> dict[str, str]:
@@ -319,7 +319,7 @@ def unit_stats(unit: Unit, api: docker.APIClient | None) -> dict[str, Any]:
     return _stats(api.stats(unit.containerId, stream=False))
 
 
-def _explanation(exc: docker.errors.APIError) -> str:
+def explanation(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc)
 
 

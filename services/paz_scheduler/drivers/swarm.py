@@ -40,7 +40,7 @@ from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, RestartP
 from paz.errors import NotFound, Unavailable
 
 from .base import DIED, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
-from .docker import DockerDriver, _explanation, unit_stats
+from .docker import DockerDriver, explanation, unit_stats
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ ENGINE_LABEL = "paz.engine"
 
 def service_name(service: str, version: int) -> str:
     return f"{service}-{version}"
+
+
+def replicas_of(spec: dict[str, Any]) -> int:
+    """The replicas a Swarm service spec asks for (0 for a global service)."""
+    return (spec.get("Mode") or {}).get("Replicated", {}).get("Replicas", 0)
 
 
 class SwarmDriver(DockerDriver):
@@ -113,7 +118,7 @@ class SwarmDriver(DockerDriver):
             api.create_service(template, name=name, labels=labels, endpoint_spec=EndpointSpec(ports=published),
                                mode=ServiceMode("replicated", replicas=int(config.get("numInstances") or 1)))
         except docker.errors.APIError as exc:
-            raise DeployFailed(f"Swarm could not create the service {name}: {_explanation(exc)}", {"service": name}) from None
+            raise DeployFailed(f"Swarm could not create the service {name}: {explanation(exc)}", {"service": name}) from None
 
     def _placement(self, spec: InstanceSpec, ports: list[tuple[int, int | None]]) -> Placement:
         """``conflictsWith`` and ``mustShareWith`` as node constraints, from where services run now."""
@@ -134,8 +139,7 @@ class SwarmDriver(DockerDriver):
     def _replicas_of_others(self, spec: InstanceSpec) -> dict[str, int]:
         """The other versions' services of ``spec``'s service, with their replicas."""
         found = self.client().api.services(filters=self.label_filter(spec.service))
-        return {s["Spec"]["Name"]: (s["Spec"].get("Mode") or {}).get("Replicated", {}).get("Replicas", 0)
-                for s in found if s["Spec"]["Name"] != service_name(spec.service, spec.version)}
+        return {s["Spec"]["Name"]: replicas_of(s["Spec"]) for s in found if s["Spec"]["Name"] != service_name(spec.service, spec.version)}
 
     def _nodes_by_service(self) -> dict[str, set[str]]:
         where: dict[str, set[str]] = {}
@@ -191,8 +195,10 @@ class SwarmDriver(DockerDriver):
         goes with it) and wait until that task is gone and the node it freed took a new task."""
         holding = self._holding.get(service_name(units[0].service, units[0].version)) if units else None
         blocked = [unit for task, unit in found if unit.state == "pending" and (task.get("Status") or {}).get("Err")]
-        old = next((name for name, replicas in (holding or {}).items() if self._replicas(name) > 0), None)
-        if not blocked or len(blocked) != not_serving or old is None:
+        if not holding or not blocked or len(blocked) != not_serving:
+            return
+        old = next((name for name in holding if self._replicas(name) > 0), None)
+        if old is None:
             return
         with self.reaching():
             left = self._replicas(old) - 1
@@ -223,8 +229,7 @@ class SwarmDriver(DockerDriver):
 
     def _replicas(self, name: str) -> int:
         with self.reaching():
-            spec = self.client().api.inspect_service(name)["Spec"]
-        return (spec.get("Mode") or {}).get("Replicated", {}).get("Replicas", 0)
+            return replicas_of(self.client().api.inspect_service(name)["Spec"])
 
     def _live_tasks(self, service_id: str) -> list[dict[str, Any]]:
         return [t for t in self.client().api.tasks() if t.get("ServiceID") == service_id
@@ -342,6 +347,7 @@ class SwarmDriver(DockerDriver):
         with self.reaching():
             api = self.client().api
             for name in sorted({service_name(unit.service, unit.version) for unit in units}):
+                self._holding.pop(name, None)
                 with contextlib.suppress(docker.errors.NotFound):
                     removed.add(api.inspect_service(name)["ID"])
                     api.remove_service(name)
