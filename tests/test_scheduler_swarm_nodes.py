@@ -111,3 +111,24 @@ def test_a_fixed_host_port_rolls_node_by_node_without_a_failed_request(swarm, su
     assert sorted(second) == ["2/1", "2/2"] and all(address.endswith(":8090") for address in second.values())
     assert {page(address) for address in second.values()} == {"two"}
     assert suite.scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).status_code == 200
+
+
+def test_a_node_that_goes_down_loses_its_keys_and_its_tasks_come_back_elsewhere(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=3, env={"MESSAGE": "anywhere"})
+    assert suite.deploy(unique_name).status_code == 201
+    worker = swarm.nodes[1]
+    (lost,) = [key for key, address in addresses(suite, unique_name).items() if address == worker.address]
+    worker.process.stop()  # its daemon, and with it its containers, go away
+    try:
+        wait_until(lambda: addresses(suite, unique_name).get(lost) != worker.address, 10, interval=0.05,
+                   what="the down node's key withdrawn")
+        wait_until(lambda: addresses(suite, unique_name).get(lost) not in (None, worker.address), 60,
+                   what="the task rescheduled on another node and announced there")
+        assert page(suite.announced(unique_name)[lost]) == "anywhere"
+        down = [h for h in suite.orchestrator.request("GET", "/cluster/hosts").json() if h["address"] == worker.address]
+        assert (down[0]["state"], down[0]["healthy"]) == ("down", False)
+    finally:
+        worker.start_dockerd()
+        worker.wait_answering()
+        wait_until(lambda: swarm.ready_nodes() == len(swarm.nodes), 60, what="the node back in the swarm")
+    assert suite.scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).status_code == 200
