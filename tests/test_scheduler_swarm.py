@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import build_test_image, etcdctl_get, wait_until
+from helpers import SESSION_ID, TEST_LABEL, build_test_image, etcdctl_get, wait_until
 from paz.suite import make_swarm_manager
 from swarm_cluster import SwarmCluster, SwarmSuite, page, started
 
@@ -142,6 +142,9 @@ def test_hostile_env_values_arrive_byte_for_byte(swarm, suite, unique_name):
 def test_units_hosts_and_stats_come_from_swarm(swarm, suite, unique_name):
     suite.register(unique_name, IMAGE, numInstances=2)
     assert suite.deploy(unique_name).status_code == 201
+    # a Swarm service made around paz, with its labels but not a version, is left out
+    swarm.manager.client().services.create(IMAGE, name=f"{unique_name}-stray", labels={
+        "paz.service": unique_name, "paz.version": "two; rm -rf /", TEST_LABEL: SESSION_ID})
     units = suite.scheduler.request("GET", "/units", params={"service": unique_name}).json()
     assert [(u["id"], u["state"], u["announced"], u["host"]) for u in units] == [
         (f"{unique_name}-1-1", "running", True, swarm.manager.address), (f"{unique_name}-1-2", "running", True, swarm.manager.address)]

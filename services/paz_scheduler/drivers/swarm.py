@@ -38,6 +38,7 @@ import docker
 from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, RestartPolicy, ServiceMode, TaskTemplate
 
 from paz.errors import NotFound, Unavailable
+from paz.names import SERVICE_NAME
 
 from .base import DIED, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
 from .docker import DockerDriver, explanation, unit_stats
@@ -75,6 +76,7 @@ class SwarmDriver(DockerDriver):
         self._node_engines: dict[str, docker.APIClient] = {}
         self._holding: dict[str, dict[str, int]] = {}
         """New version's service -> {old version's service: its replicas}, while a fixed host port is rolled."""
+        self._skipped: set[str | None] = set()
 
     def health(self) -> dict[str, Any]:
         with self.reaching():
@@ -268,12 +270,23 @@ class SwarmDriver(DockerDriver):
     def _tasks(self, service: str | None = None) -> list[tuple[dict[str, Any], Unit]]:
         """Every task of the labelled services (of ``service``), old ones included, with the unit it is."""
         api = self.client().api
-        services = {s["ID"]: s for s in api.services(filters=self.label_filter(service))}
+        services = {s["ID"]: s for s in api.services(filters=self.label_filter(service)) if self._is_a_version(s)}
         if not services:
             return []
         nodes = {n["ID"]: n for n in api.nodes()}
         return [(task, self._unit_of(task, services[task["ServiceID"]], nodes.get(task.get("NodeID")) or {}))
                 for task in api.tasks() if task.get("ServiceID") in services and task.get("Slot")]
+
+    def _is_a_version(self, service: dict[str, Any]) -> bool:
+        """Whether a labelled Swarm service is a version the scheduler made: a service name and a version
+        number in its labels. Anything else (made around paz) is left out, with one warning naming it."""
+        labels = (service.get("Spec") or {}).get("Labels") or {}
+        if SERVICE_NAME.match(labels.get("paz.service", "")) and labels.get("paz.version", "").isdigit():
+            return True
+        if service.get("ID") not in self._skipped:
+            self._skipped.add(service.get("ID"))
+            log.warning("skipped a Swarm service with paz labels that are not a version", extra={"swarmService": service.get("ID")})
+        return False
 
     def _unit_of(self, task: dict[str, Any], service: dict[str, Any], node: dict[str, Any]) -> Unit:
         labels = service["Spec"]["Labels"]
