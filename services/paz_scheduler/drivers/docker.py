@@ -295,18 +295,19 @@ class ContainerEvents:
 
 
 def _unit_event(event: dict[str, Any]) -> UnitEvent | None:
+    """A container event as the unit change it is; None for other events and for containers the scheduler did not make."""
     actor = event.get("Actor") or {}
     labels = actor.get("Attributes") or {}
     action = event.get("Action")
-    if "paz.version" not in labels or "paz.instance" not in labels:
+    if not (labels.get("paz.service") and labels.get("paz.version", "").isdigit() and labels.get("paz.instance", "").isdigit()):
         return None
-    if action == "kill" and labels.get("signal") in TERMINATING_SIGNALS or action == "stop":
+    if action == "stop" or (action == "kill" and labels.get("signal") in TERMINATING_SIGNALS):
         kind, detail = STOPPING, ""
     elif action == "die":
         kind, detail = DIED, f"exit code {labels.get('exitCode', '?')}"
+    elif action in ("start", "destroy"):
+        kind, detail = (STARTED if action == "start" else GONE), ""
     else:
-        kind, detail = {"start": (STARTED, ""), "destroy": (GONE, "")}.get(action, (None, ""))
-    if kind is None:
         return None
     return UnitEvent(kind, labels["paz.service"], int(labels["paz.version"]), int(labels["paz.instance"]),
                      actor.get("ID") or event.get("id"), detail)
