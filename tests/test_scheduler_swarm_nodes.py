@@ -102,13 +102,14 @@ def test_conflicts_with_and_must_share_with_place_tasks_by_node(swarm, suite, un
 
 
 def test_a_fixed_host_port_rolls_node_by_node_without_a_failed_request(swarm, suite, unique_name):
-    suite.register(unique_name, IMAGE, numInstances=2, ports=[{"container": 8000, "host": 8090}], env={"MESSAGE": "one"})
+    # as many instances as nodes: no node is free, every node goes through stop-then-start in turn
+    suite.register(unique_name, IMAGE, numInstances=3, ports=[{"container": 8000, "host": 8090}], env={"MESSAGE": "one"})
     assert suite.deploy(unique_name).status_code == 201
     first = set(addresses(suite, unique_name).values())
-    assert len(first) == 2 and all(page(f"{node}:8090") == "one" for node in first)
+    assert first == {node.address for node in swarm.nodes} and {page(f"{node}:8090") for node in first} == {"one"}
     suite.redeploy_under_load(unique_name, "one", "two")
     second = suite.announced(unique_name)
-    assert sorted(second) == ["2/1", "2/2"] and all(address.endswith(":8090") for address in second.values())
+    assert sorted(second) == ["2/1", "2/2", "2/3"] and all(address.endswith(":8090") for address in second.values())
     assert {page(address) for address in second.values()} == {"two"}
     assert suite.scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).status_code == 200
 
