@@ -135,7 +135,7 @@ def bench_propagation(etcd: EtcdServer, sync: HaproxySync, work: Path) -> None:
         reference.stop()
         for server in pool:
             server.stop()
-    print(f"(a) propagation, key written -> first 200 from that instance through HAProxy")
+    print("(a) propagation, key written -> first 200 from that instance through HAProxy")
     print(f"    haproxy-sync (watch + Runtime API), {len(ours)} changes: median {ms(statistics.median(ours))}, "
           f"p99 {ms(percentile(ours, 0.99))}, max {ms(max(ours))}")
     print(f"    reference (5 s polling + reload, as paz's confd), {len(polled)} changes: median "

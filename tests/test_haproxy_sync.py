@@ -131,7 +131,7 @@ def test_health_check_takes_a_failing_instance_out(sync, etcd, directory, server
     etcd.put(f"/paz/services/{unique_name}/1/2", sick.address)
     host = f"{unique_name}.paz"
     wait_until(lambda: set(seen(sync, host, 6)) == {"well", "sick"}, 10, what="both instances routed")
-    assert f"option httpchk GET /health" in sync.request("GET", "/config").text
+    assert "option httpchk GET /health" in sync.request("GET", "/config").text
     sick.healthy = False
     wait_until(lambda: set(seen(sync, host, 6)) == {"well"}, 10, what="the failing instance taken out by its health check")
     etcd.put(f"/paz/services/{unique_name}/2/1", instance(servers, "added").address)

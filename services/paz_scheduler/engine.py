@@ -15,7 +15,9 @@ A deploy (the docker driver; fleet differs only where noted):
 If step 2 or 3 fails, the new instances are removed, the version is marked ``failed``, the journal
 records ``deploy-failed`` and the old version keeps serving. A service with a fixed host port
 cannot run two versions on one machine, so there the old version is retired before step 3
-(stop-then-start: a short outage, and none of the old version left if the new one fails).
+(stop-then-start: a short outage, and none of the old version left if the new one fails), unless
+the driver rolls such a version node by node itself (``rolls_fixed_ports``: swarm); then the new
+version is marked ``running`` before step 3, so each new instance is announced as soon as it serves.
 """
 
 from __future__ import annotations
@@ -95,22 +97,23 @@ class Scheduler:
             version = self._new_version(name, image, config, pushed_at, rollback_of)
             log.info("deploy started", extra={"service": name, "version": version, "image": image, "kind": kind})
             fixed_port = any(port.get("host") for port in config.get("ports") or [])
+            stop_first = fixed_port and not self.driver.rolls_fixed_ports
             started: list[Unit] = []
             try:
                 self.driver.prepare(image)
-                if fixed_port:
+                if stop_first:
                     self._retire(name, previous, "replaced")
-                started = self._start(name, version, image, config)
+                started = self._start(name, version, image, config, announce_while_starting=fixed_port and not stop_first)
                 document = self.store.update_version(name, version, status="running", deployedAt=iso_now())
                 self._await_keys(started, present=True)
                 log.info("new instances announced", extra={"service": name, "version": version})
             except ApiError as exc:
-                self._fail(name, version, started, exc, [] if fixed_port else previous)
+                self._fail(name, version, started, exc, [] if stop_first else previous)
                 raise
             except StoreUnavailable:
                 self.driver.remove(started)  # cannot be recorded; at least nothing half-deployed keeps running
                 raise
-            if not fixed_port:
+            if not stop_first:
                 self._retire(name, previous, "replaced")
             self.store.journal(kind, name, self._summary(kind, version, image, started, rollback_of), version)
             log.info("deploy done", extra={"service": name, "version": version, "units": [u.id for u in started]})
@@ -130,13 +133,24 @@ class Scheduler:
         self.store.create_version(document)
         return version
 
-    def _start(self, name: str, version: int, image: str, config: dict[str, Any]) -> list[Unit]:
+    def _start(
+        self, name: str, version: int, image: str, config: dict[str, Any], announce_while_starting: bool = False
+    ) -> list[Unit]:
+        """Start the version's instances and wait until they serve.
+
+        ``announce_while_starting``: the driver rolls a fixed host port node by node, stopping old
+        instances while new ones start, so the version is marked ``running`` at once and each new
+        instance is announced as soon as it serves (the background task probes it first), before the
+        old version's last instance stops.
+        """
         started: list[Unit] = []
         try:
             for instance in range(1, int(config.get("numInstances") or 1) + 1):
                 started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
+            if announce_while_starting:
+                self.store.update_version(name, version, status="running")
             log.info("instances started, waiting until they serve", extra={"units": [u.id for u in started]})
-            self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
+            started = self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
         except ApiError:
             self.driver.remove(started)
             raise

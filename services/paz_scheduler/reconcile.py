@@ -1,16 +1,19 @@
 """The one place instance keys are written: a background task of the scheduler, run once in its
 companion process (see :mod:`paz.server`).
 
-It announces ``/paz/services/<service>/<version>/<instance>`` = ``host:port`` for every labelled
-container that is running, belongs to a version marked ``running`` in etcd, and accepts
-connections; and withdraws every other key it holds. It reconciles:
+It depends only on the :class:`~.drivers.base.Driver` protocol (``units`` and ``events``), so it
+works the same for every driver that does not announce by itself (``docker``, ``swarm``). It
+announces ``/paz/services/<service>/<version>/<instance>`` = ``host:port`` for every unit that is
+running, belongs to a version marked ``running`` in etcd, and accepts connections; and withdraws
+every other key it holds. It reconciles:
 
 * at once when a version's status changes in etcd (a watch on ``/paz/scheduler/services``), which
   is how a deploy in a worker hands instances over to it;
-* at once on a Docker event: a container that dies loses its key before anything else is done;
+* at once on a unit event from the runtime (Docker's container events, Swarm's task states): a
+  unit that dies or is being stopped loses its key before anything else is done;
 * every ``PAZ_PROBE_INTERVAL`` seconds, probing each instance (two failed probes in a row withdraw it).
 
-Its state is rebuilt from the labelled containers and etcd on start, so a restarted scheduler knows
+Its state is rebuilt from the runtime's units and etcd on start, so a restarted scheduler knows
 every instance again. Keys are not deleted when it stops: instances keep serving while the
 scheduler restarts, and keys of a scheduler that is gone expire after ``PAZ_INSTANCE_TTL``.
 """
@@ -30,30 +33,29 @@ from paz.etcd_client import Etcd, Result, StoreUnavailable
 from paz.errors import ApiError
 from paz.watch import Watcher
 
-from .drivers.base import Unit, accepts_connections, instance_key, ready
-from .drivers.docker import DockerDriver
+from .drivers import make_driver
+from .drivers.base import DIED, GONE, STARTED, STOPPING, Driver, Unit, UnitEvent, accepts_connections, ready
 from .store import SchedulerStore
 
 log = logging.getLogger(__name__)
 
 FAILED_PROBES_TO_WITHDRAW = 2
 PRUNE_SECONDS = 60
-TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
 
 
 class InstanceAnnouncer:
-    """Keeps instance keys in etcd in line with the running containers and the versions' status."""
+    """Keeps instance keys in etcd in line with the runtime's running units and the versions' status."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, driver: Driver) -> None:
         self.settings = settings
         self.etcd = Etcd.from_settings(settings)
         self.store = SchedulerStore(self.etcd)
-        self.driver = DockerDriver(settings)
+        self.driver = driver
         self.announcer = Announcer(self.etcd, settings.instance_ttl)
         self.versions: dict[tuple[str, int], dict[str, Any]] = {}
         self.failures: dict[str, int] = {}
         self.stopping: set[str] = set()
-        """Containers Docker is stopping: still running (until their stop timeout) but never announced again."""
+        """Units the runtime is stopping (by containerId): still running until their stop timeout, never announced again."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -64,7 +66,7 @@ class InstanceAnnouncer:
     def start(self) -> "InstanceAnnouncer":
         self.announcer.start()
         self._watcher.start()
-        for target, name in ((self._loop, "paz-reconcile"), (self._follow_docker, "paz-docker-events")):
+        for target, name in ((self._loop, "paz-reconcile"), (self._follow_runtime, "paz-runtime-events")):
             threading.Thread(target=target, name=name, daemon=True).start()
         return self
 
@@ -161,55 +163,41 @@ class InstanceAnnouncer:
         document = self._serving(unit) or {}
         return ready(unit.host, unit.port, (document.get("config") or {}).get("healthCheck"))
 
-    # -- Docker events ---------------------------------------------------------------------------
+    # -- the runtime's events -----------------------------------------------------------------
 
-    def _follow_docker(self) -> None:
-        """Withdraw a dying container's key at once; on any other change, reconcile."""
+    def _follow_runtime(self) -> None:
+        """Withdraw a dying or stopping unit's key at once; on any other change, reconcile."""
         while not self._stop.is_set():
             try:
-                with self.driver.reaching():
-                    self._events = self.driver.client().events(
-                        decode=True, filters={"type": "container", **self.driver.label_filter()}
-                    )
-                    self._wake.set()  # events may have been missed while not following
-                    for event in self._events:
-                        self._on_docker_event(event)
-            except Exception as exc:  # the engine went away, or the stream broke: follow it again
+                self._events = self.driver.events()
+                self._wake.set()  # events may have been missed while not following
+                for event in self._events:
+                    self._on_unit_event(event)
+            except Exception as exc:  # the runtime went away, or the stream broke: follow it again
                 if not self._stop.is_set():
-                    log.warning("docker events interrupted", extra={"reason": str(exc)})
+                    log.warning("runtime events interrupted", extra={"reason": str(exc)})
                     self._stop.wait(1.0)
 
-    def _on_docker_event(self, event: dict[str, Any]) -> None:
-        if event.get("Action") not in ("die", "stop", "kill", "oom", "destroy", "start"):
-            return
-        labels = (event.get("Actor") or {}).get("Attributes") or {}
-        self._note_stopping(event, labels)
-        if event["Action"] != "start" and "paz.version" in labels:
-            service, version = labels["paz.service"], int(labels["paz.version"])
-            self.announcer.withdraw(instance_key(service, version, int(labels["paz.instance"])))
+    def _on_unit_event(self, event: UnitEvent) -> None:
+        with self._lock:
+            if event.action in (STARTED, GONE):
+                self.stopping.discard(event.runtimeId)
+            elif event.action == STOPPING:
+                self.stopping.add(event.runtimeId)
+        if event.action != STARTED:
+            self.announcer.withdraw(event.key)
             with self._lock:
-                serving = (self.versions.get((service, version)) or {}).get("status") == "running"
-            if event["Action"] == "die" and serving:
-                self._journal_down(labels, event)
+                serving = (self.versions.get((event.service, event.version)) or {}).get("status") == "running"
+            if event.action == DIED and serving:
+                self._journal_down(event)
         self._wake.set()
 
-    def _note_stopping(self, event: dict[str, Any], labels: dict[str, str]) -> None:
-        """A container sent SIGTERM or SIGKILL is on its way out until it starts again."""
-        container = (event.get("Actor") or {}).get("ID") or event.get("id")
-        with self._lock:
-            if event["Action"] in ("start", "destroy"):
-                self.stopping.discard(container)
-            elif event["Action"] == "stop" or labels.get("signal") in TERMINATING_SIGNALS:
-                self.stopping.add(container)
-
-    def _journal_down(self, labels: dict[str, str], event: dict[str, Any]) -> None:
-        service, version = labels["paz.service"], int(labels["paz.version"])
-        unit = f"{service}-{version}-{labels['paz.instance']}"
-        code = ((event.get("Actor") or {}).get("Attributes") or {}).get("exitCode", "?")
+    def _journal_down(self, event: UnitEvent) -> None:
+        message = f"{event.unit_id} stopped ({event.detail or 'no reason given'}) while serving; its key was withdrawn"
         try:
-            self.store.journal("instance-down", service, f"{unit} stopped (exit code {code}) while serving; its key was withdrawn", version)
+            self.store.journal("instance-down", event.service, message, event.version)
         except StoreUnavailable as exc:
-            log.warning("could not journal instance-down", extra={"unit": unit, "reason": str(exc)})
+            log.warning("could not journal instance-down", extra={"unit": event.unit_id, "reason": str(exc)})
 
 
 def _accepts(address: str) -> bool:
@@ -218,10 +206,12 @@ def _accepts(address: str) -> bool:
 
 
 def start_background(settings: Any) -> Any:
-    """The scheduler's process-wide task, started once by gunicorn's master: the instance announcer (docker driver)."""
-    if settings.driver == "docker":
-        return InstanceAnnouncer(settings).start()
-    return _Nothing()
+    """The scheduler's process-wide task, started once by gunicorn's master: the instance announcer,
+    unless the driver's runtime announces instances itself."""
+    driver = make_driver(settings)
+    if driver.self_announcing:
+        return _Nothing()
+    return InstanceAnnouncer(settings, driver).start()
 
 
 class _Nothing:

@@ -10,11 +10,11 @@ from pathlib import Path
 from . import docs as api_docs
 from .names import DOMAIN
 from .settings import SettingsError
-from .suite import HTTP_PORT, STATS_PORT, Suite, docker_answers
+from .suite import HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 
 
 def _suite(args: argparse.Namespace) -> Suite:
-    return Suite(Path(args.state_dir))
+    return Suite(Path(args.state_dir), driver=getattr(args, "driver", None))
 
 
 def up(args: argparse.Namespace) -> int:
@@ -35,6 +35,8 @@ def up(args: argparse.Namespace) -> int:
         if suite.pid(part) is not None:
             print(f"{part.name:<18} already running (pid {suite.pid(part)}) at {part.address}")
             continue
+        if part.name == "scheduler" and suite.driver == "swarm" and docker_host:
+            print(f"swarm              {swarm_manager(docker_host)}")
         proc = suite.start(part)
         state = suite.wait_ready(part, proc)
         if state is None:
@@ -50,6 +52,14 @@ def up(args: argparse.Namespace) -> int:
     print(f"\nstate and logs: {suite.state_dir} (paz status, paz logs [part], paz down)")
     print("try: curl -s http://127.0.0.1:9000/services")
     return 0
+
+
+def swarm_manager(docker_host: str) -> str:
+    """``make_swarm_manager``'s sentence, or why the engine could not be made one (deploys then answer 503)."""
+    try:
+        return make_swarm_manager(docker_host, os.environ.get("PAZ_SWARM_ADVERTISE_ADDR", "127.0.0.1"))
+    except Exception as exc:  # the engine refused or is unreachable: say so, and start the rest
+        return f"could not make the Docker Engine at {docker_host} a swarm manager ({exc}): deploys answer 503"
 
 
 def down(args: argparse.Namespace) -> int:
@@ -114,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start etcd and the services in the background")
     up_parser.add_argument("--domain", help="route <service>.<domain> for public-facing services (writes /paz/config/domain; '' removes it)")
+    up_parser.add_argument("--driver", choices=("docker", "swarm"), default=os.environ.get("PAZ_DRIVER") or None,
+                           help="the scheduler's runtime (PAZ_DRIVER, default docker); swarm makes the engine a swarm manager")
     up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what paz up started").set_defaults(run=down)
     commands.add_parser("status", help="show each part and its health").set_defaults(run=status)

@@ -8,7 +8,8 @@ stops exactly the processes whose pid files it wrote.
 Docker is found the Docker way (``DOCKER_HOST``, else the default socket). When no engine answers
 and ``dockerd`` is installed and we are root, the suite starts a Docker Engine of its own on a socket
 in the state folder; otherwise everything but deploying works and the scheduler answers deploys
-with a 503.
+with a 503. With the swarm driver (``paz up --driver swarm`` or ``PAZ_DRIVER=swarm``) that engine is
+made a single-node swarm manager when it is in no swarm (:func:`make_swarm_manager`).
 """
 
 from __future__ import annotations
@@ -70,9 +71,10 @@ def docker_answers(host: str) -> bool:
 class Suite:
     """The parts ``paz up`` starts, in order, and what it knows of them."""
 
-    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
+        self.driver = driver or self.environ.get("PAZ_DRIVER") or "docker"
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
         self.parts = [self._etcd(), self._dockerd(), *self._services()]
 
@@ -106,7 +108,7 @@ class Suite:
         """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
         common = {"PAZ_ETCD_ENDPOINTS": ETCD_URL, "PAZ_HOST": "127.0.0.1"}
         extra_env = {
-            "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST},
+            "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
                              "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy")},
         }
@@ -227,3 +229,23 @@ class Suite:
                 os.kill(pid, signal.SIGKILL)
         self.pid_file(part).unlink(missing_ok=True)
         return pid is not None
+
+
+def make_swarm_manager(docker_host: str, advertise_addr: str = "127.0.0.1") -> str:
+    """Make the engine at ``docker_host`` a single-node swarm manager, unless it is in a swarm already;
+    what was found or done, in a sentence for the person running ``paz up``.
+
+    The swarm advertises (and listens on) ``advertise_addr``, 127.0.0.1 by default like the rest of
+    ``paz up``'s suite: instances are then announced as ``127.0.0.1:<port>``. To add nodes later,
+    make the swarm yourself (``docker swarm init --advertise-addr <a routable address>``) first.
+    """
+    client = docker.DockerClient(base_url=docker_host, timeout=30)
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("ControlAvailable"):
+        return f"the Docker Engine at {docker_host} is a swarm manager already (node {swarm.get('NodeID')})"
+    if swarm.get("LocalNodeState") not in ("inactive", None):
+        return (f"the Docker Engine at {docker_host} is a swarm {swarm.get('LocalNodeState')} node but not a manager: "
+                "deploys answer 503 until DOCKER_HOST points at a manager")
+    client.swarm.init(advertise_addr=advertise_addr, listen_addr=f"{advertise_addr}:2377")
+    node = (client.info().get("Swarm") or {}).get("NodeID")
+    return f"made the Docker Engine at {docker_host} a single-node swarm manager (node {node}, address {advertise_addr})"

@@ -1,4 +1,5 @@
-"""Runtime drivers: ``docker`` (one Docker Engine, the default) and ``fleet`` (systemd units through fleet's API)."""
+"""Runtime drivers: ``docker`` (one Docker Engine, the default), ``swarm`` (Docker Swarm mode, on a
+manager) and ``fleet`` (systemd units through fleet's API)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ def make_driver(settings: Any) -> Driver:
         from .fleet import FleetDriver
 
         return FleetDriver(settings)
+    if settings.driver == "swarm":
+        from .swarm import SwarmDriver
+
+        return SwarmDriver(settings)
     from .docker import DockerDriver
 
     return DockerDriver(settings)

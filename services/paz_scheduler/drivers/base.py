@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -74,19 +75,68 @@ class Unit:
         return {**asdict(self), "announced": announced, "healthy": self.state == "running" and announced}
 
 
+@dataclass(frozen=True)
+class UnitEvent:
+    """A change the runtime reports about one unit, as the background task needs it.
+
+    ``action``: ``started``; ``stopping`` (asked to stop: withdraw now and never announce it again
+    until it starts); ``died`` (went down by itself: withdraw now, and journal it if its version
+    was serving); ``gone`` (removed). ``runtimeId`` is the unit's ``containerId``.
+    """
+
+    action: str
+    service: str
+    version: int
+    instance: int
+    runtimeId: str | None
+    detail: str = ""
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.service, self.version, self.instance)
+
+    @property
+    def unit_id(self) -> str:
+        return unit_id(self.service, self.version, self.instance)
+
+
+STARTED, STOPPING, DIED, GONE = "started", "stopping", "died", "gone"
+
+
+class UnitEvents(Protocol):
+    """The runtime's stream of unit changes; ``close`` (from another thread) ends the iteration."""
+
+    def __iter__(self) -> Iterator[UnitEvent]: ...
+    def close(self) -> None: ...
+
+
 class Driver(Protocol):
-    """A runtime the scheduler deploys onto (``docker`` or ``fleet``)."""
+    """A runtime the scheduler deploys onto (``docker``, ``swarm`` or ``fleet``).
+
+    The deploy (engine.py) uses ``prepare``, ``start``, ``wait_ready``, ``withdraw`` and ``remove``;
+    the background task that announces instances (reconcile.py) uses only ``units`` (what runs, with
+    its address: a unit is announced when its ``state`` is ``running`` and it answers) and
+    ``events`` (what changed, to act before the next re-list).
+    """
 
     name: str
     self_announcing: bool
-    """True when the runtime announces instances itself (fleet's sidekick units)."""
+    """True when the runtime announces instances itself (fleet's sidekick units): no background task then."""
+    rolls_fixed_ports: bool
+    """True when the driver replaces a version holding a fixed host port node by node itself (swarm);
+    otherwise the deploy stops the old version before it starts the new one."""
 
     def health(self) -> dict[str, Any]: ...
     def prepare(self, image: str) -> None: ...
     def start(self, spec: InstanceSpec) -> Unit: ...
-    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None: ...
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> list[Unit]:
+        """Wait until every unit serves; the units as they serve (with their addresses), or DeployFailed."""
+
     def units(self, service: str | None = None) -> list[Unit]: ...
     def unit(self, unit_id: str) -> tuple[Unit, dict[str, Any]]: ...
+    def events(self) -> UnitEvents:
+        """Follow the runtime's changes from now on; raises ApiError when the runtime cannot be reached."""
+
     def withdraw(self, units: list[Unit]) -> None:
         """Take ``units`` out of service before they are stopped (where the runtime announces them)."""
 

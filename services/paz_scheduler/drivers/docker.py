@@ -21,7 +21,7 @@ from docker.utils import parse_repository_tag
 
 from paz.errors import BadGateway, NotFound, Unavailable
 
-from .base import DeployFailed, InstanceSpec, Unit, ready, unit_id
+from .base import DIED, GONE, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,14 @@ RESTART_POLICY = {"Name": "unless-stopped"}
 when the scheduler stopped it. Until then it has none, so a new version that exits fails its deploy
 with its own exit code instead of being restarted in a loop."""
 LABELS = ("paz.service", "paz.version", "paz.instance")
+NO_STATS = {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
+TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
 
 
 class DockerDriver:
     name = "docker"
     self_announcing = False
+    rolls_fixed_ports = False
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
@@ -111,7 +114,7 @@ class DockerDriver:
                 client.api.pull(repository, tag=tag or "latest")
             return False, None
         except docker.errors.APIError as exc:
-            return isinstance(exc, docker.errors.NotFound), _explanation(exc)
+            return isinstance(exc, docker.errors.NotFound), explanation(exc)
         except Unavailable:
             return False, f"the engine gave no answer within PAZ_PULL_TIMEOUT={self.settings.pull_timeout:g}s"
 
@@ -122,14 +125,7 @@ class DockerDriver:
         config = spec.config
         with self.reaching():
             ports = self._ports(spec.image, config.get("ports") or [])
-        labels = {
-            **self.extra_labels,
-            "paz.service": spec.service,
-            "paz.version": str(spec.version),
-            "paz.instance": str(spec.instance),
-        }
-        if ports:
-            labels["paz.port"] = str(ports[0][0])
+        labels = {**self.version_labels(spec, ports), "paz.instance": str(spec.instance)}
         with self.reaching():
             client = self.client()
             with contextlib.suppress(docker.errors.NotFound):
@@ -145,8 +141,15 @@ class DockerDriver:
                     ports={f"{inside}/tcp": (self.settings.instance_host, host) for inside, host in ports},
                 )
             except docker.errors.APIError as exc:
-                raise DeployFailed(f"Docker could not start {spec.id}: {_explanation(exc)}", {"unit": spec.id}) from None
+                raise DeployFailed(f"Docker could not start {spec.id}: {explanation(exc)}", {"unit": spec.id}) from None
             return self._summary(container.id)
+
+    def version_labels(self, spec: InstanceSpec, ports: list[tuple[int, int | None]]) -> dict[str, str]:
+        """The labels every instance of ``spec``'s version carries: ``PAZ_INSTANCE_LABELS``, service, version, announced port."""
+        labels = {**self.extra_labels, "paz.service": spec.service, "paz.version": str(spec.version)}
+        if ports:
+            labels["paz.port"] = str(ports[0][0])
+        return labels
 
     def _ports(self, image: str, configured: list[dict[str, int]]) -> list[tuple[int, int | None]]:
         """``(container port, host port or None)`` pairs; without configured ports, the image's exposed TCP ports."""
@@ -156,13 +159,14 @@ class DockerDriver:
         tcp = sorted(int(p.split("/")[0]) for p in exposed if p.endswith("/tcp"))
         return [(port, None) for port in tcp]
 
-    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None:
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> list[Unit]:
         """Wait until every unit serves; DeployFailed naming each one that exited or did not answer in time."""
         deadline = time.monotonic() + timeout
         with ThreadPoolExecutor(max_workers=max(len(units), 1)) as pool:
             problems = [p for p in pool.map(lambda u: self._wait_one(u, health_check, deadline), units) if p]
         if problems:
             raise DeployFailed("; ".join(problems), {"units": [u.id for u in units]})
+        return units
 
     def _wait_one(self, unit: Unit, health_check: dict[str, Any] | None, deadline: float) -> str | None:
         with self.reaching():
@@ -231,10 +235,12 @@ class DockerDriver:
             if not found:
                 raise NotFound(f"No unit {unit_id_}; GET /units lists them.", {"unit": unit_id_})
             unit = self._unit(found[0])
-            stats = {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
-            if unit.state == "running":
-                stats = _stats(self.client().api.stats(unit.containerId, stream=False))
-            return unit, stats
+            return unit, unit_stats(unit, self.client().api)
+
+    def events(self) -> "ContainerEvents":
+        """Docker's events of the labelled containers, as unit changes."""
+        with self.reaching():
+            return ContainerEvents(self.client().events(decode=True, filters={"type": "container", **self.label_filter()}))
 
     def withdraw(self, units: list[Unit]) -> None:
         """Nothing to do here: the background task withdraws keys once the version is no longer running."""
@@ -250,6 +256,10 @@ class DockerDriver:
         with ThreadPoolExecutor(max_workers=max(len(units), 1)) as pool:
             list(pool.map(remove_one, units))
 
+    def unreachable_host(self) -> dict[str, Any]:
+        return {"id": self.last_engine_id, "name": self.where, "driver": self.name, "address": self.settings.instance_host,
+                "cores": None, "memoryBytes": None, "containersRunning": None, "healthy": False}
+
     def hosts(self) -> list[dict[str, Any]]:
         """The engine as the one host; ``healthy: false`` when it cannot be reached.
 
@@ -260,16 +270,57 @@ class DockerDriver:
             with self.reaching():
                 info = self.client(5.0).info()
         except Unavailable:
-            return [{"id": self.last_engine_id, "name": self.where, "driver": self.name,
-                     "address": self.settings.instance_host, "cores": None, "memoryBytes": None,
-                     "containersRunning": None, "healthy": False}]
+            return [self.unreachable_host()]
         self.last_engine_id = info["ID"]
         return [{"id": info["ID"], "name": info.get("Name"), "driver": self.name, "address": self.settings.instance_host,
                  "cores": info.get("NCPU"), "memoryBytes": info.get("MemTotal"),
                  "containersRunning": info.get("ContainersRunning"), "healthy": True}]
 
 
-def _explanation(exc: docker.errors.APIError) -> str:
+class ContainerEvents:
+    """Docker's container events as :class:`UnitEvent`s: a container that dies is ``died`` (with its
+    exit code), one sent SIGTERM or SIGKILL (``docker stop``, ``docker kill``) is ``stopping``."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def __iter__(self) -> Iterator[UnitEvent]:
+        for event in self.stream:
+            change = _unit_event(event)
+            if change is not None:
+                yield change
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _unit_event(event: dict[str, Any]) -> UnitEvent | None:
+    """A container event as the unit change it is; None for other events and for containers the scheduler did not make."""
+    actor = event.get("Actor") or {}
+    labels = actor.get("Attributes") or {}
+    action = event.get("Action")
+    if not (labels.get("paz.service") and labels.get("paz.version", "").isdigit() and labels.get("paz.instance", "").isdigit()):
+        return None
+    if action == "stop" or (action == "kill" and labels.get("signal") in TERMINATING_SIGNALS):
+        kind, detail = STOPPING, ""
+    elif action == "die":
+        kind, detail = DIED, f"exit code {labels.get('exitCode', '?')}"
+    elif action in ("start", "destroy"):
+        kind, detail = (STARTED if action == "start" else GONE), ""
+    else:
+        return None
+    return UnitEvent(kind, labels["paz.service"], int(labels["paz.version"]), int(labels["paz.instance"]),
+                     actor.get("ID") or event.get("id"), detail)
+
+
+def unit_stats(unit: Unit, api: docker.APIClient | None) -> dict[str, Any]:
+    """A running unit's resource use from the engine it runs on; null figures when that engine is unknown or it does not run."""
+    if api is None or unit.state != "running" or not unit.containerId:
+        return dict(NO_STATS)
+    return _stats(api.stats(unit.containerId, stream=False))
+
+
+def explanation(exc: docker.errors.APIError) -> str:
     return str(exc.explanation or exc)
 
 

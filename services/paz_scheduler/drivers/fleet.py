@@ -123,6 +123,7 @@ def unit_text(options: list[Option]) -> str:
 class FleetDriver:
     name = "fleet"
     self_announcing = True
+    rolls_fixed_ports = False
     POLL_SECONDS = 0.5
 
     def __init__(self, settings: Any) -> None:
@@ -182,7 +183,7 @@ class FleetDriver:
     def _states(self) -> dict[str, dict[str, Any]]:
         return {state["name"]: state for state in self._pages("/state", "states")}
 
-    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> None:
+    def wait_ready(self, units: list[Unit], health_check: dict[str, Any] | None, timeout: float) -> list[Unit]:
         """Wait until systemd reports every unit active and running on its machine."""
 
         def waiting() -> list[str]:
@@ -194,6 +195,7 @@ class FleetDriver:
 
         if not poll(lambda: not waiting(), timeout, self.POLL_SECONDS):
             raise DeployFailed(f"{', '.join(waiting())} did not reach running in time")
+        return units
 
     def units(self, service: str | None = None) -> list[Unit]:
         states, machines = self._states(), {m["id"]: m["address"] for m in self.hosts()}
@@ -216,6 +218,10 @@ class FleetDriver:
             if unit.id == unit_id:
                 return unit, {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
         raise NotFound(f"No unit {unit_id}; GET /units lists them.", {"unit": unit_id})
+
+    def events(self) -> Any:
+        """Never followed: fleet's sidekicks announce instances themselves (``self_announcing``)."""
+        raise NotImplementedError("fleet's units announce themselves; nothing follows its events")
 
     def withdraw(self, units: list[Unit]) -> None:
         """Destroy the sidekicks: each removes its instance key as it stops."""

@@ -1,0 +1,185 @@
+"""The swarm driver on a real single-node swarm: a dockerd of the tests' own, in a network namespace
+they make, initialised as a swarm manager; the whole suite around it (etcd, directory, scheduler with
+``PAZ_DRIVER=swarm``, haproxy-sync with HAProxy, orchestrator) on free loopback ports.
+
+One swarm and one suite serve the module; each test uses its own service names.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.support import SESSION_ID, TEST_LABEL, build_test_image, etcdctl_get, wait_until
+from paz.suite import make_swarm_manager
+from tests.support.swarm import SwarmCluster, SwarmSuite, page, started
+
+IMAGE = "paz-test/hello:1"
+EXIT_IMAGE = "paz-test/hello:exit"
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[SwarmCluster]:
+    with started(SwarmCluster(1, octet=1)) as cluster:
+        build_test_image(cluster.manager, IMAGE)
+        build_test_image(cluster.manager, EXIT_IMAGE, extra_changes=['CMD ["/bin/sh", "-c", "echo broken; exit 1"]'])
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def suite(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmSuite]:
+    with started(SwarmSuite(swarm, tmp_path_factory.mktemp("swarm-suite"))) as running_suite:
+        yield running_suite
+
+
+def swarm_services(swarm: SwarmCluster, name: str) -> list[str]:
+    return sorted(s.name for s in swarm.manager.client().services.list(filters={"label": f"paz.service={name}"}))
+
+
+def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
+    """The paz README's curl walkthrough (seeds/000_...txt) with PAZ_DRIVER=swarm."""
+    orchestrator, scheduler = suite.orchestrator.url, suite.scheduler.url
+    client = swarm.manager.client()
+    client.images.get(IMAGE).tag("lukebond/demo-api", "latest")
+    build_test_image(swarm.manager, "lukebond/contrived-service-1:0.0.1",
+                     extra_changes=["ENV PORT=9000", "ENV MESSAGE=\"Hello World 1\"", "EXPOSE 9000"])
+    svcdoc = {"name": "demo-api", "description": "Very simple HTTP Hello World server",
+              "dockerRepository": "lukebond/demo-api", "loadBalanced": False, "publicFacing": False}
+    assert requests.post(f"{orchestrator}/services", json=svcdoc, timeout=10).status_code == 201
+    assert "demo-api" in [s["name"] for s in requests.get(f"{orchestrator}/services", timeout=10).json()]
+    patched = requests.patch(f"{orchestrator}/services/demo-api/config/next", timeout=10,
+                             json={"env": {"MESSAGE": "so platform; many service; wow"}})
+    assert patched.status_code == 200, patched.text
+    deploy_doc = {"serviceName": "demo-api", "dockerRepository": "lukebond/demo-api", "pushedAt": int(time.time())}
+    deployed = requests.post(f"{scheduler}/hooks/deploy", json=deploy_doc, timeout=90)
+    assert deployed.status_code == 201, deployed.text
+    assert wait_until(lambda: suite.through("demo-api"), 20, what="demo-api through HAProxy") == "so platform; many service; wow"
+    (address,) = suite.announced("demo-api").values()
+    assert address.startswith(f"{swarm.manager.address}:")  # the node's address and the task's published port
+    assert swarm_services(swarm, "demo-api") == ["demo-api-1"]
+
+    directory_address = etcdctl_get(suite.etcd.url, "/paz/services/paz-service-directory")
+    contrived = {"name": "contrived-service-1", "description": "Test service", "dockerImage": "lukebond/contrived-service-1",
+                 "ports": [{"container": 9000, "host": 80}], "autoDeploy": "always", "numInstances": 1,
+                 "conflictsWith": "contrived-service-*"}
+    assert requests.post(f"http://{directory_address}/services", json=contrived, timeout=10).status_code == 201
+    scheduler_address = etcdctl_get(suite.etcd.url, "/paz/services/paz-scheduler")
+    deployed = requests.post(f"http://{scheduler_address}/hooks/deploy", timeout=90, json={
+        "serviceName": "contrived-service-1", "dockerRepository": "lukebond/contrived-service-1:0.0.1", "pushedAt": 0})
+    assert deployed.status_code == 201, deployed.text
+    assert wait_until(lambda: suite.through("contrived-service-1"), 20, what="contrived-service-1") == "Hello World 1"
+    assert page(f"{swarm.manager.address}:80") == "Hello World 1"  # "hit up port 80" on the node
+
+    (host,) = requests.get(f"{orchestrator}/cluster/hosts", timeout=10).json()
+    assert (host["driver"], host["role"], host["availability"], host["state"], host["healthy"]) == (
+        "swarm", "manager", "active", "ready", True)
+    assert host["address"] == swarm.manager.address and host["id"] == swarm.node_id(swarm.manager)
+    units = requests.get(f"{orchestrator}/cluster/units", timeout=10).json()
+    assert sorted(u["id"] for u in units) == ["contrived-service-1-1-1", "demo-api-1-1"]
+
+    for service in ("demo-api", "contrived-service-1"):
+        assert requests.delete(f"{orchestrator}/services/{service}", timeout=60).status_code in (200, 204)
+        assert swarm_services(swarm, service) == []
+        assert client.containers.list(filters={"label": f"paz.service={service}"}) == []
+        assert etcdctl_get(suite.etcd.url, f"/paz/services/{service}") == ""
+        assert requests.get(f"{orchestrator}/services/{service}", timeout=10).status_code == 404
+
+
+def test_a_rollover_under_load_through_haproxy_fails_no_request(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2, env={"MESSAGE": "v1"})
+    assert suite.deploy(unique_name).status_code == 201
+    assert sorted(suite.announced(unique_name)) == ["1/1", "1/2"]
+    suite.redeploy_under_load(unique_name, "v1", "v2")
+    assert sorted(suite.announced(unique_name)) == ["2/1", "2/2"]
+    assert swarm_services(swarm, unique_name) == [f"{unique_name}-2"]
+
+
+def test_a_failing_version_is_removed_and_the_old_one_keeps_serving(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, env={"MESSAGE": "good"})
+    assert suite.deploy(unique_name).status_code == 201
+    before = suite.announced(unique_name)
+    answer = suite.deploy(unique_name, EXIT_IMAGE)
+    assert answer.status_code == 422, answer.text
+    message = answer.json()["error"]["message"]
+    assert f"{unique_name}-2-1 exited with code 1" in message and "v1 keeps serving" in message, message
+    assert suite.announced(unique_name) == before and page(before["1/1"]) == "good"
+    assert swarm_services(swarm, unique_name) == [f"{unique_name}-1"]
+    assert suite.scheduler.request("GET", f"/config/{unique_name}/version/2").json()["status"] == "failed"
+
+
+def test_a_killed_task_is_replaced_and_announced_again(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2, env={"MESSAGE": "alive"})
+    assert suite.deploy(unique_name).status_code == 201
+    old = suite.announced(unique_name)["1/1"]
+    (unit,) = [u for u in suite.scheduler.request("GET", "/units", params={"service": unique_name}).json() if u["instance"] == 1]
+    started = time.monotonic()
+    swarm.manager.client().containers.get(unit["containerId"]).kill()
+    wait_until(lambda: "1/1" not in suite.announced(unique_name), 3, interval=0.02, what="the killed task's key to go")
+    assert time.monotonic() - started < 3 and "1/2" in suite.announced(unique_name)
+    new = wait_until(lambda: suite.announced(unique_name).get("1/1"), 20, what="the replacement task announced")
+    assert new != old and new.startswith(f"{swarm.manager.address}:") and page(new) == "alive"
+    down = suite.scheduler.request("GET", "/journal", params={"service": unique_name, "limit": 5}).json()
+    assert any(e["type"] == "instance-down" and f"{unique_name}-1-1" in e["message"] for e in down), down
+
+
+def test_hostile_env_values_arrive_byte_for_byte(swarm, suite, unique_name):
+    hostile = 'say "hi" \'there\'\nline two; $(touch /tmp/pwned) `id` ${HOME} %n \\ end'
+    suite.register(unique_name, IMAGE, env={"MESSAGE": hostile, "OTHER": "a;b\n$(c)\"d\""}, volume={"/tmp": "/host-tmp"})
+    assert suite.deploy(unique_name).status_code == 201
+    (address,) = suite.announced(unique_name).values()
+    assert page(address) == hostile
+    (unit,) = suite.scheduler.request("GET", "/units", params={"service": unique_name}).json()
+    container = swarm.manager.client().containers.get(unit["containerId"])
+    assert container.exec_run(["/bin/sh", "-c", 'printf %s "$OTHER"']).output.decode() == "a;b\n$(c)\"d\""
+    assert container.exec_run(["/bin/sh", "-c", "ls /tmp"]).output.decode() == ""
+    assert any(m["Type"] == "bind" and m["Destination"] == "/host-tmp" for m in container.attrs["Mounts"])
+
+
+def test_units_hosts_and_stats_come_from_swarm(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, numInstances=2)
+    assert suite.deploy(unique_name).status_code == 201
+    # a Swarm service made around paz, with its labels but not a version, is left out
+    swarm.manager.client().services.create(IMAGE, name=f"{unique_name}-stray", labels={
+        "paz.service": unique_name, "paz.version": "two; rm -rf /", TEST_LABEL: SESSION_ID})
+    units = suite.scheduler.request("GET", "/units", params={"service": unique_name}).json()
+    assert [(u["id"], u["state"], u["announced"], u["host"]) for u in units] == [
+        (f"{unique_name}-1-1", "running", True, swarm.manager.address), (f"{unique_name}-1-2", "running", True, swarm.manager.address)]
+    one = suite.scheduler.request("GET", f"/units/{unique_name}-1-1").json()
+    assert one["stats"]["memoryBytes"] > 0
+    host = suite.orchestrator.request("GET", f"/cluster/hosts/{swarm.node_id(swarm.manager)}").json()
+    assert host["stats"]["unitsRunning"] >= 2 and host["cores"] >= 1
+
+
+def test_a_fixed_host_port_on_one_node_deploys_stop_then_start(swarm, suite, unique_name):
+    suite.register(unique_name, IMAGE, ports=[{"container": 8000, "host": 8081}], env={"MESSAGE": "one"})
+    assert suite.deploy(unique_name).status_code == 201
+    assert page(f"{swarm.manager.address}:8081") == "one"
+    suite.configure(unique_name, env={"MESSAGE": "two"})
+    answer = suite.deploy(unique_name)
+    assert answer.status_code == 201, answer.text
+    assert page(f"{swarm.manager.address}:8081") == "two"
+    assert suite.announced(unique_name) == {"2/1": f"{swarm.manager.address}:8081"}
+    # a version that fails gives the node back: the old one runs again on the port
+    answer = suite.deploy(unique_name, EXIT_IMAGE)
+    assert answer.status_code == 422, answer.text
+    wait_until(lambda: suite.announced(unique_name) == {"2/1": f"{swarm.manager.address}:8081"}, 20, what="v2 announced again")
+    assert page(f"{swarm.manager.address}:8081") == "two" and swarm_services(swarm, unique_name) == [f"{unique_name}-2"]
+
+
+def test_paz_up_makes_an_engine_in_no_swarm_a_single_node_manager():
+    """What ``paz up --driver swarm`` does to the engine at DOCKER_HOST before the scheduler starts."""
+    lone = SwarmCluster(1, octet=2)
+    try:
+        lone.start(init=False)
+        engine = lone.manager
+        assert engine.client().info()["Swarm"]["LocalNodeState"] == "inactive"
+        said = make_swarm_manager(engine.host, engine.address)
+        node = engine.client().info()["Swarm"]
+        assert node["ControlAvailable"] is True
+        assert said == f"made the Docker Engine at {engine.host} a single-node swarm manager (node {node['NodeID']}, address {engine.address})"
+        assert make_swarm_manager(engine.host, engine.address).endswith(f"is a swarm manager already (node {node['NodeID']})")
+    finally:
+        lone.stop()
