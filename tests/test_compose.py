@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support import ROOT, SESSION_ID, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
+from tests.support import ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 SUITE = {
@@ -278,15 +278,19 @@ def test_compose_up_announces_every_service_by_its_compose_name(composed: Compos
 def test_compose_suite_deploys_the_seed_way_and_haproxy_routes_to_it(composed: ComposedSuite, test_image: str, unique_name: str) -> None:
     orchestrator, scheduler = composed.url("PAZ_ORCHESTRATOR_PORT"), composed.url("PAZ_SCHEDULER_PORT")
     wait_until(lambda: requests.get(orchestrator + "/health", timeout=2).ok, 90, interval=1, what="the orchestrator")
+    made = subprocess.run([str(VENV_BIN / "paz"), "token", "create", "--role", "admin", "--etcd", composed.url("PAZ_ETCD_PORT")],
+                          capture_output=True, text=True, timeout=30)
+    assert made.returncode == 0, made.stderr
+    admin = {"Authorization": f"Bearer {made.stdout.strip()}"}
     document = {"name": unique_name, "description": "compose test", "dockerRepository": test_image.split(":")[0],
                 "loadBalanced": True, "publicFacing": False, "ports": [{"container": 8000}]}
-    created = requests.post(orchestrator + "/services", json=document, timeout=10)
+    created = requests.post(orchestrator + "/services", headers=admin, json=document, timeout=10)
     assert created.status_code == 201, created.text
-    patched = requests.patch(f"{orchestrator}/services/{unique_name}/config/next", json={"env": {"MESSAGE": "so platform; many service; wow"}}, timeout=10)
+    patched = requests.patch(f"{orchestrator}/services/{unique_name}/config/next", headers=admin, json={"env": {"MESSAGE": "so platform; many service; wow"}}, timeout=10)
     assert patched.ok, patched.text
     deploy = {"serviceName": unique_name, "dockerRepository": test_image, "pushedAt": int(time.time())}
     composed.deployed.append(unique_name)
-    deployed = requests.post(scheduler + "/hooks/deploy", json=deploy, timeout=120)
+    deployed = requests.post(scheduler + "/hooks/deploy", headers=admin, json=deploy, timeout=120)
     assert deployed.ok, deployed.text
 
     def routed() -> bool:

@@ -1,7 +1,7 @@
 """Each running service keeps the promises of its own OpenAPI document.
 
 The four services run for real (gunicorn, a real etcd of this module's own, a real Docker Engine and
-HAProxy), and schemathesis, a property-based API fuzzer, calls every documented operation with
+HAProxy), with tokens required as paz up runs them; schemathesis, given an admin token,, a property-based API fuzzer, calls every documented operation with
 generated valid and invalid input: no answer may be a 5xx, carry a status its document does not
 list, or a body its document's schema does not allow. The streaming ``/events`` is left out: a
 fuzzer cannot bound a stream that never ends (its own tests cover it).
@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import requests
 
+from paz.auth import TokenStore
+from paz.etcd_client import Etcd
 from paz.registry import declarations
 from tests.support import VENV_BIN, EtcdServer, HaproxySync, Service
 from tests.test_scheduler import scheduler_env
@@ -28,15 +30,17 @@ MAX_EXAMPLES = os.environ.get("PAZ_FUZZ_EXAMPLES", "25")
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: Any) -> Iterator[dict[str, Service]]:
-    """The whole suite on free ports and an etcd of its own, so what the fuzzer registers stays here."""
+    """The whole suite on free ports and an etcd of its own, so what the fuzzer registers stays here;
+    the services by name, and an admin token under "admin"."""
     folder = tmp_path_factory.mktemp("fuzz")
     etcd = EtcdServer(folder).start()
     services: dict[str, Service] = {}
+    required = {"PAZ_AUTH": "required"}
     try:
-        services["service-directory"] = Service("paz-service-directory", etcd, folder).start()
-        services["scheduler"] = Service("paz-scheduler", etcd, folder, env=scheduler_env(docker_engine)).start()
-        services["haproxy-sync"] = HaproxySync(etcd, folder).start()
-        services["orchestrator"] = Service("paz-orchestrator", etcd, folder, env={"PAZ_UPSTREAM_TIMEOUT": "30"}).start()
+        services["service-directory"] = Service("paz-service-directory", etcd, folder, env=required).start()
+        services["scheduler"] = Service("paz-scheduler", etcd, folder, env={**scheduler_env(docker_engine), **required}).start()
+        services["haproxy-sync"] = HaproxySync(etcd, folder, env=required).start()
+        services["orchestrator"] = Service("paz-orchestrator", etcd, folder, env={"PAZ_UPSTREAM_TIMEOUT": "30", **required}).start()
         yield services
     finally:
         for service in reversed(services.values()):
@@ -71,9 +75,11 @@ def test_every_reference_in_the_document_resolves(suite: dict[str, Service], nam
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [service.name for service in declarations()])
 def test_the_service_keeps_its_documented_contract_under_fuzzing(suite: dict[str, Service], name: str, tmp_path: Path) -> None:
+    admin_token, _ = TokenStore(Etcd([suite[name].etcd.url])).create("admin", f"schemathesis {name}")
     result = subprocess.run(
         [str(VENV_BIN / "schemathesis"), "run", f"{suite[name].url}/openapi.json", "--checks", CHECKS,
          "--max-examples", MAX_EXAMPLES, "--exclude-path", "/events", "--seed", "1",
+         "--header", f"Authorization: Bearer {admin_token}",
          "--request-timeout", "60", "--no-color", "--generation-database", "none",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,

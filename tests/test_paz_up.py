@@ -75,20 +75,23 @@ def test_logs_show_each_part(suite_up):
 
 def test_the_seed_walkthrough_runs_as_written(suite_up, docker_engine, test_image):
     """The curl walkthrough of the paz Orchestrator README (seeds/000_...txt), against ``paz up``."""
+    state, _ = suite_up
     orchestrator, scheduler = "http://127.0.0.1:9000", "http://127.0.0.1:9002"
+    admin = {"Authorization": f"Bearer {(state / 'admin.token').read_text().strip()}"}  # made by paz up
     client = docker_engine.client()
     client.images.get(test_image).tag("lukebond/demo-api", "latest")
     build_test_image(docker_engine, "lukebond/contrived-service-1:0.0.1",
                      extra_changes=["ENV PORT=9000", "ENV MESSAGE=\"Hello World 1\"", "EXPOSE 9000"])
+    assert requests.post(f"{orchestrator}/services", json={}, timeout=10).status_code == 401  # no token, no change
     svcdoc = {"name": "demo-api", "description": "Very simple HTTP Hello World server",
               "dockerRepository": "lukebond/demo-api", "loadBalanced": False, "publicFacing": False}
-    assert requests.post(f"{orchestrator}/services", json=svcdoc, timeout=10).status_code == 201
+    assert requests.post(f"{orchestrator}/services", headers=admin, json=svcdoc, timeout=10).status_code == 201
     assert "demo-api" in [s["name"] for s in requests.get(f"{orchestrator}/services", timeout=10).json()]
-    patched = requests.patch(f"{orchestrator}/services/demo-api/config/next", timeout=10,
+    patched = requests.patch(f"{orchestrator}/services/demo-api/config/next", headers=admin, timeout=10,
                              json={"env": {"MESSAGE": "so platform; many service; wow"}})
     assert patched.status_code == 200, patched.text
     deploy_doc = {"serviceName": "demo-api", "dockerRepository": "lukebond/demo-api", "pushedAt": int(time.time())}
-    deployed = requests.post(f"{scheduler}/hooks/deploy", json=deploy_doc, timeout=120)
+    deployed = requests.post(f"{scheduler}/hooks/deploy", headers=admin, json=deploy_doc, timeout=120)
     assert deployed.status_code in (200, 201), deployed.text
     demo = wait_until(lambda: _through_haproxy("demo-api"), 20, what="demo-api through HAProxy")
     assert demo == "so platform; many service; wow"
@@ -97,17 +100,17 @@ def test_the_seed_walkthrough_runs_as_written(suite_up, docker_engine, test_imag
     contrived = {"name": "contrived-service-1", "description": "Test service", "dockerImage": "lukebond/contrived-service-1",
                  "ports": [{"container": 9000, "host": 80}], "autoDeploy": "always", "numInstances": 1,
                  "conflictsWith": "contrived-service-*"}
-    created = requests.post(f"http://{directory_address}/services", json=contrived, timeout=10)
+    created = requests.post(f"http://{directory_address}/services", headers=admin, json=contrived, timeout=10)
     assert created.status_code == 201, created.text
     scheduler_address = etcdctl_get("http://127.0.0.1:2379", "/paz/services/paz-scheduler")
-    deployed = requests.post(f"http://{scheduler_address}/hooks/deploy", timeout=120, json={
+    deployed = requests.post(f"http://{scheduler_address}/hooks/deploy", headers=admin, timeout=120, json={
         "serviceName": "contrived-service-1", "dockerRepository": "lukebond/contrived-service-1:0.0.1", "pushedAt": 0})
     assert deployed.status_code in (200, 201), deployed.text
     assert wait_until(lambda: _through_haproxy("contrived-service-1"), 20, what="contrived-service-1") == "Hello World 1"
     assert requests.get("http://127.0.0.1:80/cgi-bin/index", timeout=5).text == "Hello World 1"  # "hit up port 80"
 
     for name in ("demo-api", "contrived-service-1"):
-        assert requests.delete(f"{orchestrator}/services/{name}", timeout=60).status_code in (200, 204)
+        assert requests.delete(f"{orchestrator}/services/{name}", headers=admin, timeout=60).status_code in (200, 204)
         assert client.containers.list(all=True, filters={"label": f"paz.service={name}"}) == []
         assert etcdctl_get("http://127.0.0.1:2379", f"/paz/services/{name}") == ""
         assert requests.get(f"{orchestrator}/services/{name}", timeout=10).status_code == 404

@@ -12,6 +12,7 @@ from typing import Any
 
 import requests
 from flask import Response
+from marshmallow import Schema
 
 from paz.api import Blueprint, BodyParser
 
@@ -20,11 +21,18 @@ from .upstream import unusable_answer
 RELAYED_HEADERS = ("Content-Type", "Location", "Retry-After")
 
 
+def forwarded(schema: Schema) -> Schema:
+    """``schema`` as the document shows a relayed body; the body itself is forwarded unread."""
+    schema.paz_forwarded = True  # type: ignore[attr-defined]
+    return schema
+
+
 class ForwardingParser(BodyParser):
-    """Bodies must be JSON objects, and are handed to the view unread (queries are still validated)."""
+    """Relayed bodies (:func:`forwarded`) must be JSON objects and are handed to the view unread;
+    the orchestrator's own bodies and every query are validated as usual."""
 
     def parse(self, argmap: Any, req: Any = None, *, location: str | None = None, **kwargs: Any) -> Any:
-        if location == "json":
+        if location == "json" and getattr(argmap, "paz_forwarded", False):
             return self.load_json(req if req is not None else self.get_default_request(), argmap)
         return super().parse(argmap, req, location=location, **kwargs)
 

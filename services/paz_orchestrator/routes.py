@@ -13,17 +13,18 @@ from typing import Any
 from flask import Response, current_app
 
 from paz.api import NAMED
+from paz.auth import TokenStore
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import checked_name
-from paz.web import error_response
+from paz.web import error_response, paz_context
 from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz_scheduler.schemas import HostOut, UnitOut, VersionOut
 
 from .events import EventStreams
-from .relay import RelayBlueprint, relay
+from .relay import RelayBlueprint, forwarded, relay
 from .schemas import (
     UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
-    LoadBalancerOut, ServiceStatsOut,
+    LoadBalancerOut, NewTokenOut, ServiceStatsOut, TokenIn, TokenOut,
 )
 from .upstream import DIRECTORY, SCHEDULER, Cluster
 
@@ -83,7 +84,7 @@ def list_services(query: dict[str, Any]):
 
 
 @bp.post("/services")
-@bp.arguments(ServiceSchema, description="The directory's service document (paz's SVCDOC works as it is); the directory validates it")
+@bp.arguments(forwarded(ServiceSchema()), description="The directory's service document (paz's SVCDOC works as it is); the directory validates it")
 @bp.response(201, ServiceOut, description="Created; Location names it")
 @bp.errors(400, 409, 502)
 def create_service(body: dict[str, Any]):
@@ -146,7 +147,7 @@ def next_config(name: str):
 
 
 @bp.patch("/services/<name>/config/next", parameters=NAMED)
-@bp.arguments(ConfigSchema(partial=True), description="The keys to change; env and volume merge key by key (null removes one)")
+@bp.arguments(forwarded(ConfigSchema(partial=True)), description="The keys to change; env and volume merge key by key (null removes one)")
 @bp.response(200, ConfigSchema, description="The whole config after the change")
 @bp.errors(400, 404, 409, 502)
 def patch_next_config(patch: dict[str, Any], name: str):
@@ -298,6 +299,35 @@ def load_balancer_health(lb_id: str):
     found = cluster().load_balancer(lb_id)
     reason = (found.get("error") or {}).get("message") or "its /health answers that it is not healthy"
     return health_answer(lb_id, None if found["healthy"] else reason)
+
+
+# Tokens (paz.auth): every route here needs an admin token
+
+
+@bp.post("/tokens")
+@bp.arguments(TokenIn)
+@bp.response(201, NewTokenOut, description="The new token; its secret is shown this once")
+@bp.errors(400)
+def create_token(body: dict[str, Any]):
+    """Make an API token with a role."""
+    secret, record = TokenStore(paz_context().etcd).create(body["role"], body["name"])
+    return {**record, "token": secret}, 201
+
+
+@bp.get("/tokens")
+@bp.requires("admin")
+@bp.response(200, TokenOut(many=True), description="Oldest first, without their secrets")
+def list_tokens():
+    """Every API token: id, name, role, when it was made."""
+    return TokenStore(paz_context().etcd).records()
+
+
+@bp.delete("/tokens/<token_id>")
+@bp.response(200, TokenOut, description="The token revoked; it stops working at once")
+@bp.errors(404)
+def revoke_token(token_id: str):
+    """Revoke a token, named by its id (or its secret)."""
+    return TokenStore(paz_context().etcd).revoke(token_id)
 
 
 # Live events

@@ -10,6 +10,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from paz.api import ErrorSchema
+from paz.auth import ROLES
 from paz_haproxy_sync.schemas import BackendOut
 from paz_scheduler.schemas import HostOut
 
@@ -119,6 +120,23 @@ class LoadBalancerOut(Schema):
     healthy = fields.Boolean(required=True)
     backends = fields.List(fields.Nested(BackendOut), required=True)
     error = fields.Nested(Failure, metadata={"description": "why it could not be asked"})
+
+
+class TokenIn(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(ROLES), metadata={"description": "read, deploy or admin"})
+    name = fields.String(load_default="", validate=validate.Regexp(r"^[A-Za-z0-9 ._@-]{0,64}$", error="up to 64 letters, digits, spaces, '.', '_', '@' or '-'"),
+                         metadata={"description": "who or what it is for"})
+
+
+class TokenOut(Schema):
+    id = fields.String(required=True, metadata={"description": "safe to show: the first 12 hex digits of the secret's SHA-256"})
+    name = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    createdAt = fields.String(required=True)
+
+
+class NewTokenOut(TokenOut):
+    token = fields.String(required=True, metadata={"description": "the secret, shown this once: it is not stored"})
 
 
 def event_id(description: str, **kwargs: str) -> fields.Integer:

@@ -32,7 +32,6 @@ class SchedulerSettings(Settings):
     instance_labels: tuple[tuple[str, str], ...] = env("PAZ_INSTANCE_LABELS", parse_labels, ())
     instance_ttl: int = env("PAZ_INSTANCE_TTL", parse_positive_int, 30)
     fleet_url: str = env("PAZ_FLEET_URL", parse_url, "")
-    hook_token: str = env("PAZ_HOOK_TOKEN", str, "")
     deploy_timeout: float = env("PAZ_DEPLOY_TIMEOUT", parse_positive_float, 60.0)
     drain_seconds: float = env("PAZ_DRAIN_SECONDS", parse_seconds, 2.0)
     stop_timeout: int = env("PAZ_STOP_TIMEOUT", parse_positive_int, 10)
@@ -48,7 +47,7 @@ def attach_scheduler(app: Flask, paz: Paz) -> None:
     settings = paz.settings
     driver = make_driver(settings)
     paz.health_checks[driver.name] = driver.health
-    app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver, Upstream(paz.discovery))
+    app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver, Upstream(paz.discovery, token=settings.token))
 
 
 service = Service(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
-from flask import current_app, jsonify, request, url_for
+from flask import current_app, jsonify, url_for
 
 from paz.api import NAMED, Blueprint
-from paz.errors import NotFound, Unauthorized
+from paz.errors import NotFound
 from paz.names import checked_name
 
 from .engine import Scheduler
@@ -29,22 +28,13 @@ def scheduler() -> Scheduler:
     return current_app.extensions["paz.scheduler"]
 
 
-def check_token() -> None:
-    """When PAZ_HOOK_TOKEN is set, a hook must carry it (``?token=`` or ``X-Paz-Token``), compared in constant time."""
-    expected = scheduler().settings.hook_token
-    if not expected:
-        return
-    given = request.args.get("token") or request.headers.get("X-Paz-Token") or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Unauthorized("This hook needs the scheduler's token: add ?token=<PAZ_HOOK_TOKEN> or the header X-Paz-Token.")
-
-
 def created(document: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     location = url_for("scheduler.version", name=document["service"], number=document["version"])
     return document, 201, {"Location": location}
 
 
 @bp.post("/hooks/deploy")
+@bp.requires("deploy", query_token=True)
 @bp.arguments(DeployHookSchema)
 @bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
 @bp.errors(*HOOK_ERRORS)
@@ -54,12 +44,12 @@ def deploy_hook(body: dict[str, Any]):
     dockerRepository (with a tag) is the image to run; it defaults to the service's. With
     PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
     """
-    check_token()
     name = checked_name(body["serviceName"])
     return created(scheduler().deploy(name, body.get("dockerRepository"), body.get("pushedAt")))
 
 
 @bp.post("/hooks/dockerhub")
+@bp.requires("deploy", query_token=True)
 @bp.arguments(DockerHubHookSchema)
 @bp.response(201, VersionOut, description="Deployed: the new version")
 @bp.alt_response(202, schema=IgnoredPushOut, description="Ignored: the service's autoDeploy is not always")
@@ -70,7 +60,6 @@ def dockerhub_hook(body: dict[str, Any]):
     A push to a service whose autoDeploy is not "always" is acknowledged with 202 and nothing runs.
     With PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
     """
-    check_token()
     repository, tag = body["repository"]["repo_name"], body["push_data"]["tag"]
     service = scheduler().service_of_repository(repository)
     if service["config"].get("autoDeploy") != "always":
@@ -117,6 +106,7 @@ def journal(query: dict[str, Any]):
 
 
 @bp.post("/services/<name>/rollback", parameters=NAMED)
+@bp.requires("deploy")
 @bp.arguments(RollbackSchema)
 @bp.response(201, VersionOut, description="Rolled back: the new version")
 @bp.errors(400, 404, 409, 422, 502)

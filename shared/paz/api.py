@@ -19,10 +19,14 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 from webargs.flaskparser import FlaskParser
 
+from . import auth
 from .errors import BadRequest, PayloadTooDeep
 from .names import SERVICE_NAME
 
 UNAVAILABLE = 503
+BEARER = "bearerToken"
+TOKEN_PARAMETER = {"in": "query", "name": "token", "required": False, "schema": {"type": "string"},
+                   "description": "the token, for callers that can only call a URL (Docker Hub); Authorization: Bearer is better"}
 NAMED = [{
     "in": "path",
     "name": "name",
@@ -71,8 +75,25 @@ class BodyParser(FlaskParser):
         raise BadRequest(f"The request {where} is not valid: see details for each field.", messages)
 
 
+def _declare(doc_info: dict[str, Any], *statuses: int) -> None:
+    responses = doc_info.setdefault("response", {}).setdefault("responses", {})
+    for status in statuses:
+        responses.setdefault(status, [http.HTTPStatus(status).name])
+
+
 def _document_unavailable(doc: dict[str, Any], doc_info: dict[str, Any], **_: Any) -> dict[str, Any]:
-    doc_info.setdefault("response", {}).setdefault("responses", {}).setdefault(UNAVAILABLE, [http.HTTPStatus(UNAVAILABLE).name])
+    _declare(doc_info, UNAVAILABLE)
+    return doc
+
+
+def _document_auth(doc: dict[str, Any], doc_info: dict[str, Any], *, method: str, **_: Any) -> dict[str, Any]:
+    """A view that needs a token (:mod:`paz.auth`) says so, with its 401 and 403."""
+    if auth.role_needed(method.upper(), doc_info, reads_need_token=False) is None:
+        return doc
+    _declare(doc_info, 401, 403)
+    doc["security"] = [{BEARER: []}]
+    if doc_info.get("paz_query_token"):
+        doc_info.setdefault("arguments", {}).setdefault("parameters", []).append(TOKEN_PARAMETER)
     return doc
 
 
@@ -83,7 +104,9 @@ class Blueprint(flask_smorest.Blueprint):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._prepare_doc_cbks.insert(0, _document_unavailable)
+        self._prepare_doc_cbks[:0] = [_document_unavailable, _document_auth]
+
+    requires = staticmethod(auth.requires)
 
     def errors(self, *statuses: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Declare that a view may answer each of ``statuses`` with the error shape."""
@@ -119,4 +142,6 @@ def schema_name(schema: type[Schema] | Schema) -> str:
 def make_api(app: Flask, title: str, version: str, description: str) -> Api:
     app.config.update(API_TITLE=title, API_VERSION=version, OPENAPI_VERSION="3.0.3")
     plugin = MarshmallowPlugin(schema_name_resolver=schema_name)
-    return Api(app, spec_kwargs={"info": {"description": description}, "marshmallow_plugin": plugin})
+    api = Api(app, spec_kwargs={"info": {"description": description}, "marshmallow_plugin": plugin})
+    api.spec.components.security_scheme(BEARER, {"type": "http", "scheme": "bearer", "description": "a paz token (paz token create)"})
+    return api

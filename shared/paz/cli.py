@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 from . import docs as api_docs
+from .auth import ROLES, TokenStore
+from .errors import ApiError
+from .etcd_client import Etcd, StoreUnavailable
 from .names import DOMAIN
-from .settings import SettingsError
-from .suite import HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
+from .settings import SettingsError, parse_endpoints
+from .suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 
 
 def _suite(args: argparse.Namespace) -> Suite:
@@ -31,7 +34,10 @@ def up(args: argparse.Namespace) -> int:
         print(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
               "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
               "works; deploys answer 503.", file=sys.stderr)
+    tokens_made: list[Path] | None = None
     for part in suite.wanted():
+        if part.announced_as and tokens_made is None:
+            tokens_made = suite.ensure_tokens()
         if suite.pid(part) is not None:
             print(f"{part.name:<18} already running (pid {suite.pid(part)}) at {part.address}")
             continue
@@ -49,6 +55,8 @@ def up(args: argparse.Namespace) -> int:
         print(f"domain             {args.domain or 'none'} (in etcd at /paz/config/domain)")
     print(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
     print(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
+    print(f"admin token        in {suite.admin_token_file} ({made}): curl -H \"Authorization: Bearer $(cat {suite.admin_token_file})\" ...")
     print(f"\nstate and logs: {suite.state_dir} (paz status, paz logs [part], paz down)")
     print("try: curl -s http://127.0.0.1:9000/services")
     return 0
@@ -60,6 +68,34 @@ def swarm_manager(docker_host: str) -> str:
         return make_swarm_manager(docker_host, os.environ.get("PAZ_SWARM_ADVERTISE_ADDR", "127.0.0.1"))
     except Exception as exc:  # the engine refused or is unreachable: say so, and start the rest
         return f"could not make the Docker Engine at {docker_host} a swarm manager ({exc}): deploys answer 503"
+
+
+def _tokens(args: argparse.Namespace) -> TokenStore:
+    return TokenStore(Etcd(parse_endpoints(args.etcd), 3.0))
+
+
+def token_create(args: argparse.Namespace) -> int:
+    secret, record = _tokens(args).create(args.role, args.name)
+    print(secret)
+    print(f"token {record['id']} ({record['role']}) made; its secret, above, is shown this once", file=sys.stderr)
+    return 0
+
+
+def token_list(args: argparse.Namespace) -> int:
+    print(f"{'ID':<14}{'ROLE':<8}{'CREATED':<22}NAME")
+    for record in _tokens(args).records():
+        print(f"{record['id']:<14}{record['role']:<8}{record['createdAt']:<22}{record['name']}")
+    return 0
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    try:
+        record = _tokens(args).revoke(args.token)
+    except ApiError as exc:
+        print(f"paz token revoke: {exc.message}", file=sys.stderr)
+        return 1
+    print(f"revoked {record['id']} ({record.get('role')}, {record.get('name') or 'no name'})")
+    return 0
 
 
 def down(args: argparse.Namespace) -> int:
@@ -133,6 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     logs_parser.add_argument("name", nargs="?", help="one part, e.g. service-directory")
     logs_parser.add_argument("-n", "--lines", type=int, default=50)
     logs_parser.set_defaults(run=logs)
+    token_parser = commands.add_parser("token", help="make, list and revoke API tokens (straight in etcd)")
+    token_parser.add_argument("--etcd", default=os.environ.get("PAZ_ETCD_ENDPOINTS", ETCD_URL), help="etcd's URLs (PAZ_ETCD_ENDPOINTS)")
+    token_commands = token_parser.add_subparsers(dest="token_command", required=True)
+    create_parser = token_commands.add_parser("create", help="make a token and print its secret (once)")
+    create_parser.add_argument("--role", choices=ROLES, required=True)
+    create_parser.add_argument("--name", default="", help="who or what it is for")
+    create_parser.set_defaults(run=token_create)
+    token_commands.add_parser("list", help="every token, without secrets").set_defaults(run=token_list)
+    revoke_parser = token_commands.add_parser("revoke", help="end a token at once")
+    revoke_parser.add_argument("token", help="the token's secret or its id")
+    revoke_parser.set_defaults(run=token_revoke)
     docs_parser = commands.add_parser("docs", help="build or serve the API documents (docs/)")
     docs_commands = docs_parser.add_subparsers(dest="docs_command", required=True)
     build_parser = docs_commands.add_parser("build", help="write each service's OpenAPI document and index.html")
@@ -147,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError as exc:
         print(f"paz: {exc.args[0]}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        print(f"paz: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@ class StoreUnavailable(Exception):
 
     def __init__(self, endpoints: tuple[str, ...], cause: BaseException | None = None) -> None:
         self.endpoints = endpoints
-        detail = f": {cause}" if cause else ""
-        super().__init__(f"etcd is unreachable at {', '.join(endpoints)}{detail}")
+        self.cause = cause
+        """What the client said (for the logs: a person is told what to do instead)."""
+        super().__init__(
+            f"etcd is unreachable at {', '.join(endpoints)}: start it (paz up starts one) "
+            "or point PAZ_ETCD_ENDPOINTS at a member that runs"
+        )
 
 
 class Etcd:

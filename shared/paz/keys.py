@@ -6,6 +6,7 @@
 | ``/paz/services/<svc>/<version>/<instance>`` | ``host:port`` of a running instance (TTL) |
 | ``/paz/config/domain`` | optional public domain |
 | ``/paz/config/marathon`` | optional Marathon base URLs, comma-separated |
+| ``/paz/auth/tokens/<sha256 of the secret>`` | an API token's id, name, role (JSON; the secret is never stored) |
 | ``/paz/directory/services/<name>`` | a service document (JSON) |
 | ``/paz/scheduler/services/<name>/latest`` | the last version number given out |
 | ``/paz/scheduler/services/<name>/versions/<n>`` | a version document (JSON) |
@@ -26,6 +27,7 @@ SERVICES = f"{ROOT}/services"
 DOMAIN = f"{ROOT}/config/domain"
 MARATHON = f"{ROOT}/config/marathon"
 DIRECTORY = f"{ROOT}/directory/services"
+TOKENS = f"{ROOT}/auth/tokens"
 SCHEDULER = f"{ROOT}/scheduler"
 SCHEDULER_SERVICES = f"{SCHEDULER}/services"
 JOURNAL = f"{SCHEDULER}/journal"
@@ -47,6 +49,10 @@ def suite_service(name: str) -> str:
 def instance(service: str, version: int, number: int) -> str:
     """Where instance ``number`` of ``service``'s ``version`` announces ``host:port``."""
     return f"{SERVICES}/{service}/{version}/{number}"
+
+
+def token(digest: str) -> str:
+    return f"{TOKENS}/{digest}"
 
 
 def service_document(name: str) -> str:

@@ -150,6 +150,12 @@ class Settings:
     workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
     log_level: str = env("PAZ_LOG_LEVEL", parse_log_level, "INFO")
+    auth: str = env("PAZ_AUTH", parse_choice("required", "off"), "required")
+    auth_reads: str = env("PAZ_AUTH_READS", parse_choice("open", "token"), "open")
+    token: str = env("PAZ_TOKEN", str, "")
+    """This service's own token, for the calls it makes on its own (not on behalf of a request)."""
+    hook_token: str = env("PAZ_HOOK_TOKEN", str, "")
+    """A static token with the role deploy, taken by the deploy hooks only (e.g. in Docker Hub's webhook URL)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **defaults: Any) -> "Settings":

@@ -28,6 +28,7 @@ import docker
 import requests
 
 from . import keys
+from .auth import TokenStore
 from .processes import command
 from .registry import declarations
 from .waiting import poll
@@ -136,6 +137,31 @@ class Suite:
             return DEFAULT_DOCKER_HOST
         return self.own_docker_host if self.can_start_docker() else None
 
+    @property
+    def admin_token_file(self) -> Path:
+        return self.state_dir / "admin.token"
+
+    @property
+    def service_token_file(self) -> Path:
+        """The services' own token (role read), for the calls they make on their own."""
+        return self.state_dir / "service.token"
+
+    def ensure_tokens(self) -> list[Path]:
+        """Make the admin token and the services' token unless their files hold tokens etcd knows;
+        the files made now. A file is readable by its owner only."""
+        store = TokenStore(Etcd([ETCD_URL], 2.0))
+        made = []
+        for path, role, name in ((self.service_token_file, "read", "paz up: the suite's services"),
+                                 (self.admin_token_file, "admin", "paz up: admin")):
+            if path.exists() and store.role_of(path.read_text().strip()) is not None:
+                continue
+            secret, _ = store.create(role, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secret + "\n")
+            made.append(path)
+        return made
+
     def set_domain(self, domain: str) -> None:
         """Route ``<service>.<domain>`` for public-facing services; an empty ``domain`` stops it."""
         etcd = Etcd([ETCD_URL], 2.0)
@@ -184,9 +210,12 @@ class Suite:
     def start(self, part: Part) -> subprocess.Popen[bytes]:
         for folder in ("run", "logs"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
+        env = {**self.environ, **part.env}
+        if part.announced_as and self.service_token_file.exists():
+            env["PAZ_TOKEN"] = self.service_token_file.read_text().strip()
         with open(self.log_file(part), "ab") as log:
             proc = subprocess.Popen(
-                part.argv, env={**self.environ, **part.env}, stdout=log, stderr=subprocess.STDOUT,
+                part.argv, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file(part).write_text(f"{proc.pid}\n")

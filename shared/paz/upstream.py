@@ -23,6 +23,7 @@ from typing import Any
 import requests
 from flask import g, has_request_context
 
+from .auth import caller_authorization
 from .discovery import Discovery
 from .errors import ApiError, BadGateway, Unavailable
 
@@ -52,9 +53,10 @@ def _error_of(response: requests.Response) -> dict[str, Any]:
 class Upstream:
     """Calls suite services by name (``paz-scheduler``, ``paz-service-directory``, ...)."""
 
-    def __init__(self, discovery: Discovery, timeout: float = 10.0) -> None:
+    def __init__(self, discovery: Discovery, timeout: float = 10.0, token: str = "") -> None:
         self.discovery = discovery
         self.timeout = timeout
+        self.token = token
         self._local = threading.local()
 
     @property
@@ -68,9 +70,7 @@ class Upstream:
     def call(self, service: str, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> requests.Response:
         """``method path`` on ``service``; any answer it gives is returned, whatever its status."""
         address = self.discovery.address(service)
-        headers = dict(kwargs.pop("headers", None) or {})
-        if has_request_context() and g.get("request_id"):
-            headers.setdefault("X-Request-Id", g.request_id)
+        headers = {**self._own_headers(), **(kwargs.pop("headers", None) or {})}
         try:
             return self._session.request(
                 method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
@@ -92,6 +92,16 @@ class Upstream:
                 f"{service} at {address} gave no usable answer to {method} {path}: {exc}",
                 {"service": service, "address": address},
             ) from exc
+
+    def _own_headers(self) -> dict[str, str]:
+        """The request id and the caller's token within a request (so each service checks the person's
+        role), this service's own token otherwise."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if has_request_context():
+            headers.update(caller_authorization())
+            if g.get("request_id"):
+                headers["X-Request-Id"] = g.request_id
+        return headers
 
     def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:
         """The JSON body of a 2xx answer; :class:`UpstreamError` (the upstream's status) otherwise."""

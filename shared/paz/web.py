@@ -25,7 +25,7 @@ from flask import Flask, current_app, g, jsonify, render_template, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
-from . import __version__
+from . import __version__, auth
 from .api import Blueprint, make_api
 from .discovery import Discovery
 from .errors import ApiError
@@ -69,6 +69,7 @@ def create_app(service: "Service", settings: Settings) -> Flask:
     app.extensions["paz"] = paz
     api = make_api(app, settings.service_name, __version__, service.description)
     _install_request_ids(app)
+    auth.install(app)
     _install_error_handlers(app)
     api.register_blueprint(common)
     api.register_blueprint(service.blueprint)
@@ -124,8 +125,8 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(StoreUnavailable)
     def etcd_down(exc: StoreUnavailable):
-        log.warning("etcd unavailable", extra={"reason": str(exc)})
-        return error_response(503, f"{exc} Try again once etcd is back; nothing was changed.")
+        log.warning("etcd unavailable", extra={"reason": str(exc.cause or exc)})
+        return error_response(503, f"{exc}; nothing was changed, try again once it is back.")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

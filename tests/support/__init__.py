@@ -157,6 +157,7 @@ class Service:
             "PAZ_PORT": str(self.port),
             "PAZ_ANNOUNCE_TTL": "3",
             "PAZ_WORKERS": "2",
+            "PAZ_AUTH": "off",  # tests of what a route does; tests/test_auth.py turns it on
             **(env or {}),
         }
         self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log")
