@@ -24,7 +24,7 @@ REQUIRED = {"PAZ_AUTH": "required"}
 
 
 def paz_token(etcd: EtcdServer, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VENV_BIN / "paz"), "token", "--etcd", etcd.url, *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run([str(VENV_BIN / "paz"), "token", *args, "--etcd", etcd.url], capture_output=True, text=True, timeout=30)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -17,9 +17,11 @@ def test_without_docker_all_but_deploying_works_and_down_leaves_no_process(tmp_p
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         assert "no Docker Engine answers" in up.stderr and "deploys answer 503" in up.stderr
-        created = requests.post("http://127.0.0.1:9000/services", json={"name": "no-docker", "dockerRepository": "a/b"}, timeout=10)
+        admin = {"Authorization": f"Bearer {(state / 'admin.token').read_text().strip()}"}
+        created = requests.post("http://127.0.0.1:9000/services", json={"name": "no-docker", "dockerRepository": "a/b"},
+                                headers=admin, timeout=10)
         assert created.status_code == 201, created.text
-        deploy = requests.post("http://127.0.0.1:9002/hooks/deploy", timeout=30,
+        deploy = requests.post("http://127.0.0.1:9002/hooks/deploy", timeout=30, headers=admin,
                                json={"serviceName": "no-docker", "dockerRepository": "a/b", "pushedAt": 0})
         assert deploy.status_code == 503 and "Docker" in deploy.json()["error"]["message"], deploy.text
         status = paz(state, "status", env=env)
