@@ -115,8 +115,8 @@ class Suite:
     def _etcd_members(self) -> list[Part]:
         """One etcd, or a cluster of ``etcd_members`` on loopback (etcd-1, etcd-2, ...), v2 API enabled.
 
-        A member of a cluster is ready when it answers /version: /health waits for a quorum, which
-        the first members cannot have until the others start; the last one waits for /health.
+        A member of a cluster answers nothing until a quorum of members runs, so the first members
+        count as ready once started, and the last one when its /health answers.
         """
         single = self.etcd_members == 1
         names = ["paz"] if single else [f"paz-{i}" for i in range(1, self.etcd_members + 1)]
@@ -133,7 +133,7 @@ class Suite:
                  "--initial-advertise-peer-urls", peers[name], "--initial-cluster", cluster,
                  "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn"],
                 url.removeprefix("http://"),
-                ready_urls=[f"{url}/health" if index == self.etcd_members - 1 else f"{url}/version"],
+                ready_urls=[f"{url}/health"] if index == self.etcd_members - 1 else [],
                 install_hint="apt-get install etcd-server",
             ))
         return parts
