@@ -39,6 +39,7 @@ class SchedulerSettings(Settings):
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.driver == "fleet" and not self.fleet_url:
             raise SettingsError("PAZ_DRIVER=fleet needs PAZ_FLEET_URL, fleet's API base URL (e.g. http://127.0.0.1:49153)")
 

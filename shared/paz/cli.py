@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import docs as api_docs
@@ -13,11 +15,13 @@ from .errors import ApiError
 from .etcd_client import Etcd, StoreUnavailable
 from .names import DOMAIN
 from .settings import SettingsError, parse_endpoints
+from .logs import configure_logging
+from .supervisor import Supervisor, read_restarts
 from .suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 
 
 def _suite(args: argparse.Namespace) -> Suite:
-    return Suite(Path(args.state_dir), driver=getattr(args, "driver", None))
+    return Suite(Path(args.state_dir), driver=getattr(args, "driver", None), etcd_members=getattr(args, "etcd_members", None))
 
 
 def up(args: argparse.Namespace) -> int:
@@ -29,6 +33,7 @@ def up(args: argparse.Namespace) -> int:
     if problems:
         print("paz up: cannot start:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
+    suite.save_choices()
     docker_host = suite.docker_host
     if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):
         print(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
@@ -108,12 +113,24 @@ def down(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     suite = _suite(args)
     all_healthy = True
+    restarts = read_restarts(suite)
     for part in suite.wanted():
         pid = suite.pid(part)
         state = (suite.probe(part) or "running, not ready") if pid else "stopped"
         all_healthy &= state == "healthy"
-        print(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else ""))
+        record = restarts.get(part.name)
+        restarted = f", restarted {record.count}x (last {record.lastAt})" if record else ""
+        print(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else "") + restarted)
     return 0 if all_healthy else 1
+
+
+def supervise(args: argparse.Namespace) -> int:
+    configure_logging("paz-supervisor")
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    Supervisor(_suite(args)).run(stopping)
+    return 0
 
 
 def logs(args: argparse.Namespace) -> int:
@@ -160,10 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start etcd and the services in the background")
     up_parser.add_argument("--domain", help="route <service>.<domain> for public-facing services (writes /paz/config/domain; '' removes it)")
+    up_parser.add_argument("--etcd-members", type=int, choices=(1, 3, 5), default=None,
+                           help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
     up_parser.add_argument("--driver", choices=("docker", "swarm"), default=os.environ.get("PAZ_DRIVER") or None,
                            help="the scheduler's runtime (PAZ_DRIVER, default docker); swarm makes the engine a swarm manager")
     up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what paz up started").set_defaults(run=down)
+    commands.add_parser("supervise", help="(started by paz up) restart parts that exit on their own").set_defaults(run=supervise)
     commands.add_parser("status", help="show each part and its health").set_defaults(run=status)
     logs_parser = commands.add_parser("logs", help="show the last lines of the logs")
     logs_parser.add_argument("name", nargs="?", help="one part, e.g. service-directory")

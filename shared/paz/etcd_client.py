@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +26,16 @@ CompareFailed = etcd.EtcdCompareFailed
 IndexCleared = etcd.EtcdEventIndexCleared
 WatchTimedOut = etcd.EtcdWatchTimedOut
 Result = etcd.EtcdResult
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Files for https:// endpoints: the CA that signed etcd's certificate, and this client's own
+    certificate and key when etcd asks for one (``--client-cert-auth``)."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
 
 
 class StoreUnavailable(Exception):
@@ -49,15 +60,16 @@ class Etcd:
 
     CAS_ATTEMPTS = 50
 
-    def __init__(self, endpoints: tuple[str, ...] | list[str], timeout: float = 2.0) -> None:
+    def __init__(self, endpoints: tuple[str, ...] | list[str], timeout: float = 2.0, tls: "Tls | None" = None) -> None:
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
+        self.tls = tls or Tls()
         self._client: etcd.Client | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Etcd":
-        return cls(settings.etcd_endpoints, settings.etcd_timeout)
+        return cls(settings.etcd_endpoints, settings.etcd_timeout, Tls(settings.etcd_ca, settings.etcd_cert, settings.etcd_key))
 
     def _make_client(self) -> etcd.Client:
         hosts = tuple((urlsplit(e).hostname, urlsplit(e).port) for e in self.endpoints)
@@ -68,6 +80,8 @@ class Etcd:
             protocol=protocol,
             read_timeout=self.timeout,
             allow_reconnect=len(hosts) > 1,
+            cert=(self.tls.cert, self.tls.key) if self.tls.cert else None,
+            ca_cert=self.tls.ca or None,
         )
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

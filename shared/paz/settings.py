@@ -89,6 +89,13 @@ def parse_labels(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def parse_readable_file(raw: str) -> str:
+    path = Path(raw).resolve()
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise ValueError(f"{path} is not a file this process can read")
+    return str(path)
+
+
 _SOCKET_PATH_MAX = 100  # a Unix socket path is at most 107 bytes
 
 
@@ -147,6 +154,9 @@ class Settings:
     announce_ttl: int = env("PAZ_ANNOUNCE_TTL", parse_positive_int, 60)
     etcd_endpoints: tuple[str, ...] = env("PAZ_ETCD_ENDPOINTS", parse_endpoints, ("http://127.0.0.1:2379",))
     etcd_timeout: float = env("PAZ_ETCD_TIMEOUT", parse_positive_float, 2.0)
+    etcd_ca: str = env("PAZ_ETCD_CA", parse_readable_file, "")
+    etcd_cert: str = env("PAZ_ETCD_CERT", parse_readable_file, "")
+    etcd_key: str = env("PAZ_ETCD_KEY", parse_readable_file, "")
     workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
     log_level: str = env("PAZ_LOG_LEVEL", parse_log_level, "INFO")
@@ -156,6 +166,10 @@ class Settings:
     """This service's own token, for the calls it makes on its own (not on behalf of a request)."""
     hook_token: str = env("PAZ_HOOK_TOKEN", str, "")
     """A static token with the role deploy, taken by the deploy hooks only (e.g. in Docker Hub's webhook URL)."""
+
+    def __post_init__(self) -> None:
+        if bool(self.etcd_cert) != bool(self.etcd_key):
+            raise SettingsError("PAZ_ETCD_CERT and PAZ_ETCD_KEY go together: give both (this client's certificate and its key) or neither")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **defaults: Any) -> "Settings":

@@ -15,26 +15,31 @@ made a single-node swarm manager when it is in no swarm (:func:`make_swarm_manag
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import docker
 import requests
 
 from . import keys
 from .auth import TokenStore
-from .processes import command
+from .processes import command, running
 from .registry import declarations
 from .waiting import poll
 from .etcd_client import Etcd, StoreUnavailable
 
 ETCD_URL = "http://127.0.0.1:2379"
+ETCD_PORTS = ((2379, 2380), (22379, 22380), (32379, 32380), (42379, 42380), (52379, 52380))
+"""Client and peer ports of etcd members 1, 2, ... on loopback."""
 HTTP_PORT = 8080
 STATS_PORT = 1936
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -52,6 +57,9 @@ class Part:
     ready_urls: list[str] = field(default_factory=list)
     install_hint: str = ""
     docker_host: str | None = None
+    leaves_running: list[tuple[Path, str]] = field(default_factory=list)
+    """``(pid file, program)`` of processes this part starts and leaves running when it stops
+    (haproxy-sync's HAProxy, kept serving while haproxy-sync restarts); paz down stops them after it."""
 
 
 def _program(name: str, *fallbacks: str) -> str:
@@ -72,24 +80,71 @@ def docker_answers(host: str) -> bool:
 class Suite:
     """The parts ``paz up`` starts, in order, and what it knows of them."""
 
-    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None) -> None:
+    def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None,
+                 etcd_members: int | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
-        self.driver = driver or self.environ.get("PAZ_DRIVER") or "docker"
+        saved = self._saved_choices()
+        self.driver = driver or saved.get("driver") or self.environ.get("PAZ_DRIVER") or "docker"
+        self.etcd_members = etcd_members or saved.get("etcdMembers") or 1
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
-        self.parts = [self._etcd(), self._dockerd(), *self._services()]
+        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._supervisor()]
 
-    def _etcd(self) -> Part:
-        peer = "http://127.0.0.1:2380"
+    @property
+    def choices_file(self) -> Path:
+        return self.state_dir / "suite.json"
+
+    def _saved_choices(self) -> dict[str, Any]:
+        """What ``paz up`` was asked for last (driver, etcd members), so down and status see the same parts."""
+        try:
+            return json.loads(self.choices_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_choices(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.choices_file.write_text(json.dumps({"driver": self.driver, "etcdMembers": self.etcd_members}) + "\n")
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        return [f"http://127.0.0.1:{client}" for client, _ in ETCD_PORTS[: self.etcd_members]]
+
+    def etcd(self, timeout: float = 2.0) -> Etcd:
+        return Etcd(self.etcd_endpoints, timeout)
+
+    def _etcd_members(self) -> list[Part]:
+        """One etcd, or a cluster of ``etcd_members`` on loopback (etcd-1, etcd-2, ...), v2 API enabled.
+
+        A member of a cluster answers nothing until a quorum of members runs, so the first members
+        count as ready once started, and the last one when its /health answers.
+        """
+        single = self.etcd_members == 1
+        names = ["paz"] if single else [f"paz-{i}" for i in range(1, self.etcd_members + 1)]
+        peers = {name: f"http://127.0.0.1:{peer}" for name, (_, peer) in zip(names, ETCD_PORTS)}
+        cluster = ",".join(f"{name}={url}" for name, url in peers.items())
+        parts = []
+        for index, (name, url) in enumerate(zip(names, self.etcd_endpoints)):
+            part_name = "etcd" if single else f"etcd-{index + 1}"
+            data = self.state_dir / ("etcd-data" if single else f"{part_name}-data")
+            parts.append(Part(
+                part_name,
+                [_program("etcd", "/usr/bin/etcd"), "--name", name, "--data-dir", str(data), "--enable-v2",
+                 "--listen-client-urls", url, "--advertise-client-urls", url, "--listen-peer-urls", peers[name],
+                 "--initial-advertise-peer-urls", peers[name], "--initial-cluster", cluster,
+                 "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn"],
+                url.removeprefix("http://"),
+                ready_urls=[f"{url}/health"] if index == self.etcd_members - 1 else [],
+                install_hint="apt-get install etcd-server",
+            ))
+        return parts
+
+    def _supervisor(self) -> Part:
+        """Restarts, with backoff, any part that exits without paz down (see :mod:`paz.supervisor`)."""
         return Part(
-            "etcd",
-            [_program("etcd", "/usr/bin/etcd"), "--name", "paz", "--data-dir", str(self.state_dir / "etcd-data"),
-             "--enable-v2", "--listen-client-urls", ETCD_URL, "--advertise-client-urls", ETCD_URL,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"paz={peer}",
-             "--log-level", "warn"],
-            "127.0.0.1:2379",
-            ready_urls=[f"{ETCD_URL}/health"],
-            install_hint="apt-get install etcd-server",
+            "supervisor",
+            [_program("paz"), "--state-dir", str(self.state_dir), "supervise"],
+            "-",
+            install_hint="bin/setup",
         )
 
     def _dockerd(self) -> Part:
@@ -107,20 +162,21 @@ class Suite:
 
     def _services(self) -> list[Part]:
         """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
-        common = {"PAZ_ETCD_ENDPOINTS": ETCD_URL, "PAZ_HOST": "127.0.0.1"}
+        common = {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_HOST": "127.0.0.1"}
         extra_env = {
             "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
-                             "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy")},
+                             "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy"), "PAZ_HAPROXY_KEEP": "true"},
         }
         extra_ready = {"haproxy-sync": [f"http://127.0.0.1:{HTTP_PORT}/"]}
+        leaves_running = {"haproxy-sync": [(self.state_dir / "haproxy" / "haproxy.pid", "haproxy")]}
         return [
             Part(
                 service.name, [_program(service.program)], f"127.0.0.1:{service.port}",
                 {**common, "PAZ_PORT": str(service.port), **extra_env.get(service.name, {})},
                 announced_as=service.announced_as,
                 ready_urls=[f"http://127.0.0.1:{service.port}/health", *extra_ready.get(service.name, [])],
-                install_hint="bin/setup",
+                install_hint="bin/setup", leaves_running=leaves_running.get(service.name, []),
             )
             for service in declarations()
         ]
@@ -149,7 +205,7 @@ class Suite:
     def ensure_tokens(self) -> list[Path]:
         """Make the admin token and the services' token unless their files hold tokens etcd knows;
         the files made now. A file is readable by its owner only."""
-        store = TokenStore(Etcd([ETCD_URL], 2.0))
+        store = TokenStore(self.etcd())
         made = []
         for path, role, name in ((self.service_token_file, "read", "paz up: the suite's services"),
                                  (self.admin_token_file, "admin", "paz up: admin")):
@@ -164,7 +220,7 @@ class Suite:
 
     def set_domain(self, domain: str) -> None:
         """Route ``<service>.<domain>`` for public-facing services; an empty ``domain`` stops it."""
-        etcd = Etcd([ETCD_URL], 2.0)
+        etcd = self.etcd()
         if domain:
             etcd.write(keys.DOMAIN, domain)
         elif etcd.get(keys.DOMAIN) is not None:
@@ -238,7 +294,7 @@ class Suite:
                     failing += [name for name, check in checks.items() if not check.get("ok")]
             if part.docker_host and not docker_answers(part.docker_host):
                 return None
-            if part.announced_as and not Etcd([ETCD_URL], 1.0).get(keys.suite_service(part.announced_as)):
+            if part.announced_as and not self.etcd(1.0).get(keys.suite_service(part.announced_as)):
                 return None
         except (requests.RequestException, ValueError, StoreUnavailable):
             return None
@@ -250,14 +306,31 @@ class Suite:
         return state if isinstance(state, str) else None
 
     def stop(self, part: Part, timeout: float = 30.0) -> bool:
-        """SIGTERM the process in ``part``'s pid file (only if it is still ours) and wait for it."""
+        """SIGTERM the process in ``part``'s pid file (only if it is still ours), wait for it, then
+        stop what it left running."""
         pid = self.pid(part)
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            if not poll(lambda: self.pid(part) is None, timeout, 0.1):
-                os.kill(pid, signal.SIGKILL)
+            _terminate(pid, lambda: self.pid(part) is None, timeout)
         self.pid_file(part).unlink(missing_ok=True)
+        for pid_file, program in part.leaves_running:
+            left = _pid_in(pid_file)
+            if left is not None and any(os.path.basename(arg) == program for arg in (command(left) or [])[:1]):
+                _terminate(left, lambda: not running(left), timeout)
         return pid is not None
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _terminate(pid: int, gone: Callable[[], bool], timeout: float) -> None:
+    """SIGTERM ``pid``, and SIGKILL it if it is not gone within ``timeout`` seconds."""
+    os.kill(pid, signal.SIGTERM)
+    if not poll(gone, timeout, 0.1):
+        os.kill(pid, signal.SIGKILL)
 
 
 def make_swarm_manager(docker_host: str, advertise_addr: str = "127.0.0.1") -> str:

@@ -97,18 +97,31 @@ class Process:
 
 
 class EtcdServer:
-    """A single-member etcd with the v2 API on free loopback ports, in its own data folder."""
+    """A single-member etcd with the v2 API on free loopback ports, in its own data folder; with
+    ``certificates`` (tests.support.tls), on https, asking clients for a certificate."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, certificates: Any = None) -> None:
         self.binary = need("etcd")
         self.workdir = workdir
         self.client_port = free_port()
         self.peer_port = free_port()
         self.process: Process | None = None
+        self.certificates = certificates
+        self.http = requests.Session()
+        self.http.trust_env = False  # REQUESTS_CA_BUNDLE would win over verify
+        if certificates:
+            self.http.verify = str(certificates.ca)
+            self.http.cert = (str(certificates.client_cert), str(certificates.client_key))
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{'https' if self.certificates else 'http'}://127.0.0.1:{self.client_port}"
+
+    def _tls_arguments(self) -> list[str]:
+        if not self.certificates:
+            return []
+        return ["--cert-file", str(self.certificates.server_cert), "--key-file", str(self.certificates.server_key),
+                "--trusted-ca-file", str(self.certificates.ca), "--client-cert-auth"]
 
     def start(self, wipe: bool = False) -> "EtcdServer":
         data = self.workdir / "etcd-data"
@@ -120,12 +133,12 @@ class EtcdServer:
                 self.binary, "--name", "paz-test", "--data-dir", str(data), "--enable-v2",
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                "--initial-cluster", f"paz-test={peer}", "--log-level", "warn",
+                "--initial-cluster", f"paz-test={peer}", "--log-level", "warn", *self._tls_arguments(),
             ],
             env={"ETCD_UNSUPPORTED_ARCH": ""},
             log_path=self.workdir / "etcd.log",
         ).start()
-        wait_until(lambda: requests.get(f"{self.url}/v2/keys/", timeout=1).ok, 20, what=f"etcd on {self.url}")
+        wait_until(lambda: self.http.get(f"{self.url}/v2/keys/", timeout=1).ok, 20, what=f"etcd on {self.url}")
         return self
 
     def stop(self) -> None:
@@ -134,15 +147,15 @@ class EtcdServer:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The node at ``key`` as etcd's v2 API returns it, or None."""
-        answer = requests.get(f"{self.url}/v2/keys{key}", timeout=2)
+        answer = self.http.get(f"{self.url}/v2/keys{key}", timeout=2)
         return answer.json()["node"] if answer.status_code == 200 else None
 
     def put(self, key: str, value: str, ttl: int | None = None) -> None:
         data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
-        requests.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
+        self.http.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
 
     def delete_tree(self, key: str) -> None:
-        requests.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
+        self.http.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
 
 
 class Service:
