@@ -6,6 +6,8 @@
 | ``/paz/services/<svc>/<version>/<instance>`` | ``host:port`` of a running instance (TTL) |
 | ``/paz/config/domain`` | optional public domain |
 | ``/paz/config/marathon`` | optional Marathon base URLs, comma-separated |
+| ``/paz/marathon/apps/<name>`` | a Marathon app haproxy-sync routes (JSON: app id, hosts, servers) |
+| ``/paz/marathon/changes/<in-order key>`` | a change the orchestrator forwarded to Marathon (JSON, TTL) |
 | ``/paz/directory/services/<name>`` | a service document (JSON) |
 | ``/paz/scheduler/services/<name>/latest`` | the last version number given out |
 | ``/paz/scheduler/services/<name>/versions/<n>`` | a version document (JSON) |
@@ -25,6 +27,8 @@ SERVICES = f"{ROOT}/services"
 """Announcements: the suite's own services and every running instance."""
 DOMAIN = f"{ROOT}/config/domain"
 MARATHON = f"{ROOT}/config/marathon"
+MARATHON_APPS = f"{ROOT}/marathon/apps"
+MARATHON_CHANGES = f"{ROOT}/marathon/changes"
 DIRECTORY = f"{ROOT}/directory/services"
 SCHEDULER = f"{ROOT}/scheduler"
 SCHEDULER_SERVICES = f"{SCHEDULER}/services"
@@ -47,6 +51,11 @@ def suite_service(name: str) -> str:
 def instance(service: str, version: int, number: int) -> str:
     """Where instance ``number`` of ``service``'s ``version`` announces ``host:port``."""
     return f"{SERVICES}/{service}/{version}/{number}"
+
+
+def marathon_app(name: str) -> str:
+    """Where haproxy-sync publishes Marathon app ``name`` (``c-b-a`` for ``/a/b/c``) as it routes it."""
+    return f"{MARATHON_APPS}/{name}"
 
 
 def service_document(name: str) -> str:

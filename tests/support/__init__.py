@@ -391,7 +391,7 @@ class IdServer:
     the id. It stands for an app instance behind HAProxy.
     """
 
-    def __init__(self, ident: str) -> None:
+    def __init__(self, ident: str, port: int = 0) -> None:
         import http.server
         import threading
 
@@ -412,7 +412,7 @@ class IdServer:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -433,13 +433,13 @@ class HaproxySync(Service):
     """paz-haproxy-sync on free ports with its HAProxy state in ``folder``; stopping it also stops
     (by the pid in its pid file) any HAProxy it left running."""
 
-    def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         need("haproxy")
         self.http_port, self.stats_port, self.folder = free_port(), free_port(), folder
         super().__init__("paz-haproxy-sync", etcd, folder, env={
             "PAZ_HTTP_PORT": str(self.http_port), "PAZ_STATS_PORT": str(self.stats_port),
             "PAZ_HAPROXY_DIR": str(folder / "haproxy"), **(env or {}),
-        })
+        }, port=port)
 
     def haproxy_pid(self) -> int | None:
         try:

@@ -1,0 +1,277 @@
+"""Marathon's apps routed by haproxy-sync, and changes forwarded to Marathon by the orchestrator.
+
+Marathon (JVM, Mesos, ZooKeeper) cannot run here: :class:`MarathonStandIn` is a stand-in of its HTTP
+API (apps with tasks, the SSE event bus, event subscriptions, app updates) written from its documented
+shapes, serving real HTTP on 127.0.0.1. Everything else is real: etcd, haproxy-sync and the HAProxy
+it starts, the orchestrator, and the app instances (:class:`IdServer`, real HTTP servers).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from passlib.hash import sha512_crypt
+
+from tests.support import EtcdServer, EventStream, HaproxySync, IdServer, Service, free_port, wait_until
+from tests.support.marathon_standin import MarathonStandIn
+
+SILENCE_SECONDS = 3
+
+
+@pytest.fixture(scope="module")
+def marathon_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """An etcd of this module's own: a Marathon URL in the session's etcd would reach every haproxy-sync."""
+    server = EtcdServer(tmp_path_factory.mktemp("etcd-marathon")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def marathon() -> Iterator[MarathonStandIn]:
+    standin = MarathonStandIn().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="module")
+def seed_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed's settings file: per-service ports and an authConf naming a list of users."""
+    path = tmp_path_factory.mktemp("seed") / "marathon.json"
+    path.write_text(json.dumps({
+        "marathon_hosts": [],
+        "services": {"vault": {"authConf": "site_users"}, "pinned-shop": {"port": free_port(), "backend_port": free_port()}},
+        "auth_confs": {"site_users": {"realm": "Skylr", "users": [{"username": "ada", "passwordHash": sha512_crypt.using(rounds=5000).hash("s3cret")}]}},
+        "config_destination": "/etc/haproxy/haproxy.auto.cfg",
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sync(marathon_etcd: EtcdServer, marathon: MarathonStandIn, seed_file: Path,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaproxySync]:
+    port = free_port()
+    service = HaproxySync(marathon_etcd, tmp_path_factory.mktemp("hs-marathon"), port=port, env={
+        "PAZ_MARATHON_SETTINGS": str(seed_file),
+        "PAZ_MARATHON_SILENCE_SECONDS": str(SILENCE_SECONDS),
+        "PAZ_MARATHON_CALLBACK_URL": f"http://127.0.0.1:{port}/marathon/events",
+    }).start()
+    marathon_etcd.put("/paz/config/marathon", marathon.url)
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[IdServer]]:
+    made: list[IdServer] = []
+    yield made
+    for server in made:
+        server.stop()
+
+
+def instance(made: list[IdServer], ident: str) -> IdServer:
+    server = IdServer(ident).start()
+    made.append(server)
+    return server
+
+
+def port_of(server: IdServer) -> int:
+    return int(server.address.rsplit(":", 1)[1])
+
+
+def body(sync: HaproxySync, host: str, **kwargs) -> str | None:
+    answer = sync.route(host, **kwargs)
+    return answer.text if answer.status_code == 200 else None
+
+
+def seen(sync: HaproxySync, host: str, count: int = 8) -> Counter[str | None]:
+    return Counter(body(sync, host) for _ in range(count))
+
+
+def config(sync: HaproxySync) -> str:
+    return sync.request("GET", "/config").text
+
+
+def marathon_health(sync: HaproxySync) -> dict:
+    return sync.request("GET", "/health").json()["checks"]["haproxy"]["marathon"]
+
+
+def current_worker(sync: HaproxySync) -> int:
+    from paz_haproxy_sync.haproxy import Haproxy
+    from paz_haproxy_sync.settings import SyncSettings
+
+    return wait_until(Haproxy(SyncSettings(haproxy_dir=str(sync.folder / "haproxy"))).worker_pid, 5, what="HAProxy's worker")
+
+
+def test_the_marathon_key_takes_effect_without_a_restart(sync, marathon_etcd, marathon, servers, unique_name):
+    marathon.put_app(f"/{unique_name}")
+    marathon.set_task(f"/{unique_name}", f"{unique_name}.1", "127.0.0.1", [port_of(instance(servers, "one"))])
+    wait_until(lambda: body(sync, f"{unique_name}.paz") == "one", 10, what="the app routed once Marathon is configured")
+    marathon_etcd.delete_tree("/paz/config/marathon")
+    wait_until(lambda: sync.route(f"{unique_name}.paz").status_code == 503, 10, what="no Marathon route once the key is removed")
+    assert "marathon_" not in config(sync)
+    marathon_etcd.put("/paz/config/marathon", f"http://127.0.0.1:{free_port()}, {marathon.url}")  # the first is down
+    wait_until(lambda: body(sync, f"{unique_name}.paz") == "one", 10, what="routed again, failing over to the second URL")
+    assert marathon_health(sync)["readFrom"] == marathon.url
+
+
+def test_an_app_is_routed_by_name_vhost_and_service_port_and_follows_its_tasks(sync, marathon, servers, unique_name):
+    app_id, service_port = f"/shop/{unique_name}", free_port()
+    marathon.put_app(app_id, labels={"HAPROXY_0_VHOST": f"{unique_name}.example.com"}, portDefinitions=[{"port": service_port}])
+    marathon.set_task(app_id, "t1", "127.0.0.1", [port_of(instance(servers, "t1"))])
+    name = f"{unique_name}-shop"
+    wait_until(lambda: body(sync, f"{name}.paz") == "t1", 10, what="the app routed as <app>-<group>.paz")
+    assert body(sync, f"{unique_name}.example.com") == "t1"
+    assert requests.get(f"http://127.0.0.1:{service_port}/", timeout=5).text == "t1"
+    worker = current_worker(sync)
+
+    marathon.set_task(app_id, "t2", "127.0.0.1", [port_of(instance(servers, "t2"))])
+    wait_until(lambda: set(seen(sync, f"{name}.paz")) == {"t1", "t2"}, 5, what="a new task routed")
+    marathon.set_task(app_id, "t1", "127.0.0.1", [port_of(servers[0])], state="TASK_KILLED")
+    wait_until(lambda: set(seen(sync, f"{name}.paz")) == {"t2"}, 5, what="a killed task out of the backend")
+    marathon.set_task(app_id, "t3", "127.0.0.1", [port_of(instance(servers, "t3"))], state="TASK_STAGING")
+    assert set(seen(sync, f"{name}.paz")) == {"t2"}
+    assert current_worker(sync) == worker, "task changes must not reload HAProxy"
+
+    backends = {b["service"]: b for b in sync.request("GET", "/backends").json()}
+    assert backends[name]["source"] == "marathon" and backends[name]["marathonApp"] == app_id
+    assert [s["name"] for s in backends[name]["servers"]] == ["t2"]
+
+
+def test_a_task_failing_its_health_check_is_not_routed(sync, marathon, servers, unique_name):
+    app_id = f"/{unique_name}"
+    marathon.put_app(app_id, healthChecks=[{"protocol": "HTTP", "path": "/health"}])
+    marathon.set_task(app_id, "well", "127.0.0.1", [port_of(instance(servers, "well"))], alive=True)
+    marathon.set_task(app_id, "sick", "127.0.0.1", [port_of(instance(servers, "sick"))], alive=True)
+    marathon.set_task(app_id, "unchecked", "127.0.0.1", [port_of(instance(servers, "unchecked"))])
+    wait_until(lambda: set(seen(sync, f"{unique_name}.paz")) == {"well", "sick"}, 10, what="healthy tasks routed")
+    marathon.set_health(app_id, "sick", False)
+    wait_until(lambda: set(seen(sync, f"{unique_name}.paz")) == {"well"}, 5, what="the failing task taken out")
+
+
+def test_a_silent_or_dropped_stream_is_noticed_and_resynced(sync, marathon, servers, unique_name):
+    app_id, host = f"/{unique_name}", f"{unique_name}.paz"
+    marathon.put_app(app_id)
+    marathon.set_task(app_id, "a", "127.0.0.1", [port_of(instance(servers, "a"))])
+    wait_until(lambda: body(sync, host) == "a", 10, what="the app routed")
+    callbacks, marathon.callbacks = marathon.callbacks, []  # only the stream may tell, here
+    try:
+        opened = marathon.streams_opened
+        marathon.silent = True  # the stream stays open and says nothing (marathon-lb's stale routes)
+        marathon.set_task(app_id, "b", "127.0.0.1", [port_of(instance(servers, "b"))])
+        wait_until(lambda: "b" in seen(sync, host), SILENCE_SECONDS + 5, what="the change seen after the silent stream was noticed")
+        assert marathon.streams_opened > opened
+
+        marathon.set_task(app_id, "c", "127.0.0.1", [port_of(instance(servers, "c"))])  # said to no one
+        marathon.silent = False
+        marathon.drop_streams()
+        wait_until(lambda: "c" in seen(sync, host), 2, what="the change seen right after the stream dropped")
+    finally:
+        marathon.silent, marathon.callbacks = False, callbacks
+
+
+def test_callbacks_are_registered_and_taken_only_from_marathon_hosts(sync, marathon, servers, unique_name):
+    callback = f"{sync.url}/marathon/events"
+    wait_until(lambda: callback in marathon.callbacks, 10, what="the callback registered with Marathon")
+    app_id, host = f"/{unique_name}", f"{unique_name}.paz"
+    marathon.put_app(app_id)
+    marathon.silent = True
+    try:
+        marathon.set_task(app_id, "cb", "127.0.0.1", [port_of(instance(servers, "cb"))])  # told by callback only
+        wait_until(lambda: body(sync, host) == "cb", SILENCE_SECONDS - 1, what="the change seen through the callback")
+    finally:
+        marathon.silent = False
+
+    connection = http.client.HTTPConnection("127.0.0.1", sync.port, timeout=5, source_address=("127.0.0.2", 0))
+    connection.request("POST", "/marathon/events", body=json.dumps({"eventType": "status_update_event"}),
+                       headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    assert answer.status == 403 and "127.0.0.2" in json.loads(answer.read())["error"]["message"]
+    accepted = sync.request("POST", "/marathon/events", json={"eventType": "status_update_event", "appId": app_id})
+    assert accepted.status_code == 200 and accepted.json() == {"eventType": "status_update_event", "accepted": True}
+
+
+def test_auth_conf_and_backend_port_from_the_settings_file(sync, marathon, seed_file, servers):
+    marathon.put_app("/vault")
+    marathon.set_task("/vault", "v1", "127.0.0.1", [port_of(instance(servers, "vault"))])
+    wait_until(lambda: sync.route("vault.paz").status_code == 401, 10, what="basic auth asked for")
+    assert 'realm="Skylr"' in sync.route("vault.paz").headers["WWW-Authenticate"]
+    assert sync.route("vault.paz", auth=("ada", "wrong")).status_code == 401
+    assert body(sync, "vault.paz", auth=("ada", "s3cret")) == "vault"
+
+    pinned = json.loads(seed_file.read_text())["services"]["pinned-shop"]
+    servers.append(IdServer("pinned", port=pinned["backend_port"]).start())
+    marathon.put_app("/shop/pinned", portDefinitions=[{"port": free_port()}])  # the file's port wins
+    marathon.set_task("/shop/pinned", "p1", "127.0.0.1", [port_of(instance(servers, "other")), pinned["backend_port"]])
+    wait_until(lambda: body(sync, "pinned-shop.paz") == "pinned", 10, what="the task port backend_port picks routed")
+    assert requests.get(f"http://127.0.0.1:{pinned['port']}/", timeout=5).text == "pinned"
+
+
+HOSTILE = ["x\nbackend evil", "x\r\nlisten evil", "x y", "x#comment", "x'quote", 'x"quote', "$(touch /tmp/pwned)", "x;y", "x\\"]
+
+
+def test_hostile_app_ids_labels_hosts_and_ports_never_reach_the_config(sync, marathon, servers, unique_name):
+    good = port_of(instance(servers, "good"))
+    for number, hostile in enumerate(HOSTILE):
+        marathon.put_app(f"/{unique_name}/{hostile}")
+        marathon.set_task(f"/{unique_name}/{hostile}", f"id{number}", "127.0.0.1", [good])
+        app_id = f"/{unique_name}-h{number}"
+        marathon.put_app(app_id, labels={"HAPROXY_0_VHOST": f"ok{number}.example.com,{hostile}.example.com", f"HAPROXY_{hostile}": "x"},
+                         portDefinitions=[{"port": hostile}])
+        marathon.set_task(app_id, f"host{number}", f"127.0.0.1{hostile}", [good])
+        marathon.set_task(app_id, f"port{number}", "127.0.0.1", [f"{good}{hostile}"])
+        marathon.set_task(app_id, f"task{hostile}", "127.0.0.1", [good])
+        marathon.set_task(app_id, f"fine{number}", "127.0.0.1", [good])
+    wait_until(lambda: body(sync, f"ok{len(HOSTILE) - 1}.example.com") == "good", 10, what="the good parts routed")
+    text = config(sync)
+    for marker in ("evil", "pwned", "comment", "quote", "x y", "x;y", "x\\"):
+        assert marker not in text
+    for number in range(len(HOSTILE)):
+        assert body(sync, f"{unique_name}-h{number}.paz") == "good"
+        assert f"fine{number} " in text and f"host{number} " not in text and f"port{number} " not in text
+    assert "skipped a Marathon app" in sync.process.log() and "skipped a Marathon task" in sync.process.log()
+
+
+def test_no_failed_request_while_50_task_changes_are_applied(sync, marathon, servers, unique_name):
+    app_id, host = f"/{unique_name}", f"{unique_name}.paz"
+    marathon.put_app(app_id)
+    marathon.set_task(app_id, "steady", "127.0.0.1", [port_of(instance(servers, "steady"))])
+    wait_until(lambda: body(sync, host) == "steady", 10, what="the app routed")
+    pool = [instance(servers, f"n{number}") for number in range(5)]
+    failures: list[str] = []
+    answered = Counter()
+    done = threading.Event()
+
+    def load() -> None:
+        with requests.Session() as session:
+            for _ in range(20000):  # bounded in count and, through `done`, in time
+                if done.is_set():
+                    return
+                try:
+                    answer = session.get(f"http://127.0.0.1:{sync.http_port}/", headers={"Host": host}, timeout=5)
+                    answered[answer.status_code] += 1
+                    if answer.status_code != 200:
+                        failures.append(f"{answer.status_code} {answer.text[:80]}")
+                except requests.RequestException as exc:
+                    failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for change in range(50):
+            server = pool[change % len(pool)]
+            killed = change // len(pool) % 2 == 1
+            marathon.set_task(app_id, server.ident, "127.0.0.1", [port_of(server)], state="TASK_KILLED" if killed else "TASK_RUNNING")
+            wait_until(lambda: (server.ident not in seen(sync, host, 12)) == killed, 5, what=f"task change {change} applied")
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(10)
+    assert failures == [] and answered[200] > 100
