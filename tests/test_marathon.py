@@ -275,3 +275,74 @@ def test_no_failed_request_while_50_task_changes_are_applied(sync, marathon, ser
         for thread in threads:
             thread.join(10)
     assert failures == [] and answered[200] > 100
+
+
+@pytest.fixture(scope="module")
+def orchestrator(marathon_etcd: EtcdServer, sync: HaproxySync, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = Service("paz-orchestrator", marathon_etcd, tmp_path_factory.mktemp("orchestrator-marathon")).start()
+    yield service
+    service.stop()
+
+
+CHANGE = {
+    "instances": 3, "cpus": 0.5, "mem": 128, "env": {"MODE": "so platform; many service"},
+    "labels": {"HAPROXY_0_VHOST": "shop.example.com"}, "container": {"docker": {"image": "nginx:1.25"}},
+    "portDefinitions": [{"port": 0, "protocol": "tcp", "name": "http"}],
+}
+
+
+def test_forwarding_passes_the_change_through_and_maps_marathons_answers(orchestrator, marathon, marathon_etcd, unique_name):
+    app_id = f"/shop/{unique_name}"
+    events = EventStream(f"{orchestrator.url}/events?service={unique_name}-shop")
+    try:
+        answer = orchestrator.request("PUT", f"/marathon/apps{app_id}", json=CHANGE)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["app"] == app_id and answer.json()["deploymentId"] and answer.json()["version"]
+        assert marathon.received[-1] == ("PUT", app_id, {}, CHANGE)
+        forwarded = events.until(lambda e: e["event"] == "marathon-change-forwarded", 1)[0]["data"]
+        assert forwarded["deploymentId"] == answer.json()["deploymentId"] and forwarded["source"] == "marathon"
+    finally:
+        events.close()
+
+    patched = orchestrator.request("PATCH", f"/marathon/apps{app_id}", json={"instances": 1})
+    assert patched.status_code == 200 and marathon.received[-1] == ("PATCH", app_id, {}, {"instances": 1})
+    marathon.locked.add(app_id)
+    refused = orchestrator.request("PUT", f"/marathon/apps{app_id}", json={"instances": 2})
+    assert refused.status_code == 409 and "deployment is in progress" in refused.json()["error"]["message"]
+    forced = orchestrator.request("PUT", f"/marathon/apps{app_id}?force=true", json={"instances": 2})
+    assert forced.status_code == 200 and marathon.received[-1][2] == {"force": "true"}
+    assert orchestrator.request("PATCH", f"/marathon/apps/nothing-{unique_name}", json={"instances": 1}).status_code == 404
+
+    before = len(marathon.received)
+    for path, bad in ((app_id, {"instances": -1}), (app_id, {"cmd": "rm -rf /"}), (app_id, {}),
+                      (app_id, {"container": {"docker": {"image": "x\nevil"}}}), ("/a b", {"instances": 1}),
+                      ("/Shop/$(x)", {"instances": 1}), ("/a/-b", {"instances": 1})):
+        assert orchestrator.request("PUT", f"/marathon/apps{requests.utils.quote(path)}", json=bad).status_code in (400, 404)
+    assert len(marathon.received) == before, "invalid changes never reach Marathon"
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    marathon_etcd.put("/paz/config/marathon", dead)
+    try:
+        down = orchestrator.request("PUT", f"/marathon/apps{app_id}", json={"instances": 1})
+        assert down.status_code == 503 and dead in down.json()["error"]["message"]
+    finally:
+        marathon_etcd.put("/paz/config/marathon", marathon.url)
+
+
+def test_marathon_apps_in_the_views(orchestrator, sync, marathon, servers, unique_name):
+    events = EventStream(f"{orchestrator.url}/events?service={unique_name}")
+    try:
+        marathon.put_app(f"/{unique_name}")
+        marathon.set_task(f"/{unique_name}", "v1", "127.0.0.1", [port_of(instance(servers, "viewed"))])
+        routed = events.until(lambda e: e["event"] == "marathon-app-routed" and e["data"]["servers"], 1)[0]["data"]
+        assert routed["app"] == f"/{unique_name}" and routed["source"] == "marathon" and routed["servers"] == [servers[-1].address]
+    finally:
+        events.close()
+    wait_until(lambda: body(sync, f"{unique_name}.paz") == "viewed", 10, what="the app routed")
+    balancers = orchestrator.request("GET", "/cluster/load-balancers").json()
+    backend = next(b for lb in balancers for b in lb["backends"] if b["service"] == unique_name)
+    assert backend["source"] == "marathon" and backend["marathonApp"] == f"/{unique_name}"
+    stats = orchestrator.request("GET", f"/services/{unique_name}/stats")
+    assert stats.status_code == 200, stats.text
+    assert stats.json()["source"] == "marathon" and stats.json()["instances"] == [{"id": "v1", "host": servers[-1].address}]
+    assert stats.json()["traffic"]["requests"] >= 1

@@ -32,6 +32,7 @@ import requests
 
 from paz import keys
 from paz.etcd_client import Etcd, KeyNotFound, Result, StoreUnavailable
+from paz.names import MARATHON_APP_ID, marathon_name
 from paz.settings import parse_base_urls
 from paz.watch import Watcher
 
@@ -46,7 +47,6 @@ EVENT_TYPES = (
     "status_update_event", "health_status_changed_event", "api_post_event",
     "deployment_success", "deployment_failed", "app_terminated_event",
 )
-_APP_ID = re.compile(r"^(/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 _TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _VHOST_LABEL = re.compile(r"^HAPROXY_[0-9]{1,2}_VHOST$")
 RUNNING = "TASK_RUNNING"
@@ -173,9 +173,9 @@ class MarathonApp:
 
 def routed_name(app_id: Any) -> str:
     """``c-b-a`` for ``/a/b/c`` (Mesos-DNS's naming); :class:`Malformed` for an id Marathon would not make."""
-    if not isinstance(app_id, str) or not _APP_ID.match(app_id):
+    if not isinstance(app_id, str) or not MARATHON_APP_ID.match(app_id):
         raise Malformed(f"app id {app_id!r} is not /<label>[/<label>...] of lowercase letters, digits and '-'")
-    name = "-".join(reversed(app_id.strip("/").split("/")))
+    name = marathon_name(app_id)
     if len(name) > 63:
         raise Malformed(f"app id {app_id!r} makes the name {name!r}, longer than a DNS label (63)")
     return name

@@ -20,10 +20,11 @@ from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, Ser
 from paz_scheduler.schemas import HostOut, UnitOut, VersionOut
 
 from .events import EventStreams
+from .marathon import MarathonForwarder
 from .relay import RelayBlueprint, relay
 from .schemas import (
     UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
-    LoadBalancerOut, ServiceStatsOut,
+    LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, ServiceStatsOut,
 )
 from .upstream import DIRECTORY, SCHEDULER, Cluster
 
@@ -34,6 +35,10 @@ View = Callable[..., Any]
 
 def cluster() -> Cluster:
     return current_app.extensions["paz.cluster"]
+
+
+def marathon() -> MarathonForwarder:
+    return current_app.extensions["paz.marathon"]
 
 
 def streams() -> EventStreams:
@@ -208,9 +213,12 @@ def service_unit_health(name: str, unit_id: str):
 @bp.response(200, ServiceStatsOut)
 @bp.errors(400, 404, 409, 502)
 def service_stats(name: str):
-    """Request rate, error rate and response time from HAProxy; CPU and memory of each running instance."""
-    cluster().service(checked_name(name))
-    return cluster().service_stats(name)
+    """Request rate, error rate and response time from HAProxy; CPU and memory of each running instance.
+
+    A Marathon app routed by a load balancer (by its routed name, c-b-a for /a/b/c) answers its traffic
+    and its tasks, with source marathon.
+    """
+    return cluster().service_stats(checked_name(name))
 
 
 def unit_health(unit: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -298,6 +306,41 @@ def load_balancer_health(lb_id: str):
     found = cluster().load_balancer(lb_id)
     reason = (found.get("error") or {}).get("message") or "its /health answers that it is not healthy"
     return health_answer(lb_id, None if found["healthy"] else reason)
+
+
+# Marathon
+
+
+MARATHON_APP = [{
+    "in": "path", "name": "app_id", "required": True,
+    "description": "the Marathon app id without its leading '/', e.g. group/app",
+    "schema": {"type": "string"},
+}]
+
+
+def marathon_change(method: str):
+    """``method /marathon/apps/<app id>``: the change forwarded to Marathon."""
+
+    def decorate(view: View) -> View:
+        view = bp.errors(400, 404, 409, 502)(view)
+        view = bp.response(200, MarathonDeploymentOut, description="Marathon took the change: its deployment and the app's new version")(view)
+        view = bp.arguments(MarathonForceQuery, location="query")(view)
+        view = bp.arguments(MarathonAppChange, description="Only these fields of an app definition; any other is refused")(view)
+        return bp.route("/marathon/apps/<path:app_id>", methods=[method], parameters=MARATHON_APP)(view)
+
+    return decorate
+
+
+@marathon_change("PUT")
+def put_marathon_app(change: dict[str, Any], query: dict[str, Any], app_id: str):
+    """Forward a change of an app to Marathon (PUT /v2/apps/<id>): 409 while a deployment holds it, unless force=true."""
+    return marathon().forward("PUT", app_id, change, query["force"])
+
+
+@marathon_change("PATCH")
+def patch_marathon_app(change: dict[str, Any], query: dict[str, Any], app_id: str):
+    """Forward a partial change of an existing app to Marathon (PATCH /v2/apps/<id>, Marathon 1.4 and later)."""
+    return marathon().forward("PATCH", app_id, change, query["force"])
 
 
 # Live events
