@@ -200,10 +200,11 @@ def test_callbacks_are_registered_and_taken_only_from_marathon_hosts(sync, marat
 def test_auth_conf_and_backend_port_from_the_settings_file(sync, marathon, seed_file, servers):
     marathon.put_app("/vault")
     marathon.set_task("/vault", "v1", "127.0.0.1", [port_of(instance(servers, "vault"))])
-    wait_until(lambda: sync.route("vault.paz").status_code == 401, 10, what="basic auth asked for")
-    assert 'realm="Skylr"' in sync.route("vault.paz").headers["WWW-Authenticate"]
+    wait_until(lambda: body(sync, "vault.paz", auth=("ada", "s3cret")) == "vault", 10, what="the task routed behind basic auth")
+    refused = sync.route("vault.paz")
+    assert refused.status_code == 401 and 'realm="Skylr"' in refused.headers["WWW-Authenticate"]
     assert sync.route("vault.paz", auth=("ada", "wrong")).status_code == 401
-    assert body(sync, "vault.paz", auth=("ada", "s3cret")) == "vault"
+    assert "s3cret" not in config(sync)
 
     pinned = json.loads(seed_file.read_text())["services"]["pinned-shop"]
     servers.append(IdServer("pinned", port=pinned["backend_port"]).start())
