@@ -51,7 +51,7 @@ def answers(url: str, host: str, ident: str) -> bool:
 
 
 def until_routed(routes: list[tuple[str, str]], ident: str, timeout: float = 10.0) -> float:
-    """When ``ident`` has answered on every route (polled in turn)."""
+    """When ``ident`` has answered on every route (polled in turn, so later routes add the polling's own time)."""
     deadline, waiting = time.monotonic() + timeout, list(routes)
     while waiting and time.monotonic() < deadline:
         waiting = [(url, host) for url, host in waiting if not answers(url, host, ident)]
@@ -128,7 +128,7 @@ def load(url: str, host: str, seconds: float, during=None) -> tuple[int, int]:
 
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="paz-bench-marathon-"))
-    etcd = EtcdServer(folder / "etcd").start()
+    etcd = EtcdServer(folder).start()
     marathon = MarathonStandIn().start()
     sync = HaproxySync(etcd, folder).start()
     tasks: list[IdServer] = []
@@ -138,17 +138,22 @@ def main() -> None:
         marathon.put_app(APP_ID, labels={"HAPROXY_0_VHOST": "web.example.com"}, portDefinitions=[{"port": service_port}])
         router = f"http://127.0.0.1:{sync.http_port}/"
         routes = [(router, "web-bench.paz"), (router, "web.example.com"), (f"http://127.0.0.1:{service_port}/", "x")]
+        wait_until(lambda: "no live instance" in requests.get(routes[2][0], timeout=2).text, 20, what="the app's backend and port ready")
         tasks = servers("m", CHANGES)
         print("(a) task change -> first answer from the new task on name, vhost and service port")
-        print(f"    Marathon SSE event:          {summary(marathon_changes(marathon, routes, tasks))}")
-        print(f"    reference, etcd instance key: {summary(etcd_changes(etcd, (router, 'bench-etcd.paz'), CHANGES))}")
+        print(f"    Marathon SSE event, all three: {summary(marathon_changes(marathon, routes, tasks))}")
+        by_name = servers("n", CHANGES)
+        tasks += by_name
+        print(f"    Marathon SSE event, name only: {summary(marathon_changes(marathon, routes[:1], by_name))}")
+        print(f"    reference, etcd instance key:  {summary(etcd_changes(etcd, (router, 'bench-etcd.paz'), CHANGES))}")
 
         steady = IdServer("steady").start()
         tasks.append(steady)
         marathon.set_task(APP_ID, "steady", "127.0.0.1", [port_of(steady)])
         wait_until(lambda: answers(router, "web-bench.paz", "steady"), 5, what="the steady task routed")
-        tasks += servers("l", CHANGES)
-        total, failed = load(router, "web-bench.paz", 0, during=lambda: marathon_changes(marathon, routes[:1], tasks[CHANGES:]))
+        changing = servers("l", CHANGES)
+        tasks += changing
+        total, failed = load(router, "web-bench.paz", 0, during=lambda: marathon_changes(marathon, routes[:1], changing))
         reference_total, reference_failed = load(router, "web-bench.paz", LOAD_SECONDS)
         print(f"(b) failed requests, {LOAD_THREADS} keep-alive clients")
         print(f"    during {CHANGES} task changes: {failed} of {total}")

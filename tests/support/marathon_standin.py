@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.server
 import json
 import queue
+import socket
 import threading
 import uuid
 from datetime import datetime, timezone
@@ -50,6 +51,10 @@ class MarathonStandIn:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()  # headers and body go out as separate writes: no Nagle delay between them
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 owner._get(self)
