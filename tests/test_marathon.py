@@ -19,7 +19,7 @@ import pytest
 import requests
 from passlib.hash import sha512_crypt
 
-from tests.support import EtcdServer, EventStream, HaproxySync, IdServer, Service, free_port, wait_until
+from tests.support import EtcdServer, EventStream, HaproxySync, IdServer, Service, free_port, instance, wait_until
 from tests.support.marathon_standin import MarathonStandIn
 
 SILENCE_SECONDS = 3
@@ -67,20 +67,6 @@ def sync(marathon_etcd: EtcdServer, marathon: MarathonStandIn, seed_file: Path,
     service.stop()
 
 
-@pytest.fixture
-def servers() -> Iterator[list[IdServer]]:
-    made: list[IdServer] = []
-    yield made
-    for server in made:
-        server.stop()
-
-
-def instance(made: list[IdServer], ident: str) -> IdServer:
-    server = IdServer(ident).start()
-    made.append(server)
-    return server
-
-
 def port_of(server: IdServer) -> int:
     return int(server.address.rsplit(":", 1)[1])
 
@@ -100,13 +86,6 @@ def config(sync: HaproxySync) -> str:
 
 def marathon_health(sync: HaproxySync) -> dict:
     return sync.request("GET", "/health").json()["checks"]["haproxy"]["marathon"]
-
-
-def current_worker(sync: HaproxySync) -> int:
-    from paz_haproxy_sync.haproxy import Haproxy
-    from paz_haproxy_sync.settings import SyncSettings
-
-    return wait_until(Haproxy(SyncSettings(haproxy_dir=str(sync.folder / "haproxy"))).worker_pid, 5, what="HAProxy's worker")
 
 
 def test_the_marathon_key_takes_effect_without_a_restart(sync, marathon_etcd, marathon, servers, unique_name):
@@ -129,7 +108,7 @@ def test_an_app_is_routed_by_name_vhost_and_service_port_and_follows_its_tasks(s
     wait_until(lambda: body(sync, f"{name}.paz") == "t1", 10, what="the app routed as <app>-<group>.paz")
     assert body(sync, f"{unique_name}.example.com") == "t1"
     assert requests.get(f"http://127.0.0.1:{service_port}/", timeout=5).text == "t1"
-    worker = current_worker(sync)
+    worker = sync.worker_pid()
 
     marathon.set_task(app_id, "t2", "127.0.0.1", [port_of(instance(servers, "t2"))])
     wait_until(lambda: set(seen(sync, f"{name}.paz")) == {"t1", "t2"}, 5, what="a new task routed")
@@ -137,7 +116,7 @@ def test_an_app_is_routed_by_name_vhost_and_service_port_and_follows_its_tasks(s
     wait_until(lambda: set(seen(sync, f"{name}.paz")) == {"t2"}, 5, what="a killed task out of the backend")
     marathon.set_task(app_id, "t3", "127.0.0.1", [port_of(instance(servers, "t3"))], state="TASK_STAGING")
     assert set(seen(sync, f"{name}.paz")) == {"t2"}
-    assert current_worker(sync) == worker, "task changes must not reload HAProxy"
+    assert sync.worker_pid() == worker, "task changes must not reload HAProxy"
 
     backends = {b["service"]: b for b in sync.request("GET", "/backends").json()}
     assert backends[name]["source"] == "marathon" and backends[name]["marathonApp"] == app_id

@@ -83,7 +83,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._status = StatusFile(settings.status_path)
         self._etcd = etcd
-        self._marathon: dict[str, MarathonApp] = {}
+        self._marathon: dict[str, MarathonApp] | None = None  # None until Marathon's apps were read (or found unconfigured)
         self.marathon = MarathonSource(settings, etcd, self._on_marathon, lambda status: self._status.update(marathon=status))
         self.watchers = [
             Watcher(etcd, keys.SERVICES, self._on_instance, self._reset(keys.SERVICES, self._on_instance)),
@@ -195,7 +195,7 @@ class Engine:
             before, self._marathon = self._marathon, apps
         if before != apps:
             self._wake.set()
-            publish(self._etcd, before, apps)
+            publish(self._etcd, before or {}, apps)
 
     def table(self) -> Table | None:
         """The routing table, or None until every watched part of etcd has been read once."""
@@ -208,9 +208,10 @@ class Engine:
                 services.setdefault(instance.service, {})[instance.name] = instance
             routed = {name: tuple(s.values()) for name, s in services.items()}
             routers = dict(self._routers)
-            for backend, app in self._marathon.items():
+            marathon = self._marathon or {}
+            for backend, app in marathon.items():
                 routed[backend], routers[backend] = app.servers, app.router
-            return Table(self._domain, routed, routers, dict(self._marathon))
+            return Table(self._domain, routed, routers, dict(marathon))
 
     # -- applying ----------------------------------------------------------------------------
 

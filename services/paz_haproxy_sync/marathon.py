@@ -340,6 +340,7 @@ class MarathonSource:
         hint_socket(self.settings).unlink(missing_ok=True)
         self._hints.bind(str(hint_socket(self.settings)))
         self._hints.settimeout(1.0)
+        self._reread.set()  # a first read (or, with no Marathon, a first empty answer) at once
         self.watcher.start()
         for target, name in ((self._read_loop, "read"), (self._stream_loop, "stream"), (self._hint_loop, "hints")):
             thread = threading.Thread(target=target, name=f"paz-marathon-{name}", daemon=True)
@@ -514,8 +515,16 @@ class MarathonSource:
 
 
 def publish(etcd: Etcd, before: dict[str, MarathonApp], after: dict[str, MarathonApp]) -> None:
-    """Write what changed to ``/paz/marathon/apps`` so the orchestrator's event stream tells it."""
+    """Write what changed to ``/paz/marathon/apps`` so the orchestrator's event stream tells it.
+
+    With nothing routed before (a start), keys left by an earlier run for apps now gone are removed too.
+    """
     try:
+        if not before:
+            names = {app.name for app in after.values()}
+            for node in etcd.children(keys.MARATHON_APPS):
+                if keys.relative(node.key, keys.MARATHON_APPS) not in names:
+                    etcd.delete(node.key)
         for backend, app in after.items():
             if backend not in before or before[backend].published() != app.published():
                 etcd.write(keys.marathon_app(app.name), app.published())

@@ -429,6 +429,13 @@ class IdServer:
         self.server.server_close()
 
 
+def instance(made: list[IdServer], ident: str) -> IdServer:
+    """A started :class:`IdServer` answering ``ident``, kept in ``made`` (the ``servers`` fixture stops them)."""
+    server = IdServer(ident).start()
+    made.append(server)
+    return server
+
+
 class HaproxySync(Service):
     """paz-haproxy-sync on free ports with its HAProxy state in ``folder``; stopping it also stops
     (by the pid in its pid file) any HAProxy it left running."""
@@ -447,6 +454,14 @@ class HaproxySync(Service):
             return pid if "haproxy" in " ".join(command(pid) or []) else None
         except (OSError, ValueError, IndexError):
             return None
+
+    def worker_pid(self) -> int:
+        """The pid of HAProxy's current worker, the one answering its stats socket (a reload replaces it)."""
+        from paz_haproxy_sync.haproxy import Haproxy
+        from paz_haproxy_sync.settings import SyncSettings
+
+        haproxy = Haproxy(SyncSettings(haproxy_dir=str(self.folder / "haproxy")))
+        return wait_until(haproxy.worker_pid, 5, what="HAProxy's stats socket")
 
     def route(self, host: str, path: str = "/", **kwargs: Any) -> requests.Response:
         """A request through HAProxy's router with ``Host: <host>``."""
