@@ -305,6 +305,9 @@ def test_forwarding_passes_the_change_through_and_maps_marathons_answers(orchest
     try:
         down = orchestrator.request("PUT", f"/marathon/apps{app_id}", json={"instances": 1})
         assert down.status_code == 503 and dead in down.json()["error"]["message"]
+        marathon_etcd.delete_tree("/paz/config/marathon")
+        unset = orchestrator.request("PUT", f"/marathon/apps{app_id}", json={"instances": 1})
+        assert unset.status_code == 409 and "No Marathon is configured" in unset.json()["error"]["message"]
     finally:
         marathon_etcd.put("/paz/config/marathon", marathon.url)
 

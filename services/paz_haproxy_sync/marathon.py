@@ -250,6 +250,23 @@ def _vhosts(app_id: str, labels: Any) -> list[str]:
     return hosts
 
 
+_RESOLVED: dict[str, tuple[str, float]] = {}
+RESOLVED_SECONDS = 60.0
+
+
+def address_of(raw: str) -> str:
+    """:func:`~.model.parse_address` remembered for a minute: every event re-reads every task, and agents'
+    host names would otherwise be looked up again each time."""
+    known = _RESOLVED.get(raw)
+    if known and known[1] > time.monotonic():
+        return known[0]
+    if len(_RESOLVED) > 10000:
+        _RESOLVED.clear()
+    address = parse_address(raw)
+    _RESOLVED[raw] = (address, time.monotonic() + RESOLVED_SECONDS)
+    return address
+
+
 def _server(app_id: str, name: str, task: Any, backend_port: int | None, checks: int) -> Instance | None:
     """The server a task stands for, or None when it is not running, not healthy, or not routable."""
     if not isinstance(task, dict) or task.get("state", RUNNING if task.get("startedAt") else None) != RUNNING:
@@ -264,7 +281,7 @@ def _server(app_id: str, name: str, task: Any, backend_port: int | None, checks:
             raise Malformed(f"task id {str(task.get('id'))[:100]!r} is not letters, digits, '.', '_', ':' and '-'")
         if _port(port) is None or not isinstance(task.get("host"), str):
             raise Malformed(f"task {task['id']} has no host and port to route to (backend_port {backend_port})")
-        return Instance(BACKEND_PREFIX + name, task["id"], parse_address(f"{task['host']}:{port}"))
+        return Instance(BACKEND_PREFIX + name, task["id"], address_of(f"{task['host']}:{port}"))
     except Malformed as exc:
         log.warning("skipped a Marathon task", extra={"app": app_id, "reason": str(exc)})
         return None

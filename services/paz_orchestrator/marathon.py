@@ -5,7 +5,8 @@
 ``PUT``/``PATCH /v2/apps/<app id>``. Marathon's base URLs come from ``PAZ_MARATHON_URLS`` or, read at
 each request, ``/paz/config/marathon``; they are tried in turn while one cannot be reached. Its
 answers are mapped to the suite's: ``{deploymentId, version}`` passed on, 409 (a deployment holds
-the app) a 409 that says so, 400/422 a 400 with Marathon's message, unreachable a 503 naming it.
+the app) a 409 that says so, 400/422 a 400 with Marathon's message, unreachable a 503 naming it, none
+configured a 409 saying where to set one.
 Each forwarded change is written to ``/paz/marathon/changes`` (with a TTL), so ``/events`` tells it.
 """
 
@@ -73,8 +74,8 @@ class MarathonForwarder:
             urls = parse_base_urls(raw)
         except ValueError as exc:
             raise Unavailable(f"{keys.MARATHON} holds {raw!r}, which is not Marathon's base URLs: {exc}") from None
-        if not urls:
-            raise Unavailable(f"No Marathon is configured: set {keys.MARATHON} to its base URLs (comma-separated) or PAZ_MARATHON_URLS.")
+        if not urls:  # the suite's state, not a failure: there is nothing to forward to
+            raise Conflict(f"No Marathon is configured: set {keys.MARATHON} to its base URLs (comma-separated) or PAZ_MARATHON_URLS.")
         return urls
 
     def forward(self, method: str, raw_id: str, body: Any, force: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from flask import Response, current_app
 
 from paz.api import NAMED
 from paz.errors import ApiError, NotFound, Unavailable
-from paz.names import checked_name
+from paz.names import MARATHON_APP_ID, checked_name
 from paz.web import error_response
 from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz_scheduler.schemas import HostOut, UnitOut, VersionOut
@@ -313,8 +313,8 @@ def load_balancer_health(lb_id: str):
 
 MARATHON_APP = [{
     "in": "path", "name": "app_id", "required": True,
-    "description": "the Marathon app id without its leading '/', e.g. group/app",
-    "schema": {"type": "string"},
+    "description": "the Marathon app id without its leading '/', e.g. group/app (any other answers 400)",
+    "schema": {"type": "string", "pattern": MARATHON_APP_ID.pattern.replace("^(/", "^/?(")},
 }]
 
 
@@ -333,7 +333,7 @@ def marathon_change(method: str):
 
 @marathon_change("PUT")
 def put_marathon_app(change: dict[str, Any], query: dict[str, Any], app_id: str):
-    """Forward a change of an app to Marathon (PUT /v2/apps/<id>): 409 while a deployment holds it, unless force=true."""
+    """Forward a change of an app to Marathon (PUT /v2/apps/<id>): 409 while a deployment holds it (unless force=true) or when no Marathon is configured."""
     return marathon().forward("PUT", app_id, change, query["force"])
 
 
