@@ -275,7 +275,10 @@ def _server(app_id: str, name: str, task: Any, backend_port: int | None, checks:
     if checks and (len(results) < checks or not all(isinstance(r, dict) and r.get("alive") is True for r in results)):
         return None
     ports = task.get("ports") if isinstance(task.get("ports"), list) else []
-    port = backend_port if backend_port in ports else None if backend_port else (ports[0] if ports else None)
+    if backend_port:  # the seed's backend_port: the task port equal to it
+        port = backend_port if backend_port in ports else None
+    else:
+        port = ports[0] if ports else None
     try:
         if not isinstance(task.get("id"), str) or not _TASK_ID.match(task["id"]):
             raise Malformed(f"task id {str(task.get('id'))[:100]!r} is not letters, digits, '.', '_', ':' and '-'")
@@ -432,8 +435,10 @@ class MarathonSource:
         except Malformed as exc:
             raise MarathonUnreachable(f"{url}: {exc}") from None
         self.on_apps(apps)
-        self._report(urls=list(urls), allowedAddresses=host_addresses(urls), readFrom=url, lastReadAt=time.time(),
-                     apps=len(apps), appIds={app.name: app.app_id for app in apps.values()}, lastError=None)
+        if self.status.get("urls") != list(urls) or not self.status.get("allowedAddresses"):  # looked up once per change
+            self._report(urls=list(urls), allowedAddresses=host_addresses(urls))
+        self._report(readFrom=url, lastReadAt=time.time(), apps=len(apps),
+                     appIds={app.name: app.app_id for app in apps.values()}, lastError=None)
 
     def _get_apps(self, urls: tuple[str, ...]) -> tuple[Any, str]:
         problems = []
