@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import requests
 
-from tests.support import EtcdServer, HaproxySync, IdServer, free_port, wait_until
+from tests.support import EtcdServer, HaproxySync, IdServer, KeepAliveLoad, free_port, wait_until
 from tests.support.marathon_standin import MarathonStandIn
 
 CHANGES = 50
@@ -99,33 +98,6 @@ def etcd_changes(etcd: EtcdServer, route: tuple[str, str], count: int) -> list[f
     return samples
 
 
-def load(url: str, host: str, seconds: float, during=None) -> tuple[int, int]:
-    """(requests, failures) of LOAD_THREADS keep-alive clients while ``during`` runs (or for ``seconds``)."""
-    done, counts, lock = threading.Event(), [0, 0], threading.Lock()
-
-    def client() -> None:
-        with requests.Session() as session:
-            while not done.is_set():
-                try:
-                    ok = session.get(url, headers={"Host": host}, timeout=5).status_code == 200
-                except requests.RequestException:
-                    ok = False
-                with lock:
-                    counts[0] += 1
-                    counts[1] += 0 if ok else 1
-
-    threads = [threading.Thread(target=client) for _ in range(LOAD_THREADS)]
-    for thread in threads:
-        thread.start()
-    try:
-        during() if during else time.sleep(seconds)
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(10)
-    return counts[0], counts[1]
-
-
 def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="paz-bench-marathon-"))
     etcd = EtcdServer(folder).start()
@@ -153,11 +125,13 @@ def main() -> None:
         wait_until(lambda: answers(router, "web-bench.paz", "steady"), 5, what="the steady task routed")
         changing = servers("l", CHANGES)
         tasks += changing
-        total, failed = load(router, "web-bench.paz", 0, during=lambda: marathon_changes(marathon, routes[:1], changing))
-        reference_total, reference_failed = load(router, "web-bench.paz", LOAD_SECONDS)
+        with KeepAliveLoad(router, "web-bench.paz", clients=LOAD_THREADS) as changed:
+            marathon_changes(marathon, routes[:1], changing)
+        with KeepAliveLoad(router, "web-bench.paz", clients=LOAD_THREADS) as reference:
+            time.sleep(LOAD_SECONDS)
         print(f"(b) failed requests, {LOAD_THREADS} keep-alive clients")
-        print(f"    during {CHANGES} task changes: {failed} of {total}")
-        print(f"    reference, no change:     {reference_failed} of {reference_total}")
+        print(f"    during {CHANGES} task changes: {len(changed.failures)} of {changed.sent}")
+        print(f"    reference, no change:     {len(reference.failures)} of {reference.sent}")
     finally:
         for server in tasks:
             server.stop()

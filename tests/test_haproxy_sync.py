@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.support import EtcdServer, HaproxySync, instance, wait_until
+from tests.support import EtcdServer, HaproxySync, KeepAliveLoad, instance, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -152,32 +151,12 @@ def test_a_new_service_reloads_without_dropping_requests(sync, etcd, servers, un
     etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "steady").address)
     wait_until(lambda: body(sync, f"{unique_name}.paz") == "steady", 10, what="the steady service routed")
     worker = sync.worker_pid()
-    failures: list[str] = []
-    done = threading.Event()
-
-    def load() -> None:
-        with requests.Session() as session:
-            while not done.is_set():
-                try:
-                    answer = session.get(f"http://127.0.0.1:{sync.http_port}/", headers={"Host": f"{unique_name}.paz"}, timeout=5)
-                    if answer.text != "steady":
-                        failures.append(f"{answer.status_code} {answer.text[:80]}")
-                except requests.RequestException as exc:
-                    failures.append(repr(exc))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
+    with KeepAliveLoad(f"http://127.0.0.1:{sync.http_port}/", f"{unique_name}.paz", expect="steady") as load:
         for number in range(5):
             etcd.put(f"/paz/services/{unique_name}-new{number}/1/1", instance(servers, f"new{number}").address)
             wait_until(lambda: body(sync, f"{unique_name}-new{number}.paz") == f"new{number}", 10, what="a new service routed")
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(10)
     assert sync.worker_pid() != worker and status(sync)["lastApply"] == "reload"
-    assert failures == []
+    assert load.failures == []
 
 
 def test_health_config_and_backends(sync, etcd, servers, unique_name):

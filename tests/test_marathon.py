@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import requests
 from passlib.hash import sha512_crypt
 
-from tests.support import EtcdServer, EventStream, HaproxySync, IdServer, Service, free_port, instance, wait_until
+from tests.support import EtcdServer, EventStream, HaproxySync, IdServer, KeepAliveLoad, Service, free_port, instance, wait_until
 from tests.support.marathon_standin import MarathonStandIn
 
 SILENCE_SECONDS = 3
@@ -224,37 +223,13 @@ def test_no_failed_request_while_50_task_changes_are_applied(sync, marathon, ser
     marathon.set_task(app_id, "steady", "127.0.0.1", [port_of(instance(servers, "steady"))])
     wait_until(lambda: body(sync, host) == "steady", 10, what="the app routed")
     pool = [instance(servers, f"n{number}") for number in range(5)]
-    failures: list[str] = []
-    answered = Counter()
-    done = threading.Event()
-
-    def load() -> None:
-        with requests.Session() as session:
-            for _ in range(20000):  # bounded in count and, through `done`, in time
-                if done.is_set():
-                    return
-                try:
-                    answer = session.get(f"http://127.0.0.1:{sync.http_port}/", headers={"Host": host}, timeout=5)
-                    answered[answer.status_code] += 1
-                    if answer.status_code != 200:
-                        failures.append(f"{answer.status_code} {answer.text[:80]}")
-                except requests.RequestException as exc:
-                    failures.append(repr(exc))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
+    with KeepAliveLoad(f"http://127.0.0.1:{sync.http_port}/", host) as load:
         for change in range(50):
             server = pool[change % len(pool)]
             killed = change // len(pool) % 2 == 1
             marathon.set_task(app_id, server.ident, "127.0.0.1", [port_of(server)], state="TASK_KILLED" if killed else "TASK_RUNNING")
             wait_until(lambda: (server.ident not in seen(sync, host, 12)) == killed, 5, what=f"task change {change} applied")
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(10)
-    assert failures == [] and answered[200] > 100
+    assert load.failures == [] and load.sent > 100
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,8 @@ from paz.names import is_service_name
 from paz.watch import Watcher
 
 from .haproxy import Haproxy, HaproxyError
-from .marathon import MarathonApp, MarathonSource, publish
+from .marathon import MarathonSource, publish
+from .marathon_model import MarathonApp
 from .model import (
     Instance, Malformed, RouterSettings, Table,
     parse_domain, parse_instance, parse_router_settings,

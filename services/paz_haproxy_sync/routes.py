@@ -14,7 +14,8 @@ from paz.errors import Forbidden, Unavailable
 from paz.web import paz_context
 
 from .haproxy import Haproxy, HaproxyError
-from .marathon import BACKEND_PREFIX, EVENT_TYPES, send_hint
+from .marathon import EVENT_TYPES, send_hint
+from .marathon_model import BACKEND_PREFIX
 from .render import UNKNOWN_BACKEND
 from .schemas import BackendOut, MarathonEventIn, MarathonEventOut
 from .status import StatusFile

@@ -429,6 +429,47 @@ class IdServer:
         self.server.server_close()
 
 
+class KeepAliveLoad:
+    """``clients`` keep-alive clients sending ``GET url`` with ``Host: host`` while the ``with`` block runs.
+
+    Bounded in count (``most`` requests per client) and in time (the block). ``sent`` counts the
+    requests; ``failures`` lists every answer other than 200 (or other than ``expect`` when given) and
+    every request that failed.
+    """
+
+    def __init__(self, url: str, host: str, expect: str | None = None, clients: int = 4, most: int = 20000) -> None:
+        import threading
+
+        self.url, self.host, self.expect, self.most = url, host, expect, most
+        self.failures: list[str] = []
+        self.sent = 0
+        self._done = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(clients)]
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            for _ in range(self.most):
+                if self._done.is_set():
+                    return
+                self.sent += 1
+                try:
+                    answer = session.get(self.url, headers={"Host": self.host}, timeout=5)
+                    if answer.status_code != 200 or (self.expect is not None and answer.text != self.expect):
+                        self.failures.append(f"{answer.status_code} {answer.text[:80]}")
+                except requests.RequestException as exc:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self) -> "KeepAliveLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
 def instance(made: list[IdServer], ident: str) -> IdServer:
     """A started :class:`IdServer` answering ``ident``, kept in ``made`` (the ``servers`` fixture stops them)."""
     server = IdServer(ident).start()
