@@ -26,6 +26,21 @@ log = logging.getLogger(__name__)
 
 BACKEND_PREFIX = "marathon_"
 """Marathon apps' backends are ``marathon_<name>``: no paz service name has a ``_``, so they never collide."""
+WARN_AGAIN_SECONDS = 600.0
+_warned: dict[tuple[str, str, str], float] = {}
+
+
+def warn_once(message: str, app: str, reason: str) -> None:
+    """Log what was skipped, once per app and reason every ten minutes: every event re-reads every app."""
+    key, now = (message, app, reason), time.monotonic()
+    if _warned.get(key, 0.0) > now:
+        return
+    if len(_warned) > 10000:
+        _warned.clear()
+    _warned[key] = now + WARN_AGAIN_SECONDS
+    log.warning(message, extra={"app": app, "reason": reason})
+
+
 _TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _VHOST_LABEL = re.compile(r"^HAPROXY_[0-9]{1,2}_VHOST$")
 RUNNING = "TASK_RUNNING"
@@ -171,13 +186,13 @@ def parse_apps(payload: Any, seed: SeedFile, reserved_ports: set[int]) -> dict[s
         try:
             app = parse_app(raw, seed)
         except Malformed as exc:
-            log.warning("skipped a Marathon app", extra={"app": str(raw.get("id"))[:200], "reason": str(exc)})
+            warn_once("skipped a Marathon app", str(raw.get("id"))[:200], str(exc))
             continue
         if app.backend in apps:
-            log.warning("skipped a Marathon app", extra={"app": app.app_id, "reason": f"{app.name} is routed for another app"})
+            warn_once("skipped a Marathon app", app.app_id, f"{app.name} is routed for another app")
             continue
         if app.service_port in taken_ports:
-            log.warning("Marathon app routed without its service port", extra={"app": app.app_id, "reason": f"port {app.service_port} is taken"})
+            warn_once("Marathon app routed without its service port", app.app_id, f"port {app.service_port} is taken")
             app = replace(app, service_port=None)
         taken_ports.add(app.service_port or 0)
         apps[app.backend] = app
@@ -225,7 +240,7 @@ def _vhosts(app_id: str, labels: Any) -> list[str]:
             try:
                 hosts.append(parse_host_name(host.strip()))
             except Malformed as exc:
-                log.warning("skipped a Marathon vhost label", extra={"app": app_id, "label": key, "reason": str(exc)})
+                warn_once("skipped a Marathon vhost label", app_id, f"{key}: {exc}")
     return hosts
 
 
@@ -265,5 +280,5 @@ def _server(app_id: str, name: str, task: Any, backend_port: int | None, checks:
             raise Malformed(f"task {task['id']} has no host and port to route to (backend_port {backend_port})")
         return Instance(BACKEND_PREFIX + name, task["id"], address_of(f"{task['host']}:{port}"))
     except Malformed as exc:
-        log.warning("skipped a Marathon task", extra={"app": app_id, "reason": str(exc)})
+        warn_once("skipped a Marathon task", app_id, str(exc))
         return None
