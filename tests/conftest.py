@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import DockerEngine, EtcdServer, Service, build_test_image
+from tests.support import DockerEngine, EtcdServer, IdServer, Service, build_test_image
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +58,12 @@ def test_image(docker_engine: DockerEngine) -> str:
 def unique_name() -> str:
     """A fresh, valid service name, so tests sharing the session's etcd never collide."""
     return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def servers() -> Iterator[list[IdServer]]:
+    """App instances a test makes with ``tests.support.instance(servers, id)``; all stopped afterwards."""
+    made: list[IdServer] = []
+    yield made
+    for server in made:
+        server.stop()

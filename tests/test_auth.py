@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from paz.auth import MUTATING
 from tests.support import VENV_BIN, EtcdServer, Service

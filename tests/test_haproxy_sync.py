@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import requests
 
-from tests.support import EtcdServer, HaproxySync, IdServer, wait_until
+from tests.support import EtcdServer, HaproxySync, KeepAliveLoad, instance, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -20,21 +19,6 @@ def sync(etcd: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     yield service
     service.stop()
     assert service.haproxy_pid() is None
-
-
-@pytest.fixture
-def servers() -> Iterator[list[IdServer]]:
-    """Instances a test makes with ``servers.append(IdServer(id).start())``; all stopped afterwards."""
-    made: list[IdServer] = []
-    yield made
-    for server in made:
-        server.stop()
-
-
-def instance(made: list[IdServer], ident: str) -> IdServer:
-    server = IdServer(ident).start()
-    made.append(server)
-    return server
 
 
 def body(sync: HaproxySync, host: str) -> str | None:
@@ -48,15 +32,6 @@ def seen(sync: HaproxySync, host: str, count: int = 12) -> Counter[str]:
 
 def status(sync: HaproxySync) -> dict:
     return json.loads((sync.folder / "haproxy" / "status.json").read_text())
-
-
-def current_worker(sync: HaproxySync) -> int:
-    """The pid of HAProxy's current worker, the one answering its stats socket (a reload replaces it)."""
-    from paz_haproxy_sync.haproxy import Haproxy
-    from paz_haproxy_sync.settings import SyncSettings
-
-    haproxy = Haproxy(SyncSettings(haproxy_dir=str(sync.folder / "haproxy")))
-    return wait_until(haproxy.worker_pid, 5, what="HAProxy's stats socket")
 
 
 def test_routes_by_host_name_and_answers_503_for_an_unknown_host(sync, etcd, servers, unique_name):
@@ -86,7 +61,7 @@ def test_new_key_is_routed_and_deleted_expired_or_moved_keys_follow_without_a_re
     host = f"{unique_name}.paz"
     etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "one").address)
     wait_until(lambda: body(sync, host) == "one", 10, what="the first instance routed")
-    master, worker = sync.haproxy_pid(), current_worker(sync)
+    master, worker = sync.haproxy_pid(), sync.worker_pid()
 
     etcd.put(f"/paz/services/{unique_name}/1/2", instance(servers, "two").address)
     wait_until(lambda: "two" in seen(sync, host, 4), 5, what="a new instance key routed")
@@ -100,7 +75,7 @@ def test_new_key_is_routed_and_deleted_expired_or_moved_keys_follow_without_a_re
     assert set(seen(sync, host, 20)) == {"one"}
     etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "moved").address)
     wait_until(lambda: set(seen(sync, host, 6)) == {"moved"}, 5, what="a re-addressed instance key followed")
-    assert (sync.haproxy_pid(), current_worker(sync)) == (master, worker), "server changes must not reload HAProxy"
+    assert (sync.haproxy_pid(), sync.worker_pid()) == (master, worker), "server changes must not reload HAProxy"
     wait_until(lambda: f"{unique_name}-1-" not in sync.request("GET", "/config").text.replace(f"{unique_name}-1-1 ", ""), 5,
                what="the config in force saved once the changes paused")
 
@@ -175,33 +150,13 @@ def test_hostile_keys_and_values_never_reach_the_config(sync, etcd, servers, uni
 def test_a_new_service_reloads_without_dropping_requests(sync, etcd, servers, unique_name):
     etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "steady").address)
     wait_until(lambda: body(sync, f"{unique_name}.paz") == "steady", 10, what="the steady service routed")
-    worker = current_worker(sync)
-    failures: list[str] = []
-    done = threading.Event()
-
-    def load() -> None:
-        with requests.Session() as session:
-            while not done.is_set():
-                try:
-                    answer = session.get(f"http://127.0.0.1:{sync.http_port}/", headers={"Host": f"{unique_name}.paz"}, timeout=5)
-                    if answer.text != "steady":
-                        failures.append(f"{answer.status_code} {answer.text[:80]}")
-                except requests.RequestException as exc:
-                    failures.append(repr(exc))
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
+    worker = sync.worker_pid()
+    with KeepAliveLoad(f"http://127.0.0.1:{sync.http_port}/", f"{unique_name}.paz", expect="steady") as load:
         for number in range(5):
             etcd.put(f"/paz/services/{unique_name}-new{number}/1/1", instance(servers, f"new{number}").address)
             wait_until(lambda: body(sync, f"{unique_name}-new{number}.paz") == f"new{number}", 10, what="a new service routed")
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(10)
-    assert current_worker(sync) != worker and status(sync)["lastApply"] == "reload"
-    assert failures == []
+    assert sync.worker_pid() != worker and status(sync)["lastApply"] == "reload"
+    assert load.failures == []
 
 
 def test_health_config_and_backends(sync, etcd, servers, unique_name):

@@ -29,6 +29,8 @@ from paz.names import is_service_name
 from paz.watch import Watcher
 
 from .haproxy import Haproxy, HaproxyError
+from .marathon import MarathonSource, publish
+from .marathon_model import MarathonApp
 from .model import (
     Instance, Malformed, RouterSettings, Table,
     parse_domain, parse_instance, parse_router_settings,
@@ -81,6 +83,9 @@ class Engine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._status = StatusFile(settings.status_path)
+        self._etcd = etcd
+        self._marathon: dict[str, MarathonApp] | None = None  # None until Marathon's apps were read (or found unconfigured)
+        self.marathon = MarathonSource(settings, etcd, self._on_marathon, lambda status: self._status.update(marathon=status))
         self.watchers = [
             Watcher(etcd, keys.SERVICES, self._on_instance, self._reset(keys.SERVICES, self._on_instance)),
             Watcher(etcd, keys.DIRECTORY, self._on_document, self._reset(keys.DIRECTORY, self._on_document)),
@@ -100,6 +105,7 @@ class Engine:
         self._status.update(haproxyPid=self.haproxy.master_pid())
         for watcher in self.watchers:
             watcher.start()
+        self.marathon.start()
         self._thread = threading.Thread(target=self._run, name="paz-haproxy-apply", daemon=True)
         self._thread.start()
         return self
@@ -110,6 +116,7 @@ class Engine:
         self._wake.set()
         for watcher in self.watchers:
             watcher.stop()
+        self.marathon.stop()
         if self._thread:
             self._thread.join(timeout=10)
         if not self.settings.keep_haproxy:
@@ -184,6 +191,13 @@ class Engine:
         if wake:
             self._wake.set()
 
+    def _on_marathon(self, apps: dict[str, MarathonApp]) -> None:
+        with self._lock:
+            before, self._marathon = self._marathon, apps
+        if before != apps:
+            self._wake.set()
+            publish(self._etcd, before or {}, apps)
+
     def table(self) -> Table | None:
         """The routing table, or None until every watched part of etcd has been read once."""
         with self._lock:
@@ -193,7 +207,12 @@ class Engine:
             for key in sorted(self._instances):
                 instance = self._instances[key]
                 services.setdefault(instance.service, {})[instance.name] = instance
-            return Table(self._domain, {name: tuple(s.values()) for name, s in services.items()}, dict(self._routers))
+            routed = {name: tuple(s.values()) for name, s in services.items()}
+            routers = dict(self._routers)
+            marathon = self._marathon or {}
+            for backend, app in marathon.items():
+                routed[backend], routers[backend] = app.servers, app.router
+            return Table(self._domain, routed, routers, dict(marathon))
 
     # -- applying ----------------------------------------------------------------------------
 

@@ -73,6 +73,8 @@ class Table:
     domain: str | None
     services: dict[str, tuple[Instance, ...]]
     settings: dict[str, RouterSettings] = field(default_factory=dict)
+    marathon: dict[str, Any] = field(default_factory=dict)
+    """Backends that route Marathon apps (:class:`~.marathon.MarathonApp` by backend name)."""
 
     def settings_of(self, service: str) -> RouterSettings:
         return self.settings.get(service, RouterSettings())
@@ -113,6 +115,14 @@ def parse_instance(key: str, value: str | None) -> Instance:
     return Instance(service, f"{service}-{version}-{instance}", parse_address(value or ""))
 
 
+def parse_host_name(raw: str) -> str:
+    """A host name requests may name (a Marathon app's ``HAPROXY_{n}_VHOST``), lowercased."""
+    host = raw.lower().rstrip(".")
+    if len(host) > 253 or not _HOSTNAME.match(host):
+        raise Malformed(f"{raw[:100]!r} is not a host name (letters, digits, '-' and dots)")
+    return host
+
+
 def parse_domain(value: str | None) -> str | None:
     """The public domain from ``/paz/config/domain`` (None when unset or empty)."""
     domain = (value or "").strip().lower().rstrip(".")
@@ -137,7 +147,7 @@ def parse_router_settings(name: str, raw: str | None) -> tuple[RouterSettings, l
     if not isinstance(config, dict):
         problem = f"the directory document of {name!r} is not JSON with a config object"
         return RouterSettings(refused=problem), [problem]
-    auth, refused = _basic_auth(config.get("basicAuth"))
+    auth, refused = basic_auth(config.get("basicAuth"))
     health = _health_check(config.get("healthCheck"))
     problems = [refused] if refused else []
     if config.get("healthCheck") is not None and health is None:
@@ -145,7 +155,7 @@ def parse_router_settings(name: str, raw: str | None) -> tuple[RouterSettings, l
     return RouterSettings(public=config.get("publicFacing") is True, auth=auth, health=health, refused=refused), problems
 
 
-def _basic_auth(raw: Any) -> tuple[BasicAuth | None, str | None]:
+def basic_auth(raw: Any) -> tuple[BasicAuth | None, str | None]:
     if raw is None:
         return None, None
     if not isinstance(raw, dict) or not isinstance(raw.get("users"), list):

@@ -16,7 +16,7 @@ TEXT = 'content-type "text/plain; charset=utf-8"'
 
 def render(table: Table, settings: SyncSettings, servers: bool = True) -> str:
     """The whole config; with ``servers=False`` its structure only (what a runtime change cannot alter)."""
-    lines = [*_global(settings), *_frontend(table, settings), *_fixed(settings)]
+    lines = [*_global(settings), *_frontend(table, settings), *_service_ports(table, settings), *_fixed(settings)]
     for name in sorted(table.services):
         lines += _backend(table, name, servers)
     return "\n".join(lines) + "\n"
@@ -68,12 +68,24 @@ def _frontend(table: Table, settings: SyncSettings) -> list[str]:
         f"    bind {settings.router_bind}:{settings.http_port}",
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
     ]
-    for name in sorted(table.services):
+    for name in sorted(table.services, key=lambda n: (n in table.marathon, n)):  # paz's own services win a host name
         hosts = [f"{name}.paz"]
-        if table.domain and table.settings_of(name).public and not name.startswith("paz-"):
+        if name in table.marathon:
+            hosts = list(table.marathon[name].hosts)
+        elif table.domain and table.settings_of(name).public and not name.startswith("paz-"):
             hosts.append(f"{name}.{table.domain}")
         lines.append(f"    use_backend {name} if {{ var(txn.host) -m str {' '.join(hosts)} }}")
     lines += [f"    default_backend {UNKNOWN_BACKEND}", ""]
+    return lines
+
+
+def _service_ports(table: Table, settings: SyncSettings) -> list[str]:
+    """A frontend per Marathon app with a service port (the seed's per-service ``port``)."""
+    lines: list[str] = []
+    for backend, app in sorted(table.marathon.items()):
+        if app.service_port:
+            lines += [f"frontend port_{app.service_port}", f"    bind {settings.router_bind}:{app.service_port}",
+                      f"    default_backend {backend}", ""]
     return lines
 
 

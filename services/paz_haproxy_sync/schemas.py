@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields
+from marshmallow import INCLUDE, Schema, fields
 
 
 class ServerOut(Schema):
@@ -21,6 +21,22 @@ class BackendStats(Schema):
 class BackendOut(Schema):
     """A routed service: its servers and traffic (stats is empty until HAProxy reports the backend)."""
 
-    service = fields.String(required=True)
+    service = fields.String(required=True, metadata={"description": "the service, or the routed name c-b-a of Marathon app /a/b/c"})
+    source = fields.String(required=True, metadata={"description": "etcd (paz's services) or marathon"})
+    marathonApp = fields.String(metadata={"description": "the Marathon app id, for a backend from Marathon"})
     servers = fields.List(fields.Nested(ServerOut), required=True)
     stats = fields.Nested(BackendStats, required=True)
+
+
+class MarathonEventIn(Schema):
+    """An event Marathon POSTs to a callback URL (``POST /v2/eventSubscriptions?callbackUrl=``)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    eventType = fields.String(required=True, metadata={"description": "e.g. status_update_event"})
+
+
+class MarathonEventOut(Schema):
+    eventType = fields.String(required=True)
+    accepted = fields.Boolean(required=True, metadata={"description": "true when it makes haproxy-sync read Marathon's apps again"})

@@ -10,7 +10,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from paz.settings import Settings, env, parse_bool, parse_host, parse_port, parse_socket_dir
+from paz.settings import (
+    Settings, env, parse_base_urls, parse_bool, parse_host, parse_port, parse_positive_float, parse_seconds_up_to,
+    parse_socket_dir, parse_url,
+)
 
 
 def default_haproxy() -> str:
@@ -25,6 +28,11 @@ class SyncSettings(Settings):
     haproxy_bin: str = env("PAZ_HAPROXY_BIN", str, default_haproxy())
     router_bind: str = env("PAZ_ROUTER_BIND", parse_host, "127.0.0.1")
     keep_haproxy: bool = env("PAZ_HAPROXY_KEEP", parse_bool, False)
+    marathon_urls: tuple[str, ...] = env("PAZ_MARATHON_URLS", parse_base_urls, ())
+    marathon_settings: str = env("PAZ_MARATHON_SETTINGS", str, "")
+    marathon_silence: float = env("PAZ_MARATHON_SILENCE_SECONDS", parse_positive_float, 30.0)
+    marathon_resync: float = env("PAZ_MARATHON_RESYNC_SECONDS", parse_seconds_up_to(60.0), 60.0)  # at least every minute
+    marathon_callback_url: str = env("PAZ_MARATHON_CALLBACK_URL", parse_url, "")
 
     @property
     def state_dir(self) -> Path:

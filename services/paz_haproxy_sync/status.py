@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ class StatusFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fields: dict[str, Any] = {}
+        self._lock = threading.Lock()  # the applier and the Marathon reader both write
 
     def update(self, **fields: Any) -> None:
         """Set ``fields`` (keeping those written before) and replace the file atomically."""
-        self._fields.update(fields)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self._fields, sort_keys=True))
-        os.replace(temporary, self.path)
+        with self._lock:
+            self._fields.update(fields)
+            temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(self._fields, sort_keys=True))
+            os.replace(temporary, self.path)
 
     def read(self) -> dict[str, Any]:
         """What the file says, or nothing when it is missing or half-written by hand."""
@@ -52,4 +55,5 @@ def haproxy_health(settings: SyncSettings) -> dict[str, Any]:
         "lastAppliedAt": status.get("lastAppliedAt"),
         "lastApply": status.get("lastApply"),
         "lastError": status.get("lastError"),
+        "marathon": status.get("marathon") or {},
     }

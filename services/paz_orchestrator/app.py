@@ -9,6 +9,7 @@ from paz.upstream import Upstream
 from paz.web import Paz
 
 from .events import EventStreams
+from .marathon import MarathonForwarder
 from .routes import bp
 from .settings import OrchestratorSettings
 from .upstream import Cluster
@@ -18,6 +19,7 @@ def attach_cluster(app: Flask, paz: Paz) -> None:
     settings = paz.settings
     app.extensions["paz.cluster"] = Cluster(Upstream(paz.discovery, settings.upstream_timeout, settings.token), paz.etcd)
     app.extensions["paz.events"] = EventStreams(paz.etcd, settings)
+    app.extensions["paz.marathon"] = MarathonForwarder(paz.etcd, settings.marathon_urls, settings.upstream_timeout)
 
 
 service = Service(

@@ -26,6 +26,7 @@ from typing import Any
 
 from paz import keys
 from paz.errors import Unavailable
+from paz.names import marathon_name
 from paz.etcd_client import Etcd, IndexCleared, Result, StoreUnavailable, WatchTimedOut
 
 from .settings import OrchestratorSettings
@@ -119,9 +120,25 @@ def _scheduler_event(result: Result) -> Event | None:
     return None
 
 
+def _marathon_event(result: Result) -> Event | None:
+    """haproxy-sync's routes of Marathon apps, and changes the orchestrator forwarded to Marathon."""
+    name = keys.relative(result.key, keys.MARATHON_APPS)
+    if name and "/" not in name:
+        if result.action in keys.GONE:
+            return Event(result.modifiedIndex, "marathon-app-unrouted", name, {"source": "marathon"})
+        return Event(result.modifiedIndex, "marathon-app-routed", name, {"source": "marathon", **_document(result.value)})
+    if keys.relative(result.key, keys.MARATHON_CHANGES) and result.action in keys.WRITTEN:
+        change = _document(result.value)
+        routed = marathon_name(str(change.get("app", ""))) or None
+        return Event(result.modifiedIndex, "marathon-change-forwarded", routed, {"source": "marathon", **change})
+    return None
+
+
 def describe(result: Result) -> Event | None:
     """The event an etcd change means, or None when it means nothing a user follows."""
     key = result.key or ""
+    if keys.relative(key, keys.MARATHON_ROOT):
+        return _marathon_event(result)
     name = keys.relative(key, keys.DIRECTORY)
     if name and "/" not in name:
         return _directory_event(result, name)

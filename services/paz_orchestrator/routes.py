@@ -15,16 +15,18 @@ from flask import Response, current_app
 from paz.api import NAMED
 from paz.auth import TokenStore
 from paz.errors import ApiError, NotFound, Unavailable
-from paz.names import checked_name
+from paz.names import MARATHON_APP_ID, checked_name
 from paz.web import error_response, paz_context
 from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz_scheduler.schemas import HostOut, UnitOut, VersionOut
 
 from .events import EventStreams
+from .marathon import MarathonForwarder
 from .relay import RelayBlueprint, forwarded, relay
 from .schemas import (
     UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
-    LoadBalancerOut, NewTokenOut, ServiceStatsOut, TokenIn, TokenOut,
+    LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
+    TokenOut,
 )
 from .upstream import DIRECTORY, SCHEDULER, Cluster
 
@@ -35,6 +37,10 @@ View = Callable[..., Any]
 
 def cluster() -> Cluster:
     return current_app.extensions["paz.cluster"]
+
+
+def marathon() -> MarathonForwarder:
+    return current_app.extensions["paz.marathon"]
 
 
 def streams() -> EventStreams:
@@ -209,9 +215,12 @@ def service_unit_health(name: str, unit_id: str):
 @bp.response(200, ServiceStatsOut)
 @bp.errors(400, 404, 409, 502)
 def service_stats(name: str):
-    """Request rate, error rate and response time from HAProxy; CPU and memory of each running instance."""
-    cluster().service(checked_name(name))
-    return cluster().service_stats(name)
+    """Request rate, error rate and response time from HAProxy; CPU and memory of each running instance.
+
+    A Marathon app routed by a load balancer (by its routed name, c-b-a for /a/b/c) answers its traffic
+    and its tasks, with source marathon.
+    """
+    return cluster().service_stats(checked_name(name))
 
 
 def unit_health(unit: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -328,6 +337,41 @@ def list_tokens():
 def revoke_token(token_id: str):
     """Revoke a token, named by its id (or its secret)."""
     return TokenStore(paz_context().etcd).revoke(token_id)
+
+
+# Marathon
+
+
+MARATHON_APP = [{
+    "in": "path", "name": "app_id", "required": True,
+    "description": "the Marathon app id without its leading '/', e.g. group/app (any other answers 400)",
+    "schema": {"type": "string", "pattern": MARATHON_APP_ID.pattern.replace("^(/", "^/?(")},
+}]
+
+
+def marathon_change(method: str):
+    """``method /marathon/apps/<app id>``: the change forwarded to Marathon."""
+
+    def decorate(view: View) -> View:
+        view = bp.errors(400, 404, 409, 502)(view)
+        view = bp.response(200, MarathonDeploymentOut, description="Marathon took the change: its deployment and the app's new version")(view)
+        view = bp.arguments(MarathonForceQuery, location="query")(view)
+        view = bp.arguments(MarathonAppChange, description="Only these fields of an app definition; any other is refused")(view)
+        return bp.route("/marathon/apps/<path:app_id>", methods=[method], parameters=MARATHON_APP)(view)
+
+    return decorate
+
+
+@marathon_change("PUT")
+def put_marathon_app(change: dict[str, Any], query: dict[str, Any], app_id: str):
+    """Forward a change of an app to Marathon (PUT /v2/apps/<id>): 409 while a deployment holds it (unless force=true) or when no Marathon is configured."""
+    return marathon().forward("PUT", app_id, change, query["force"])
+
+
+@marathon_change("PATCH")
+def patch_marathon_app(change: dict[str, Any], query: dict[str, Any], app_id: str):
+    """Forward a partial change of an existing app to Marathon (PATCH /v2/apps/<id>, Marathon 1.4 and later)."""
+    return marathon().forward("PATCH", app_id, change, query["force"])
 
 
 # Live events

@@ -7,10 +7,11 @@ with those services' own schemas (:mod:`paz_directory.schemas`, :mod:`paz_schedu
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from paz.api import ErrorSchema
 from paz.auth import ROLES
+from paz.names import IMAGE_REFERENCE
 from paz_haproxy_sync.schemas import BackendOut
 from paz_scheduler.schemas import HostOut
 
@@ -98,6 +99,8 @@ class Totals(Schema):
 
 class ServiceStatsOut(Schema):
     service = fields.String(required=True)
+    source = fields.String(metadata={"description": "marathon for an app routed from Marathon (no Docker figures then)"})
+    marathonApp = fields.String(metadata={"description": "the Marathon app id, for an app routed from Marathon"})
     traffic = fields.Nested(Traffic, required=True, allow_none=True, metadata={"description": "null when no load balancer routes it"})
     instances = fields.List(fields.Nested(InstanceStats), required=True, metadata={"description": "each running instance, from Docker"})
     totals = fields.Nested(Totals, required=True)
@@ -152,3 +155,51 @@ class EventsQuery(Schema):
 
 class EventsHeaders(Schema):
     lastEventId = event_id("the id of the last event received: the stream goes on after it", data_key="Last-Event-ID")
+
+
+_LABEL_VALUE = validate.Regexp(r"^[^\x00]*$", error="must not hold NUL characters")
+
+
+class MarathonDocker(Schema):
+    image = fields.String(required=True, validate=validate.Regexp(IMAGE_REFERENCE, error="is not a Docker image reference"))
+
+
+class MarathonContainer(Schema):
+    docker = fields.Nested(MarathonDocker, required=True)
+
+
+class MarathonPortDefinition(Schema):
+    port = fields.Integer(required=True, strict=True, validate=validate.Range(0, 65535),
+                          metadata={"description": "the service port (0: Marathon picks one)"})
+    protocol = fields.String(validate=validate.OneOf(["tcp", "udp", "udp,tcp"]))
+    name = fields.String(validate=validate.Regexp(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", error="is not a lowercase DNS label"))
+    labels = fields.Dict(keys=fields.String(validate=validate.Length(1, 255)), values=fields.String(validate=_LABEL_VALUE))
+
+
+class MarathonAppChange(Schema):
+    """The part of a Marathon app definition the orchestrator forwards; any other field is refused."""
+
+    instances = fields.Integer(strict=True, validate=validate.Range(0, 10000))
+    cpus = fields.Float(validate=validate.Range(min=0.001, max=1024))
+    mem = fields.Float(validate=validate.Range(min=1, max=10_000_000), metadata={"description": "MiB"})
+    env = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$", error="is not a variable name")),
+                      values=fields.String(validate=_LABEL_VALUE))
+    labels = fields.Dict(keys=fields.String(validate=validate.Length(1, 255)), values=fields.String(validate=_LABEL_VALUE))
+    container = fields.Nested(MarathonContainer, metadata={"description": "only container.docker.image"})
+    portDefinitions = fields.List(fields.Nested(MarathonPortDefinition), validate=validate.Length(max=100))
+
+    @validates_schema
+    def not_empty(self, data: dict, **_: object) -> None:
+        if not data:
+            raise ValidationError("give at least one of instances, cpus, mem, env, labels, container, portDefinitions")
+
+
+class MarathonForceQuery(Schema):
+    force = fields.Boolean(load_default=False, metadata={"description": "passed to Marathon: override the deployment that holds the app"})
+
+
+class MarathonDeploymentOut(Schema):
+    app = fields.String(required=True, metadata={"description": "the Marathon app id, /group/app"})
+    deploymentId = fields.String(required=True, metadata={"description": "Marathon's deployment of the change"})
+    version = fields.String(required=True, metadata={"description": "the app version Marathon made"})
+    marathon = fields.String(required=True, metadata={"description": "the Marathon base URL that took the change"})

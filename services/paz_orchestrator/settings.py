@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paz.settings import Settings, env, parse_positive_float, parse_positive_int
+from paz.settings import Settings, env, parse_base_urls, parse_positive_float, parse_positive_int
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class OrchestratorSettings(Settings):
     events_keepalive: float = env("PAZ_EVENTS_KEEPALIVE", parse_positive_float, 15.0)
     events_max_seconds: float = env("PAZ_EVENTS_MAX_SECONDS", parse_positive_float, 600.0)
     events_max_clients: int = env("PAZ_EVENTS_MAX_CLIENTS", parse_positive_int, 0)
+    marathon_urls: tuple[str, ...] = env("PAZ_MARATHON_URLS", parse_base_urls, ())
 
     @property
     def stream_limit(self) -> int:

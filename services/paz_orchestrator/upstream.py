@@ -211,11 +211,15 @@ class Cluster:
     # Stats
     def service_stats(self, name: str) -> dict[str, Any]:
         """Traffic from every load balancer's backend for ``name``, and each instance's CPU and memory."""
-        per_balancer = []
+        per_balancer, backends = [], []
         for balancer in self.load_balancers():
             for backend in balancer["backends"]:
                 if backend.get("service") == name:
+                    backends.append(backend)
                     per_balancer.append({"loadBalancer": balancer["id"], **(backend.get("stats") or {})})
+        if backends and all(backend.get("source") == "marathon" for backend in backends):
+            return _marathon_stats(name, backends, per_balancer)
+        self.service(name)
         instances = self.units_with_stats([u for u in self.units(name) if u.get("state") == "running"])
         instance_stats = [{**(u.get("stats") or {}), "id": u.get("id"), "host": u.get("host")} for u in instances]
         return {
@@ -255,6 +259,18 @@ class Cluster:
             ),
             "problems": problems,
         }
+
+
+def _marathon_stats(name: str, backends: list[dict[str, Any]], per_balancer: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Marathon app's traffic and its tasks as the load balancers route them (Marathon gives no CPU or memory here)."""
+    tasks = {server.get("name"): server.get("address") for backend in backends for server in backend.get("servers") or []}
+    answer = {
+        "service": name, "source": "marathon", "traffic": _traffic(per_balancer),
+        "instances": [{"id": str(task), "host": address} for task, address in sorted(tasks.items(), key=lambda t: str(t[0]))],
+        "totals": {"instancesRunning": len(tasks), "cpuPercent": None, "memoryBytes": None},
+    }
+    app = next((b["marathonApp"] for b in backends if isinstance(b.get("marathonApp"), str)), None)
+    return {**answer, "marathonApp": app} if app else answer
 
 
 def _counted(items: list[dict[str, Any]] | None) -> dict[str, int] | None:

@@ -94,10 +94,14 @@ def _record(value: str | None) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("role") in RANK else None
 
 
+OPEN = "open"
+"""A view that checks its caller itself (Marathon's event callback: only from Marathon's hosts)."""
+
+
 def requires(role: str, query_token: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare the role a view needs (instead of the default for its method)."""
-    if role not in RANK:
-        raise ValueError(f"a role is one of {', '.join(ROLES)}")
+    """Declare the role a view needs (instead of the default for its method), or :data:`OPEN`."""
+    if role not in RANK and role != OPEN:
+        raise ValueError(f"a role is one of {', '.join(ROLES)}, or open")
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         view._apidoc = {**getattr(view, "_apidoc", {}), "paz_role": role, "paz_query_token": query_token}
@@ -113,7 +117,7 @@ def declared(view: Callable[..., Any] | None) -> dict[str, Any]:
 def role_needed(method: str, declaration: dict[str, Any], reads_need_token: bool) -> str | None:
     """The role a request needs, or None when it is open."""
     if declaration.get("paz_role"):
-        return declaration["paz_role"]
+        return None if declaration["paz_role"] == OPEN else declaration["paz_role"]
     if method in MUTATING:
         return "admin"
     return "read" if reads_need_token else None

@@ -7,6 +7,8 @@
 | ``/paz/config/domain`` | optional public domain |
 | ``/paz/config/marathon`` | optional Marathon base URLs, comma-separated |
 | ``/paz/auth/tokens/<sha256 of the secret>`` | an API token's id, name, role (JSON; the secret is never stored) |
+| ``/paz/marathon/apps/<name>`` | a Marathon app haproxy-sync routes (JSON: app id, hosts, servers) |
+| ``/paz/marathon/changes/<in-order key>`` | a change the orchestrator forwarded to Marathon (JSON, TTL) |
 | ``/paz/directory/services/<name>`` | a service document (JSON) |
 | ``/paz/scheduler/services/<name>/latest`` | the last version number given out |
 | ``/paz/scheduler/services/<name>/versions/<n>`` | a version document (JSON) |
@@ -26,6 +28,9 @@ SERVICES = f"{ROOT}/services"
 """Announcements: the suite's own services and every running instance."""
 DOMAIN = f"{ROOT}/config/domain"
 MARATHON = f"{ROOT}/config/marathon"
+MARATHON_ROOT = f"{ROOT}/marathon"
+MARATHON_APPS = f"{MARATHON_ROOT}/apps"
+MARATHON_CHANGES = f"{MARATHON_ROOT}/changes"
 DIRECTORY = f"{ROOT}/directory/services"
 TOKENS = f"{ROOT}/auth/tokens"
 SCHEDULER = f"{ROOT}/scheduler"
@@ -53,6 +58,11 @@ def instance(service: str, version: int, number: int) -> str:
 
 def token(digest: str) -> str:
     return f"{TOKENS}/{digest}"
+
+
+def marathon_app(name: str) -> str:
+    """Where haproxy-sync publishes Marathon app ``name`` (``c-b-a`` for ``/a/b/c``) as it routes it."""
+    return f"{MARATHON_APPS}/{name}"
 
 
 def service_document(name: str) -> str:

@@ -29,6 +29,15 @@ DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9
 REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
 """A basic-auth realm: it is quoted in haproxy.cfg, so no quote or backslash."""
 
+MARATHON_APP_ID = re.compile(r"^(/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+"""A Marathon app id as the suite routes and forwards it: ``/group/app``, each part a lowercase DNS label
+(Marathon also allows dots and ``..``; the suite does not, so an id always makes a host name)."""
+
+
+def marathon_name(app_id: str) -> str:
+    """The name Marathon app ``/a/b/c`` is routed as: ``c-b-a`` (Mesos-DNS's naming), so ``c-b-a.paz``."""
+    return "-".join(reversed(app_id.strip("/").split("/")))
+
 
 def is_service_name(name: str) -> bool:
     return bool(SERVICE_NAME.match(name))

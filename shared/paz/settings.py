@@ -46,6 +46,18 @@ parse_positive_float = _number(float, lambda value: value > 0, "expected a numbe
 parse_seconds = _number(float, lambda value: value >= 0, "expected a number of seconds, 0 or more")
 
 
+def parse_seconds_up_to(limit: float) -> Callable[[str], float]:
+    """A parser of seconds above 0 and at most ``limit``."""
+
+    def parse(raw: str) -> float:
+        value = parse_positive_float(raw)
+        if value > limit:
+            raise ValueError(f"expected a number of seconds above 0, at most {limit:g}")
+        return value
+
+    return parse
+
+
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -129,6 +141,30 @@ def parse_endpoints(raw: str) -> tuple[str, ...]:
         if url.scheme not in ("http", "https") or not url.hostname or url.port is None:
             raise ValueError(f"{endpoint!r} is not of the form http://host:port")
     return endpoints
+
+
+def parse_base_urls(raw: str) -> tuple[str, ...]:
+    """``http://a:8080,https://b`` into a tuple of base URLs (empty when ``raw`` is blank), e.g. Marathon's."""
+    urls = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or not (_HOSTNAME.match(parts.hostname) or _is_ip(parts.hostname)):
+            raise ValueError(f"{url!r} is not of the form http://host[:port]")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError:
+            raise ValueError(f"{url!r} has a port outside 1-65535") from None
+        if parts.query or parts.fragment or parts.username or any(c in url for c in " \t\r\n"):
+            raise ValueError(f"{url!r} must be a plain base URL (no credentials, query or spaces)")
+    return urls
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_log_level(raw: str) -> str:

@@ -405,7 +405,7 @@ class IdServer:
     the id. It stands for an app instance behind HAProxy.
     """
 
-    def __init__(self, ident: str) -> None:
+    def __init__(self, ident: str, port: int = 0) -> None:
         import http.server
         import threading
 
@@ -426,7 +426,7 @@ class IdServer:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -443,17 +443,65 @@ class IdServer:
         self.server.server_close()
 
 
+class KeepAliveLoad:
+    """``clients`` keep-alive clients sending ``GET url`` with ``Host: host`` while the ``with`` block runs.
+
+    Bounded in count (``most`` requests per client) and in time (the block). ``sent`` counts the
+    requests; ``failures`` lists every answer other than 200 (or other than ``expect`` when given) and
+    every request that failed.
+    """
+
+    def __init__(self, url: str, host: str, expect: str | None = None, clients: int = 4, most: int = 20000) -> None:
+        import threading
+
+        self.url, self.host, self.expect, self.most = url, host, expect, most
+        self.failures: list[str] = []
+        self.sent = 0
+        self._done = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(clients)]
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            for _ in range(self.most):
+                if self._done.is_set():
+                    return
+                self.sent += 1
+                try:
+                    answer = session.get(self.url, headers={"Host": self.host}, timeout=5)
+                    if answer.status_code != 200 or (self.expect is not None and answer.text != self.expect):
+                        self.failures.append(f"{answer.status_code} {answer.text[:80]}")
+                except requests.RequestException as exc:
+                    self.failures.append(repr(exc))
+
+    def __enter__(self) -> "KeepAliveLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(10)
+
+
+def instance(made: list[IdServer], ident: str) -> IdServer:
+    """A started :class:`IdServer` answering ``ident``, kept in ``made`` (the ``servers`` fixture stops them)."""
+    server = IdServer(ident).start()
+    made.append(server)
+    return server
+
+
 class HaproxySync(Service):
     """paz-haproxy-sync on free ports with its HAProxy state in ``folder``; stopping it also stops
     (by the pid in its pid file) any HAProxy it left running."""
 
-    def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         need("haproxy")
         self.http_port, self.stats_port, self.folder = free_port(), free_port(), folder
         super().__init__("paz-haproxy-sync", etcd, folder, env={
             "PAZ_HTTP_PORT": str(self.http_port), "PAZ_STATS_PORT": str(self.stats_port),
             "PAZ_HAPROXY_DIR": str(folder / "haproxy"), **(env or {}),
-        })
+        }, port=port)
 
     def haproxy_pid(self) -> int | None:
         try:
@@ -461,6 +509,14 @@ class HaproxySync(Service):
             return pid if "haproxy" in " ".join(command(pid) or []) else None
         except (OSError, ValueError, IndexError):
             return None
+
+    def worker_pid(self) -> int:
+        """The pid of HAProxy's current worker, the one answering its stats socket (a reload replaces it)."""
+        from paz_haproxy_sync.haproxy import Haproxy
+        from paz_haproxy_sync.settings import SyncSettings
+
+        haproxy = Haproxy(SyncSettings(haproxy_dir=str(self.folder / "haproxy")))
+        return wait_until(haproxy.worker_pid, 5, what="HAProxy's stats socket")
 
     def route(self, host: str, path: str = "/", **kwargs: Any) -> requests.Response:
         """A request through HAProxy's router with ``Host: <host>``."""
