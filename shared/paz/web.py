@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 1024 * 1024
+"""A larger body answers 413: no document of the suite comes near it."""
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 HealthCheck = Callable[[], dict[str, Any]]
 
@@ -63,6 +65,7 @@ def create_app(service: "Service", settings: Settings) -> Flask:
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(settings.service_name, template_folder="templates", root_path=__file__.rsplit("/", 1)[0])
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     store = Etcd.from_settings(settings)
     paz = Paz(settings=settings, etcd=store, discovery=Discovery(store, settings))
     paz.health_checks["etcd"] = lambda: _check_etcd(store)
@@ -133,6 +136,8 @@ def _install_error_handlers(app: Flask) -> None:
         message = exc.description or exc.name
         if exc.code == 404:
             message = f"No route {request.method} {request.path}; GET /docs lists them."
+        elif exc.code == 413:
+            message = f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB; nothing the suite takes is that big."
         elif exc.code == 405:
             message = f"{request.method} is not allowed on {request.path}; allowed: {', '.join(exc.valid_methods or [])}."
         return error_response(exc.code or 500, message)
