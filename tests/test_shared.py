@@ -11,6 +11,8 @@ import pytest
 
 from paz.processes import running
 from tests.support import Service, VENV_BIN, etcdctl_get, wait_until
+from paz import keys
+from paz.view import EtcdView
 from paz.discovery import Discovery, ServiceNotAnnounced
 from paz.etcd_client import Etcd, StoreUnavailable
 from paz.settings import Settings, SettingsError
@@ -53,7 +55,7 @@ def test_one_announcer_per_service_however_many_workers(own_etcd, tmp_path):
 
 
 def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
-    discovery = Discovery(Etcd([own_etcd.url]))
+    discovery = Discovery(EtcdView(Etcd([own_etcd.url]), (keys.SERVICES,)))
     with pytest.raises(ServiceNotAnnounced, match="paz-service-directory is not announced"):
         discovery.address("paz-service-directory")
     first = Service("paz-service-directory", own_etcd, tmp_path).start()
@@ -74,7 +76,7 @@ def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
 
 def test_discovery_address_can_be_pinned_by_environment(own_etcd):
     settings = Settings(name="orchestrator", port=9000)
-    discovery = Discovery(Etcd([own_etcd.url]), settings)
+    discovery = Discovery(EtcdView(Etcd([own_etcd.url]), (keys.SERVICES,)), settings)
     assert settings.override("paz-scheduler", {"PAZ_SCHEDULER_ADDR": "127.0.0.1:1234"}) == "127.0.0.1:1234"
     assert settings.override("paz-service-directory", {"PAZ_SERVICE_DIRECTORY_ADDR": "127.0.0.2:9"}) == "127.0.0.2:9"
     try:

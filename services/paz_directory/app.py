@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from paz import keys
 from paz.service import Service
 from paz.web import Paz
 
@@ -12,7 +13,7 @@ from .store import DirectoryStore
 
 
 def attach_store(app: Flask, paz: Paz) -> None:
-    app.extensions["paz.directory"] = DirectoryStore(paz.etcd)
+    app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view)
 
 
 service = Service(
@@ -22,4 +23,5 @@ service = Service(
     description="The catalogue of services and the config their next deploy will use.",
     blueprint=bp,
     extend=attach_store,
+    watches=(keys.DIRECTORY,),
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -58,8 +59,9 @@ class _Gunicorn(BaseApplication):
         options: dict[str, Any] = {
             "bind": f"{self.settings.host}:{self.settings.port}",
             "workers": self.settings.workers,
-            "worker_class": "gthread",
+            "worker_class": self.settings.worker_class,
             "threads": self.settings.threads,
+            "worker_connections": self.settings.connections,
             "timeout": 120,
             "graceful_timeout": 10,
             "keepalive": 5,
@@ -101,7 +103,19 @@ def serve(service: Service) -> None:
     except SettingsError as exc:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    _allow_open_files(settings.workers * settings.connections + 256)
     _Gunicorn(service, settings).run()
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's open-file limit (inherited by the workers) towards ``wanted``, within the hard limit.
+
+    Each gevent worker may hold ``PAZ_CONNECTIONS`` sockets; a common soft limit is 1024.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run_companion(master: int, package: str) -> None:

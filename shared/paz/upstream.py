@@ -21,7 +21,7 @@ import threading
 from typing import Any
 
 import requests
-from flask import g, has_request_context
+from flask import g, has_request_context, request
 
 from .discovery import Discovery
 from .errors import ApiError, BadGateway, Unavailable
@@ -71,6 +71,8 @@ class Upstream:
         headers = dict(kwargs.pop("headers", None) or {})
         if has_request_context() and g.get("request_id"):
             headers.setdefault("X-Request-Id", g.request_id)
+            if "X-Paz-Index" in request.headers:  # the caller reads its own write through this hop too
+                headers.setdefault("X-Paz-Index", request.headers["X-Paz-Index"])
         try:
             return self._session.request(
                 method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
