@@ -8,12 +8,14 @@ from paz import keys
 from paz.service import Service
 from paz.web import Paz
 
+from .fast import FastReads
 from .routes import bp
 from .store import DirectoryStore
 
 
 def attach_store(app: Flask, paz: Paz) -> None:
-    app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view)
+    store = app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view)
+    app.wsgi_app = FastReads(app.wsgi_app, store)
 
 
 service = Service(
@@ -24,4 +26,5 @@ service = Service(
     blueprint=bp,
     extend=attach_store,
     watches=(keys.DIRECTORY,),
+    defaults={"worker_class": "granian"},  # the fastest server for its hot read (README: the directory's benchmark)
 )

@@ -21,6 +21,10 @@ bp = Blueprint(
 )
 
 
+READ_QUERY = ReadQuery()
+"""One instance: webargs would make a schema per request from the class."""
+
+
 def store() -> DirectoryStore:
     return current_app.extensions["paz.directory"]
 
@@ -49,12 +53,13 @@ def create_service(body: dict[str, Any]):
 
 
 @bp.get("/services/<name>", parameters=NAMED)
-@bp.arguments(ReadQuery, location="query")
+@bp.arguments(READ_QUERY, location="query")
 @bp.response(200, ServiceOut)
 @bp.errors(400, 404, 409)
 def get_service(query: dict[str, Any], name: str):
     """One service by name."""
-    return store().get(checked_name(name), read_from_etcd(query))
+    body = store().get_json(checked_name(name), read_from_etcd(query))
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.delete("/services/<name>", parameters=NAMED)
@@ -67,7 +72,7 @@ def delete_service(name: str):
 
 
 @bp.get("/services/<name>/config", parameters=NAMED)
-@bp.arguments(ReadQuery, location="query")
+@bp.arguments(READ_QUERY, location="query")
 @bp.response(200, ConfigSchema, description="The config the service's next deploy will use")
 @bp.errors(400, 404, 409)
 def get_config(query: dict[str, Any], name: str):

@@ -6,6 +6,7 @@ consistent; every write answers the etcd index it made, which the routes give ba
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -15,7 +16,7 @@ from paz.errors import Conflict, NotFound
 from paz.etcd_client import AlreadyExists, Etcd, KeyNotFound
 from paz.view import EtcdView
 
-from .schemas import merge_config
+from .schemas import ServiceOut, merge_config
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,11 @@ def _parsed(key: str, value: str) -> dict[str, Any]:
         raise MalformedDocument(key) from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _answer(key: str, value: str) -> bytes:
+    return json.dumps(ServiceOut().dump(_parsed(key, value)), separators=(",", ":")).encode()
+
+
 class DirectoryStore:
     """Create, read, patch and delete service documents; every update is a compare-and-swap."""
 
@@ -91,11 +97,18 @@ class DirectoryStore:
         return sorted(documents, key=lambda doc: doc["name"])
 
     def get(self, name: str, consistent: bool = False) -> dict[str, Any]:
+        return _parsed(*self._stored(name, consistent))
+
+    def get_json(self, name: str, consistent: bool = False) -> bytes:
+        """The document as the API answers it, rendered once per stored value (the hot read does no JSON work)."""
+        return _answer(*self._stored(name, consistent))
+
+    def _stored(self, name: str, consistent: bool) -> tuple[str, str]:
         key = keys.service_document(name)
         value = self.etcd.get(key, consistent=True) if consistent else self.view.get(key)
         if value is None:
             raise _missing(name)
-        return _parsed(keys.service_document(name), value)
+        return key, value
 
     def find_by_repository(self, image: str, consistent: bool = False) -> dict[str, Any]:
         """The service whose ``dockerRepository`` is ``image``, else the one of the same repository."""

@@ -158,7 +158,7 @@ class Settings:
     etcd_endpoints: tuple[str, ...] = env("PAZ_ETCD_ENDPOINTS", parse_endpoints, ("http://127.0.0.1:2379",))
     etcd_timeout: float = env("PAZ_ETCD_TIMEOUT", parse_positive_float, 2.0)
     workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
-    worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync"), "gthread")
+    worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gthread")
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
     connections: int = env("PAZ_CONNECTIONS", parse_positive_int, 4096)
     view_wait: float = env("PAZ_VIEW_WAIT", parse_positive_float, 2.0)

@@ -16,8 +16,10 @@ and details otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
+import queue
+from collections.abc import Iterator
 from typing import Any
 
 import requests
@@ -55,15 +57,23 @@ class Upstream:
     def __init__(self, discovery: Discovery, timeout: float = 10.0) -> None:
         self.discovery = discovery
         self.timeout = timeout
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[requests.Session] = queue.LifoQueue()
 
-    @property
-    def _session(self) -> requests.Session:
-        """A session per thread: connections are reused, and no session is shared between threads."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[requests.Session]:
+        """A session no one else uses meanwhile, taken from the idle ones (its connections are reused).
+
+        A pool rather than one per thread: under gevent every request is its own greenlet, and a
+        greenlet-local session would open a new connection for every request.
+        """
+        try:
+            session = self._idle.get_nowait()
+        except queue.Empty:
+            session = requests.Session()
+        try:
+            yield session
+        finally:
+            self._idle.put(session)
 
     def call(self, service: str, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> requests.Response:
         """``method path`` on ``service``; any answer it gives is returned, whatever its status."""
@@ -74,10 +84,11 @@ class Upstream:
             if "X-Paz-Index" in request.headers:  # the caller reads its own write through this hop too
                 headers.setdefault("X-Paz-Index", request.headers["X-Paz-Index"])
         try:
-            return self._session.request(
-                method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
-                allow_redirects=False, **kwargs,
-            )
+            with self._session() as session:
+                return session.request(
+                    method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
+                    allow_redirects=False, **kwargs,
+                )
         except requests.Timeout as exc:
             raise BadGateway(
                 f"{service} at {address} did not answer {method} {path} within {timeout or self.timeout:g}s",

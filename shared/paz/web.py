@@ -92,6 +92,18 @@ def request_id() -> str:
     return g.get("request_id", "")
 
 
+def request_id_from(given: str) -> str:
+    """The caller's ``X-Request-Id`` when it is sane, else a new one."""
+    return given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def log_request(method: str, path: str, status: int, started: float, **extra: Any) -> None:
+    """The one log line of every answered request (but health checks)."""
+    if log.isEnabledFor(logging.INFO):
+        duration = round((time.monotonic() - started) * 1000, 2)
+        log.info("request", extra={"method": method, "path": path, "status": status, "duration_ms": duration, **extra})
+
+
 INDEX_HEADER = "X-Paz-Index"
 
 
@@ -129,8 +141,7 @@ def _header_index() -> int | None:
 def _install_request_ids(app: Flask) -> None:
     @app.before_request
     def take_request_id() -> None:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = request_id_from(request.headers.get("X-Request-Id", ""))
         g.started = time.monotonic()
 
     @app.after_request
@@ -139,15 +150,7 @@ def _install_request_ids(app: Flask) -> None:
         if "paz_index" in g:
             response.headers[INDEX_HEADER] = str(g.paz_index)
         if request.endpoint != "common.health":
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 2),
-                },
-            )
+            log_request(request.method, request.path, response.status_code, g.get("started", time.monotonic()))
         return response
 
 
