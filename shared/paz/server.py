@@ -60,12 +60,12 @@ class Companion:
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *_: Any) -> None:
+    def start(self) -> None:
         argv = [sys.executable, "-m", "paz.server", str(os.getpid()), self.service.package]
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         log.info("ready", extra={"address": self.settings.address, "companion": self.process.pid})
 
-    def stop(self, *_: Any) -> None:
+    def stop(self) -> None:
         if self.process:
             self.process.terminate()
             try:
@@ -99,8 +99,8 @@ class _Gunicorn(BaseApplication):
             "logconfig_dict": logging_config(self.settings.service_name, self.settings.log_level),
             "proc_name": self.settings.service_name,
             "control_socket_disable": True,
-            "when_ready": self.companion.start,
-            "on_exit": self.companion.stop,
+            "when_ready": lambda _arbiter: self.companion.start(),
+            "on_exit": lambda _arbiter: self.companion.stop(),
         }
         for key, value in options.items():
             self.cfg.set(key, value)
