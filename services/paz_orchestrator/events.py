@@ -53,8 +53,13 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def sse(self) -> str:
-        body = {"id": self.id, "type": self.type, "service": self.service, **self.data}
-        return f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+        """The event as a stream sends it (made once: the hub sends the same event to every stream)."""
+        if self._sse is None:
+            body = {"id": self.id, "type": self.type, "service": self.service, **self.data}
+            self._sse = f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+        return self._sse
+
+    _sse: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def _document(value: str | None) -> dict[str, Any]:
