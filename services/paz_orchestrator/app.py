@@ -17,7 +17,7 @@ from .upstream import Cluster
 
 def attach_cluster(app: Flask, paz: Paz) -> None:
     settings = paz.settings
-    app.extensions["paz.cluster"] = Cluster(Upstream(paz.discovery, settings.upstream_timeout), paz.etcd)
+    app.extensions["paz.cluster"] = Cluster(Upstream(paz.discovery, settings.upstream_timeout), paz.view)
     app.extensions["paz.events"] = EventStreams(paz.etcd, paz.view, settings)
 
 

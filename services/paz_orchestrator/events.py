@@ -244,19 +244,13 @@ class EventStreams:
                     "retry in a few seconds.",
                     {"retryAfterSeconds": 5},
                 )
-            self._active += 1
-        try:
-            cursor = since if since is not None else self.hub.reached
-        except StoreUnavailable:
-            self._closed()
-            raise
+        cursor = since if since is not None else self.hub.reached
         return self._stream(cursor, service)
 
-    def _closed(self) -> None:
-        with self._lock:
-            self._active -= 1
-
     def _stream(self, cursor: int, service: str | None) -> Iterator[str]:
+        """Counted from its first chunk to its end (a response never iterated holds no slot)."""
+        with self._lock:
+            self._active += 1
         deadline = time.monotonic() + self.max_seconds
         log.debug("event stream opened", extra={"from_index": cursor + 1, "filter_service": service})
         wanted = (lambda event: True) if service is None else (lambda event: event.service == service or event.type == "events-lost")
@@ -273,7 +267,8 @@ class EventStreams:
                 yield chunk or self._idle()
             yield ": stream ends after PAZ_EVENTS_MAX_SECONDS; reconnect with Last-Event-ID to go on\n\n"
         finally:
-            self._closed()
+            with self._lock:
+                self._active -= 1
             log.debug("event stream closed", extra={"next_index": cursor + 1})
 
     def _idle(self) -> str:
