@@ -10,7 +10,7 @@
 2. Relay cost: GET /services/<name> through paz-orchestrator against the same GET on
    paz-service-directory, both under wrk (same duration and connections).
 
-    .venv/bin/python -m bench.orchestrator [--streams 2000] [--changes 100] [--seconds 10] [--connections 50]
+    .venv/bin/python -m bench.orchestrator [--streams 2000] [--changes 100] [--interval 0.25] [--seconds 10] [--connections 50]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--interval", type=float, default=0.1, help="seconds between changes")
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between changes")
     args = parser.parse_args()
     allow_open_files(args.streams + 1024)
     quiet = {"PAZ_LOG_LEVEL": "WARNING"}
