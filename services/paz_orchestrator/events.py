@@ -2,7 +2,7 @@
 
 Every stream fans out from the process's one etcd watch (:class:`paz.view.EtcdView`): the
 :class:`EventHub` turns each change into an event once, keeps the last ``PAZ_EVENTS_BUFFER`` events
-in order, and wakes the streams waiting on it; a stream holds no thread (the orchestrator runs
+in order from the worker's start, and wakes the streams waiting on it; a stream holds no thread (the orchestrator runs
 gevent workers) and no etcd watch of its own. It still sees a change whoever made it: the
 orchestrator, a direct call to the directory or scheduler, or an instance's key expiring.
 
@@ -164,15 +164,24 @@ class EventHub:
         self._changed = threading.Condition()
         self._listening = False
 
+    def follow(self) -> "EventHub":
+        """Start holding events now (the worker's start), so a client resuming later finds them here."""
+        with self._changed:
+            if not self._listening:
+                self._listening = True
+                self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
+        return self
+
     @property
     def reached(self) -> int:
         """The etcd index the hub has seen every change up to (raises StoreUnavailable before etcd was read)."""
-        self._listen()
+        self.follow()
+        self.view.index  # noqa: B018 - waits for the first read, or raises StoreUnavailable
         return self._reached
 
     def holds(self, cursor: int) -> bool:
         """Whether every event after ``cursor`` is still held."""
-        self._listen()
+        self.follow()
         with self._changed:
             return self._floor is not None and cursor >= self._floor
 
@@ -185,14 +194,6 @@ class EventHub:
                 return None, cursor
             first = bisect.bisect_right(self._events, cursor, key=lambda event: event.id)
             return self._events[first:], max(cursor, self._reached)
-
-    def _listen(self) -> None:
-        with self._changed:
-            if self._listening:
-                return
-            self._listening = True
-        self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
-        self.view.index  # noqa: B018 - waits for the first read, or raises StoreUnavailable
 
     def _on_change(self, change: Change) -> None:
         event = describe(change)
@@ -228,7 +229,7 @@ class EventStreams:
     def __init__(self, etcd: Etcd, view: EtcdView, settings: OrchestratorSettings) -> None:
         self.etcd = etcd
         self.view = view
-        self.hub = EventHub(view, settings.events_buffer)
+        self.hub = EventHub(view, settings.events_buffer).follow()
         self.keepalive = settings.events_keepalive
         self.max_seconds = settings.events_max_seconds
         self.limit = settings.stream_limit
