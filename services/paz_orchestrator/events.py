@@ -2,8 +2,8 @@
 
 Every stream fans out from the process's one etcd watch (:class:`paz.view.EtcdView`): the
 :class:`EventHub` turns each change into an event once, keeps the last ``PAZ_EVENTS_BUFFER`` events
-in order from the worker's start, and wakes the streams waiting on it; a stream holds no thread (the orchestrator runs
-gevent workers) and no etcd watch of its own. It still sees a change whoever made it: the
+in order from the worker's start, and wakes the streams waiting on it; a stream holds no thread
+(the orchestrator runs gevent workers) and no etcd watch of its own. It still sees a change whoever made it: the
 orchestrator, a direct call to the directory or scheduler, or an instance's key expiring.
 
 An event's ``id`` is the etcd index of the change. A client that reconnects with ``Last-Event-ID: N``
