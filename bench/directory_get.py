@@ -1,11 +1,14 @@
-"""Benchmark: GET /services/<name> on paz-service-directory under 50 concurrent clients, through
-gunicorn, against a raw etcd v2 GET of the same key measured in the same run.
+"""Benchmark: GET /services/<name> on paz-service-directory under 50 concurrent clients, against a
+raw etcd v2 GET of the same key measured in the same run, for each WSGI server candidate.
 
-Every directory read is an etcd read plus HTTP, JSON and Flask on top, so raw etcd is the physical
-bound; the ratio says how much of it the directory keeps. Both are loaded by wrk (a C load
-generator, so the client is not the bottleneck) for the same duration and connection count.
+A directory read is served from the worker's view of etcd (no etcd round trip), so what is left is
+HTTP, Flask, flask-smorest and JSON on top; raw etcd (Go, one process) is the reference. Both are
+loaded by wrk (a C load generator, so the client is not the bottleneck) for the same duration and
+connection count. Candidates: gunicorn's gthread, gevent and sync workers (as ``paz.server`` runs
+them, ``PAZ_WORKER_CLASS``), and granian's WSGI interface when it is installed
+(``.venv/bin/pip install granian``; it is not a dependency of the suite).
 
-    .venv/bin/python -m bench.directory_get [--seconds 10] [--connections 50] [--workers N]
+    .venv/bin/python -m bench.directory_get [--seconds 10] [--connections 50] [--workers 2] [--servers gthread,gevent]
 """
 
 from __future__ import annotations
@@ -15,12 +18,16 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
-from tests.support import EtcdServer, Service
+import requests
+
+from tests.support import EtcdServer, Process, Service, free_port, wait_until
 
 NAME = "bench-demo-api"
+GUNICORN_WORKERS = ("gthread", "gevent", "sync")
 
 def wrk(url: str, seconds: int, connections: int) -> dict[str, float]:
     """Requests per second and p50/p99 latency (ms) of ``url`` under wrk."""
@@ -41,34 +48,52 @@ def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
+def gunicorn_directory(etcd: EtcdServer, tmp: Path, worker_class: str, workers: int, threads: int) -> Service:
+    env = {"PAZ_WORKERS": str(workers), "PAZ_THREADS": str(threads), "PAZ_WORKER_CLASS": worker_class, "PAZ_LOG_LEVEL": "WARNING"}
+    return Service("paz-service-directory", etcd, tmp, env=env).start()
+
+def granian_directory(etcd: EtcdServer, tmp: Path, workers: int, threads: int) -> Process:
+    """The same app under granian (no companion: nothing announces it, which a read does not need)."""
+    port = free_port()
+    argv = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
+            "paz_directory.app:service.create_app"]
+    process = Process(argv, env={"PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_LOG_LEVEL": "WARNING"}, log_path=tmp / "granian.log").start()
+    process.port = port
+    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/services/{NAME}", timeout=1).ok, 20, what="granian")
+    return process
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--servers", default="gthread,gevent,sync,granian")
     args = parser.parse_args()
+    servers = [s for s in args.servers.split(",") if s != "granian" or shutil.which("granian", path=str(Path(sys.executable).parent))]
+    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="paz-bench-") as tmp:
         etcd = EtcdServer(Path(tmp)).start()
-        directory = Service("paz-service-directory", etcd, Path(tmp),
-                            env={"PAZ_WORKERS": str(args.workers), "PAZ_THREADS": str(args.threads), "PAZ_LOG_LEVEL": "WARNING"})
         try:
-            directory.start()
-            created = directory.request("POST", "/services", json={"name": NAME, "dockerRepository": "lukebond/demo-api"})
-            assert created.status_code == 201, created.text
-            raw = wrk(f"{etcd.url}/v2/keys/paz/directory/services/{NAME}", args.seconds, args.connections)
-            paz = wrk(f"{directory.url}/services/{NAME}", args.seconds, args.connections)
+            etcd.put(f"/paz/directory/services/{NAME}", json.dumps({"name": NAME, "dockerRepository": "lukebond/demo-api", "config": {}}))
+            results["raw etcd v2 GET"] = wrk(f"{etcd.url}/v2/keys/paz/directory/services/{NAME}", args.seconds, args.connections)
+            for server in servers:
+                running = (granian_directory(etcd, Path(tmp), args.workers, args.threads) if server == "granian"
+                           else gunicorn_directory(etcd, Path(tmp), server, args.workers, args.threads))
+                try:
+                    results[server] = wrk(f"http://127.0.0.1:{running.port}/services/{NAME}", args.seconds, args.connections)
+                finally:
+                    running.stop()
         finally:
-            directory.stop()
             etcd.stop()
-    print(f"GET /services/{NAME}, {args.connections} connections, {args.seconds} s each, "
-          f"gunicorn {args.workers} workers x {args.threads} threads")
-    print(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for label, figures in (("raw etcd v2 GET", raw), ("paz-service-directory", paz)):
-        print(f"{label:<22}{figures['rps']:>10.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}{figures['errors']:>8}")
-    ratio = paz["rps"] / raw["rps"]
-    print(f"throughput ratio directory/etcd: {ratio:.2f} (aim: at least 0.5)")
-    print(json.dumps({"raw_etcd": raw, "directory": paz, "ratio": round(ratio, 3)}))
+    raw = results["raw etcd v2 GET"]["rps"]
+    print(f"GET /services/{NAME}, {args.connections} connections, {args.seconds} s each, {args.workers} workers "
+          f"({args.threads} threads where the server has threads); 2 cores shared by wrk, etcd and the server")
+    print(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'of etcd':>9}")
+    for label, got in results.items():
+        print(f"{label:<22}{got['rps']:>10.0f}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['errors']:>8}{got['rps'] / raw:>9.2f}")
+    print(json.dumps(results))
 
 if __name__ == "__main__":
     main()

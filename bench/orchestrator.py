@@ -1,115 +1,218 @@
 """Benchmark: the orchestrator against what it stands in front of, measured in the same run.
 
-1. Relay cost: GET /services/<name> through paz-orchestrator against the same GET on
-   paz-service-directory, both under wrk (same duration and connections). The orchestrator adds one
-   HTTP hop, so the directory is the bound.
-2. Event latency: N Server-Sent Events clients on /events and N raw etcd v2 watchers on the service's
-   key follow the same sequence of config PATCHes; for each change, the time from sending the PATCH to
-   each client receiving it. The raw etcd watch is the bound.
+1. Event fan-out: ``--streams`` (2,000) Server-Sent Events clients open ``/events`` on one
+   orchestrator at once (127.0.0.1, asyncio sockets in this process), then ``--changes`` (100) config
+   changes are written to etcd; for each change, the time from sending the write to each
+   client receiving its event (changes ``--interval`` apart), beside one raw etcd v2 watch on the same key. Also: how many clients
+   were refused, how many events were missed, how many etcd watches the orchestrator held (etcd's
+   ``/v2/stats/store`` watchers, less the raw one) and the orchestrator's memory (master, workers
+   and companion). Bounded: every phase has a deadline, the client count is fixed.
+2. Relay cost: GET /services/<name> through paz-orchestrator against the same GET on
+   paz-service-directory, both under wrk (same duration and connections).
 
-    .venv/bin/python -m bench.orchestrator [--seconds 10] [--connections 50] [--streams 20] [--changes 100]
+    .venv/bin/python -m bench.orchestrator [--streams 2000] [--changes 100] [--interval 0.25] [--seconds 10] [--connections 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import re
+import resource
 import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 from bench.directory_get import wrk
-from tests.support import EtcdServer, EventStream, Service
+from tests.support import EtcdServer, Service
 
 NAME = "bench-demo-api"
+KEY = f"/paz/directory/services/{NAME}"
+EVENT_ID = re.compile(rb"^id: (\d+)$", re.M)
+OPEN_DEADLINE = 60.0
+DELIVERY_DEADLINE = 60.0
 
-def sse_follower(url: str, changes: int, arrivals: list[float], ready: threading.Barrier) -> None:
-    stream = EventStream(f"{url}/events?service={NAME}", read_timeout=30)
-    ready.wait()
-    try:
-        for _ in range(changes):
-            stream.until(lambda e: e["event"] == "config-changed", 1, timeout=60)
-            arrivals.append(time.monotonic())
-    finally:
-        stream.close()
 
-def etcd_follower(etcd_url: str, changes: int, arrivals: list[float], ready: threading.Barrier) -> None:
-    key = f"{etcd_url}/v2/keys/paz/directory/services/{NAME}"
-    index = int(requests.get(key, timeout=5).headers["X-Etcd-Index"]) + 1
-    session = requests.Session()
-    ready.wait()
-    for _ in range(changes):
-        node = session.get(key, params={"wait": "true", "waitIndex": index}, timeout=60).json()["node"]
-        arrivals.append(time.monotonic())
+def document(message: str) -> str:
+    return json.dumps({"name": NAME, "dockerRepository": "lukebond/demo-api", "config": {"env": {"MESSAGE": message}}})
+
+
+class Clients:
+    """``count`` SSE clients on asyncio sockets; ``arrivals[client][event id]`` is when each event came."""
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.count = count
+        self.arrivals: list[dict[int, float]] = [{} for _ in range(count)]
+        self.opened = 0
+        self.open_numbers: list[int] = []
+        self.refused: list[str] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def open_all(self) -> None:
+        gate = asyncio.Semaphore(200)  # connect in waves, as browser tabs would, not 2,000 SYNs at once
+        self.tasks = [asyncio.create_task(self._follow(i, gate)) for i in range(self.count)]
+        deadline = time.monotonic() + OPEN_DEADLINE
+        while self.opened + len(self.refused) < self.count and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+
+    async def _follow(self, number: int, gate: asyncio.Semaphore) -> None:
+        async with gate:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(f"GET /events?service={NAME} HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n".encode())
+                status = await asyncio.wait_for(reader.readline(), 30)
+            except (OSError, asyncio.TimeoutError) as exc:
+                self.refused.append(repr(exc))
+                return
+            if b" 200 " not in status:
+                self.refused.append(status.decode(errors="replace").strip())
+                return
+            self.writers.append(writer)
+            self.open_numbers.append(number)
+            self.opened += 1
+        arrivals, pending = self.arrivals[number], b""
+        try:
+            while data := await reader.read(1 << 16):  # cheaper than a readline per line: the client must not be the bound
+                now = time.monotonic()
+                complete, _, pending = (pending + data).rpartition(b"\n")
+                for found in EVENT_ID.finditer(complete):
+                    arrivals[int(found.group(1))] = now
+        except OSError:
+            return
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        for task in self.tasks:
+            task.cancel()
+
+
+def raw_watch(etcd_url: str, start: int, changes: int, arrivals: dict[int, float], stop: threading.Event) -> None:
+    """One etcd v2 watch on the key, as the reference for delivery latency."""
+    session, index = requests.Session(), start
+    while len(arrivals) < changes and not stop.is_set():
+        try:
+            answer = session.get(f"{etcd_url}/v2/keys{KEY}", params={"wait": "true", "waitIndex": index}, timeout=5)
+        except requests.Timeout:
+            continue
+        node = answer.json()["node"]
+        arrivals[node["modifiedIndex"]] = time.monotonic()
         index = node["modifiedIndex"] + 1
 
-def latencies(sent: list[float], followers: list[list[float]]) -> dict[str, float]:
-    values = sorted((arrived[i] - sent[i]) * 1000 for arrived in followers for i in range(len(sent)))
+
+def figures(sent: dict[int, float], followers: list[dict[int, float]]) -> dict[str, float]:
+    values = sorted((arrived[i] - at) * 1000 for arrived in followers for i, at in sent.items() if i in arrived)
+    missed = sum(1 for arrived in followers for i in sent if i not in arrived)
+    if not values:
+        return {"p50_ms": 0, "p99_ms": 0, "max_ms": 0, "deliveries": 0, "missed": missed}
     return {
         "p50_ms": round(statistics.median(values), 2),
-        "p99_ms": round(values[int(len(values) * 0.99) - 1], 2),
+        "p99_ms": round(values[max(0, int(len(values) * 0.99) - 1)], 2),
         "max_ms": round(values[-1], 2),
         "deliveries": len(values),
+        "missed": missed,
     }
 
-def event_latency(orchestrator: Service, etcd: EtcdServer, directory: Service, streams: int, changes: int) -> tuple[dict, dict]:
-    sse: list[list[float]] = [[] for _ in range(streams)]
-    raw: list[list[float]] = [[] for _ in range(streams)]
-    ready = threading.Barrier(2 * streams + 1, timeout=30)
-    threads = [threading.Thread(target=sse_follower, args=(orchestrator.url, changes, a, ready)) for a in sse]
-    threads += [threading.Thread(target=etcd_follower, args=(etcd.url, changes, a, ready)) for a in raw]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    time.sleep(0.5)  # every stream is open and waiting
-    sent = []
+
+def watchers(etcd: EtcdServer) -> int:
+    return requests.get(f"{etcd.url}/v2/stats/store", timeout=5).json()["watchers"]
+
+
+def memory_mb(service: Service) -> dict[str, float]:
+    master = psutil.Process(service.process.proc.pid)
+    parts = [master, *master.children(recursive=True)]
+    return {"total_mb": round(sum(p.memory_info().rss for p in parts) / 2**20, 1), "processes": len(parts)}
+
+
+async def fan_out(orchestrator: Service, etcd: EtcdServer, streams: int, changes: int, interval: float) -> dict:
+    etcd.put(KEY, document("start"))
+    before = watchers(etcd)
+    clients = Clients(orchestrator.port, streams)
+    opened_at = time.monotonic()
+    await clients.open_all()
+    open_seconds = time.monotonic() - opened_at
+    held = watchers(etcd) - before
+    raw: dict[int, float] = {}
+    stop = threading.Event()
+    start = int(requests.get(f"{etcd.url}/v2/keys/", timeout=5).headers["X-Etcd-Index"]) + 1
+    reference = threading.Thread(target=raw_watch, args=(etcd.url, start, changes, raw, stop), daemon=True)
+    reference.start()
+    await asyncio.sleep(0.5)
+    memory = memory_mb(orchestrator)
+    session, sent = requests.Session(), {}
     for i in range(changes):
-        sent.append(time.monotonic())
-        directory.request("PATCH", f"/services/{NAME}/config", json={"env": {"MESSAGE": str(i)}}).raise_for_status()
-        time.sleep(0.02)
-    for thread in threads:
-        thread.join(60)
-    return latencies(sent, sse), latencies(sent, raw)
+        sending = time.monotonic()
+        answer = await asyncio.to_thread(session.put, f"{etcd.url}/v2/keys{KEY}", data={"value": document(str(i))}, timeout=5)
+        sent[answer.json()["node"]["modifiedIndex"]] = sending
+        await asyncio.sleep(interval)
+    deadline = time.monotonic() + DELIVERY_DEADLINE
+    while time.monotonic() < deadline and any(len(clients.arrivals[n]) < changes for n in clients.open_numbers):
+        await asyncio.sleep(0.2)
+    stop.set()
+    clients.close()
+    reference.join(10)
+    return {
+        "clients": streams, "opened": clients.opened, "refused": len(clients.refused),
+        "refusals": sorted(set(clients.refused))[:5], "open_seconds": round(open_seconds, 2),
+        "orchestrator_etcd_watches": held, "orchestrator_memory": memory,
+        "events": figures(sent, [clients.arrivals[n] for n in clients.open_numbers]),
+        "raw_watch": figures(sent, [raw]),
+    }
+
+
+def allow_open_files(count: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < count:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(count, hard), hard))
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--streams", type=int, default=20)
-    parser.add_argument("--changes", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between changes")
     args = parser.parse_args()
+    allow_open_files(args.streams + 1024)
     quiet = {"PAZ_LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory(prefix="paz-bench-") as tmp:
         etcd = EtcdServer(Path(tmp)).start()
+        orchestrator = Service("paz-orchestrator", etcd, Path(tmp), env={**quiet, "PAZ_WORKERS": str(args.workers)})
         directory = Service("paz-service-directory", etcd, Path(tmp), env=quiet)
-        orchestrator = Service("paz-orchestrator", etcd, Path(tmp), env=quiet)
         try:
-            directory.start()
             orchestrator.start()
-            created = directory.request("POST", "/services", json={"name": NAME, "dockerRepository": "lukebond/demo-api"})
-            assert created.status_code == 201, created.text
+            events = asyncio.run(fan_out(orchestrator, etcd, args.streams, args.changes, args.interval))
+            directory.start()
             direct = wrk(f"{directory.url}/services/{NAME}", args.seconds, args.connections)
             relayed = wrk(f"{orchestrator.url}/services/{NAME}", args.seconds, args.connections)
-            sse, raw = event_latency(orchestrator, etcd, directory, args.streams, args.changes)
         finally:
-            orchestrator.stop()
             directory.stop()
+            orchestrator.stop()
             etcd.stop()
-    print(f"GET /services/{NAME}, {args.connections} connections, {args.seconds} s each (2 workers each)")
+    print(f"/events: {args.streams} clients on one orchestrator ({args.workers} gevent workers), "
+          f"{args.changes} changes {args.interval} s apart; the clients are asyncio sockets in this process, on the same 2 cores")
+    print(f"opened {events['opened']}, refused {events['refused']} {events['refusals'] or ''} in {events['open_seconds']} s; "
+          f"etcd watches held by the orchestrator: {events['orchestrator_etcd_watches']}; "
+          f"memory {events['orchestrator_memory']['total_mb']} MB over {events['orchestrator_memory']['processes']} processes")
+    print(f"{'delivery, write -> event':<28}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'received':>10}{'missed':>8}")
+    for label, got in (("raw etcd v2 watch (1)", events["raw_watch"]), (f"/events ({events['opened']})", events["events"])):
+        print(f"{label:<28}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['max_ms']:>10.2f}{got['deliveries']:>10}{got['missed']:>8}")
+    print(f"\nGET /services/{NAME}, {args.connections} connections, {args.seconds} s each")
     print(f"{'':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for label, figures in (("paz-service-directory", direct), ("paz-orchestrator (relayed)", relayed)):
-        print(f"{label:<28}{figures['rps']:>10.0f}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}{figures['errors']:>8}")
-    ratio = relayed["rps"] / direct["rps"]
-    print(f"throughput ratio orchestrator/directory: {ratio:.2f} (one more HTTP hop; aim: at least 0.4)")
-    print(f"\nevent latency, PATCH sent -> event received, {args.streams} clients each x {args.changes} changes")
-    print(f"{'':<28}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'received':>10}")
-    for label, figures in (("raw etcd v2 watch", raw), ("paz-orchestrator /events", sse)):
-        print(f"{label:<28}{figures['p50_ms']:>10.2f}{figures['p99_ms']:>10.2f}{figures['max_ms']:>10.2f}{figures['deliveries']:>10}")
-    print(json.dumps({"directory": direct, "orchestrator": relayed, "ratio": round(ratio, 3), "events": sse, "raw_watch": raw}))
+    for label, got in (("paz-service-directory", direct), ("paz-orchestrator (relayed)", relayed)):
+        print(f"{label:<28}{got['rps']:>10.0f}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['errors']:>8}")
+    print(f"throughput ratio orchestrator/directory: {relayed['rps'] / direct['rps']:.2f} (one more HTTP hop)")
+    print(json.dumps({"events": events, "directory": direct, "orchestrator": relayed}))
+
 
 if __name__ == "__main__":
     main()

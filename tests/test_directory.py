@@ -240,3 +240,38 @@ def test_a_malformed_document_written_around_the_api_does_not_break_the_director
     finally:
         etcd.delete_tree(f"/paz/directory/services/{unique_name}-bad")
         etcd.delete_tree(f"/paz/directory/services/{unique_name}-junk")
+
+
+def test_a_client_reads_its_own_writes_whichever_of_two_workers_answers(directory, etcd, unique_name):
+    """The session's directory runs two gunicorn workers, each with its own view of etcd."""
+    created = create(directory, doc(unique_name))
+    index = int(created.headers["X-Paz-Index"])
+    assert index == etcd.get(f"/paz/directory/services/{unique_name}")["modifiedIndex"]
+    for i in range(40):  # every request on a new connection, so both workers answer some
+        patched = directory.request("PATCH", f"/services/{unique_name}/config", json={"env": {"N": str(i)}})
+        written = int(patched.headers["X-Paz-Index"])
+        assert written > index
+        index = written
+        by_header = directory.request("GET", f"/services/{unique_name}", headers={"X-Paz-Index": str(written)})
+        assert by_header.json()["config"]["env"] == {"N": str(i)}
+        by_query = directory.request("GET", f"/services/{unique_name}/config", params={"index": written})
+        assert by_query.json()["env"] == {"N": str(i)}
+    deleted = directory.request("DELETE", f"/services/{unique_name}")
+    gone = int(deleted.headers["X-Paz-Index"])
+    assert directory.request("GET", f"/services/{unique_name}", headers={"X-Paz-Index": str(gone)}).status_code == 404
+    assert unique_name not in [s["name"] for s in directory.request("GET", "/services", params={"index": gone}).json()]
+
+
+def test_consistent_reads_ask_etcd_and_a_bad_index_is_refused(directory, etcd, unique_name):
+    etcd.put(f"/paz/directory/services/{unique_name}", json.dumps(doc(unique_name, config={})))  # around the API
+    for _ in range(10):  # a consistent read includes it at once, in either worker
+        answer = directory.request("GET", f"/services/{unique_name}", params={"consistent": "true"})
+        assert answer.status_code == 200 and answer.json()["name"] == unique_name
+    assert unique_name in [s["name"] for s in directory.request("GET", "/services", params={"consistent": "true"}).json()]
+    future = int(etcd.get(f"/paz/directory/services/{unique_name}")["modifiedIndex"]) + 10_000
+    waited = directory.request("GET", f"/services/{unique_name}", params={"index": future})  # no view reaches it:
+    assert waited.status_code == 200  # read from etcd after PAZ_VIEW_WAIT
+    for bad in ("-1", "abc", "1e9"):
+        refused = directory.request("GET", f"/services/{unique_name}", headers={"X-Paz-Index": bad})
+        assert refused.status_code == 400 and "X-Paz-Index" in refused.json()["error"]["message"], bad
+    assert directory.request("GET", f"/services/{unique_name}", params={"index": "abc"}).status_code == 400

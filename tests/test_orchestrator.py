@@ -5,6 +5,7 @@ tests/test_orchestrator_e2e.py runs it with the whole suite)."""
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,17 +172,30 @@ def test_events_for_instances_coming_and_going(orchestrator: Service, etcd: Etcd
     assert events[0]["data"]["address"] == "127.0.0.1:40001"
 
 
-def test_events_lost_when_etcd_no_longer_holds_them(orchestrator: Service, etcd: EtcdServer) -> None:
+def test_events_etcd_forgot_come_from_the_hub_and_are_lost_only_when_neither_holds_them(
+    orchestrator: Service, etcd: EtcdServer, workdir: Path, unique_name: str,
+) -> None:
     first = int(requests.get(f"{etcd.url}/v2/keys/", timeout=2).headers["X-Etcd-Index"])
+    etcd.put(f"/paz/directory/services/{unique_name}", json.dumps(svcdoc(unique_name)))
     session = requests.Session()
     for i in range(1010):  # etcd v2 keeps the last 1000 events
         session.put(f"{etcd.url}/v2/keys/paz-test-filler/k", data={"value": str(i)}, timeout=2).raise_for_status()
     etcd.delete_tree("/paz-test-filler")
-    stream = EventStream(f"{orchestrator.url}/events", last_event_id=first)
+
+    held = EventStream(f"{orchestrator.url}/events?service={unique_name}", last_event_id=first)
     try:
-        lost = stream.next()
+        created = held.next()
     finally:
-        stream.close()
+        held.close()
+    assert (created["event"], int(created["id"])) == ("service-created", first + 1)  # etcd forgot it; the hub did not
+
+    late = Service("paz-orchestrator", etcd, workdir)  # started after etcd forgot: its hub never held it either
+    with running(late):
+        stream = EventStream(f"{late.url}/events", last_event_id=first)
+        try:
+            lost = stream.next()
+        finally:
+            stream.close()
     assert lost["event"] == "events-lost"
     assert lost["data"]["from"] == first + 1 and "no longer holds" in lost["data"]["message"]
     assert int(lost["id"]) > first + 1000
@@ -254,8 +268,51 @@ def test_event_stream_survives_an_etcd_restart(own_etcd: EtcdServer, tmp_path: P
             own_etcd.stop()
             wait_until(lambda: "etcd is unreachable" in next(stream.lines), 10, interval=0, what="the stream to say etcd is unreachable")
             own_etcd.start()
-            own_etcd.put("/paz/directory/services/after", json.dumps(svcdoc("after")))
-            event = stream.until(lambda e: True, 1)[0]
+            after = [f"after-{i}" for i in range(5)]
+            for name in after:
+                own_etcd.put(f"/paz/directory/services/{name}", json.dumps(svcdoc(name)))
+            events = stream.until(lambda e: True, len(after))
         finally:
             stream.close()
-    assert (event["event"], event["data"]["service"]) == ("service-created", "after")
+    assert [(e["event"], e["data"]["service"]) for e in events] == [("service-created", name) for name in after]
+    ids = [int(e["id"]) for e in events]
+    assert ids == sorted(ids)
+
+
+def test_one_etcd_watch_per_worker_however_many_streams(own_etcd: EtcdServer, tmp_path: Path) -> None:
+    orchestrator = Service("paz-orchestrator", own_etcd, tmp_path, env={"PAZ_WORKERS": "1", "PAZ_EVENTS_KEEPALIVE": "0.5"})
+    with running(orchestrator):
+        streams = [EventStream(f"{orchestrator.url}/events") for _ in range(20)]
+        try:
+            own_etcd.put("/paz/directory/services/seen", json.dumps(svcdoc("seen")))
+            assert all(stream.next()["data"]["service"] == "seen" for stream in streams)
+            watchers = requests.get(f"{own_etcd.url}/v2/stats/store", timeout=2).json()["watchers"]
+        finally:
+            for stream in streams:
+                stream.close()
+    assert watchers == 1  # the worker's view; the companion (announcer) watches nothing
+
+
+def test_a_slow_client_is_cut_off_and_the_others_go_on(own_etcd: EtcdServer, tmp_path: Path) -> None:
+    orchestrator = Service("paz-orchestrator", own_etcd, tmp_path, env={"PAZ_WORKERS": "1", "PAZ_EVENTS_BUFFER": "5"})
+    with running(orchestrator):
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", orchestrator.port))
+        slow.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and reads nothing for now
+        fast = EventStream(f"{orchestrator.url}/events?service=busy")
+        try:
+            for i in range(60):  # 100 kB addresses: the slow client's socket buffers fill up
+                address = f"127.0.0.1:{41000 + i}" + "0" * 100_000
+                own_etcd.put("/paz/services/busy/1/1", address)
+                assert fast.next(timeout=5)["data"]["address"] == address  # each change reaches the reader at once
+            slow.settimeout(10)
+            received = b""
+            while b"events behind" not in received:
+                chunk = slow.recv(1 << 20)
+                assert chunk, "the slow stream closed without saying why"
+                received += chunk
+            assert b"fell more than 5 events behind; reconnect with Last-Event-ID" in received
+        finally:
+            slow.close()
+            fast.close()

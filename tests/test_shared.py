@@ -8,9 +8,12 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 from paz.processes import running
 from tests.support import Service, VENV_BIN, etcdctl_get, wait_until
+from paz import keys
+from paz.view import EtcdView, Listener
 from paz.discovery import Discovery, ServiceNotAnnounced
 from paz.etcd_client import Etcd, StoreUnavailable
 from paz.settings import Settings, SettingsError
@@ -53,7 +56,7 @@ def test_one_announcer_per_service_however_many_workers(own_etcd, tmp_path):
 
 
 def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
-    discovery = Discovery(Etcd([own_etcd.url]))
+    discovery = Discovery(EtcdView(Etcd([own_etcd.url]), (keys.SERVICES,)))
     with pytest.raises(ServiceNotAnnounced, match="paz-service-directory is not announced"):
         discovery.address("paz-service-directory")
     first = Service("paz-service-directory", own_etcd, tmp_path).start()
@@ -74,7 +77,7 @@ def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
 
 def test_discovery_address_can_be_pinned_by_environment(own_etcd):
     settings = Settings(name="orchestrator", port=9000)
-    discovery = Discovery(Etcd([own_etcd.url]), settings)
+    discovery = Discovery(EtcdView(Etcd([own_etcd.url]), (keys.SERVICES,)), settings)
     assert settings.override("paz-scheduler", {"PAZ_SCHEDULER_ADDR": "127.0.0.1:1234"}) == "127.0.0.1:1234"
     assert settings.override("paz-service-directory", {"PAZ_SERVICE_DIRECTORY_ADDR": "127.0.0.2:9"}) == "127.0.0.2:9"
     try:
@@ -129,3 +132,53 @@ def test_a_killed_service_withdraws_its_key_at_once_through_its_companion(own_et
     service.stop(signal.SIGKILL)  # the master dies without running its exit hook
     wait_until(lambda: own_etcd.get(KEY) is None, 5, what="the key to go with the killed service")
     wait_until(lambda: not running(companion), 5, what="the companion process to exit")
+
+
+def _following(etcd_url: str, prefix: str = "/paz/view-test") -> tuple[EtcdView, list[tuple[bool, int]]]:
+    """A view of ``prefix`` and the list of its reloads ``(lost, index)``."""
+    view = EtcdView(Etcd([etcd_url], timeout=1), (prefix,))
+    view.POLL_SECONDS = 1.0  # re-asks etcd every second, so a cleared index is met quickly
+    reloads: list[tuple[bool, int]] = []
+    view.listen(Listener(changed=lambda change: None, reloaded=lambda lost, index: reloads.append((lost, index))))
+    return view, reloads
+
+
+def test_view_goes_on_from_its_index_when_etcd_restarts_and_reads_again_when_etcd_is_new(own_etcd):
+    own_etcd.put("/paz/view-test/a", "1")
+    view, reloads = _following(own_etcd.url)
+    try:
+        assert view.get("/paz/view-test/a") == "1"
+        own_etcd.stop()
+        wait_until(lambda: view.away, 10, what="the view to notice etcd is away")
+        assert view.get("/paz/view-test/a") == "1"  # still answered from memory
+        own_etcd.start()
+        own_etcd.put("/paz/view-test/b", "2")
+        wait_until(lambda: view.get("/paz/view-test/b") == "2", 10, what="the view to follow etcd again")
+        assert len(reloads) == 1  # resumed from its index: not read again
+
+        own_etcd.stop()
+        own_etcd.start(wipe=True)  # a new etcd: its index went back
+        own_etcd.put("/paz/view-test/c", "3")
+        wait_until(lambda: view.get("/paz/view-test/c") == "3", 10, what="the view to read the new etcd")
+        assert view.get("/paz/view-test/a") is None and view.get("/paz/view-test/b") is None
+        assert reloads[-1][0] is True  # what it held changed unseen
+        assert view.index == int(requests.get(f"{own_etcd.url}/v2/keys/", timeout=2).headers["X-Etcd-Index"])
+    finally:
+        view.stop()
+
+
+def test_view_reads_again_when_etcd_cleared_its_index_and_says_whether_anything_was_lost(own_etcd):
+    own_etcd.put("/paz/view-test/a", "1")
+    view, reloads = _following(own_etcd.url)
+    try:
+        assert view.get("/paz/view-test/a") == "1"
+        session = requests.Session()
+        for i in range(1010):  # outside the view: etcd v2 keeps the last 1000 events
+            session.put(f"{own_etcd.url}/v2/keys/elsewhere/k", data={"value": str(i)}, timeout=2).raise_for_status()
+        wait_until(lambda: len(reloads) == 2, 10, what="the view to read again after etcd cleared its index")
+        lost, index = reloads[-1]
+        assert lost is False and index > 1010  # nothing below the view changed
+        own_etcd.put("/paz/view-test/a", "2")
+        wait_until(lambda: view.get("/paz/view-test/a") == "2", 5, what="the view to follow from its new index")
+    finally:
+        view.stop()

@@ -6,14 +6,23 @@ from typing import Any
 
 from flask import current_app, jsonify, url_for
 
-from paz.api import NAMED, Blueprint
+from paz.api import NAMED, Blueprint, ReadQuery
 from paz.errors import BadRequest
 from paz.names import checked_name
+from paz.web import read_from_etcd, wrote
 
 from .schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from .store import DirectoryStore
 
-bp = Blueprint("directory", __name__, description="Services and the config their next deploy will use.")
+bp = Blueprint(
+    "directory", __name__,
+    description="Services and the config their next deploy will use. Writes answer X-Paz-Index (the etcd index "
+                "they made); a read given that index (X-Paz-Index header or ?index=) includes the write.",
+)
+
+
+READ_QUERY = ReadQuery()
+"""One instance: webargs would make a schema per request from the class."""
 
 
 def store() -> DirectoryStore:
@@ -27,8 +36,8 @@ def store() -> DirectoryStore:
 @bp.errors(400, 404)
 def list_services(query: dict[str, Any]):
     """List every service, or find the one whose dockerRepository matches (a tag is optional)."""
-    image = query.get("dockerRepository")
-    found = store().all() if image is None else store().find_by_repository(image)
+    image, consistent = query.get("dockerRepository"), read_from_etcd(query)
+    found = store().all(consistent) if image is None else store().find_by_repository(image, consistent)
     return jsonify(ServiceOut(many=image is None).dump(found))
 
 
@@ -38,16 +47,19 @@ def list_services(query: dict[str, Any]):
 @bp.errors(400, 409)
 def create_service(body: dict[str, Any]):
     """Register a service; config keys may be nested under config or given at the top level."""
-    document = store().create(body)
+    document, index = store().create(body)
+    wrote(index)
     return document, 201, {"Location": url_for("directory.get_service", name=document["name"])}
 
 
 @bp.get("/services/<name>", parameters=NAMED)
+@bp.arguments(READ_QUERY, location="query")
 @bp.response(200, ServiceOut)
 @bp.errors(400, 404, 409)
-def get_service(name: str):
+def get_service(query: dict[str, Any], name: str):
     """One service by name."""
-    return store().get(checked_name(name))
+    body = store().get_json(checked_name(name), read_from_etcd(query))
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.delete("/services/<name>", parameters=NAMED)
@@ -55,16 +67,17 @@ def get_service(name: str):
 @bp.errors(400, 404)
 def delete_service(name: str):
     """Remove a service from the directory (its running instances are the scheduler's)."""
-    store().delete(checked_name(name))
+    wrote(store().delete(checked_name(name)))
     return current_app.response_class(status=204)
 
 
 @bp.get("/services/<name>/config", parameters=NAMED)
+@bp.arguments(READ_QUERY, location="query")
 @bp.response(200, ConfigSchema, description="The config the service's next deploy will use")
 @bp.errors(400, 404, 409)
-def get_config(name: str):
+def get_config(query: dict[str, Any], name: str):
     """A service's config."""
-    return store().get(checked_name(name))["config"]
+    return store().get(checked_name(name), read_from_etcd(query))["config"]
 
 
 @bp.patch("/services/<name>/config", parameters=NAMED)
@@ -76,4 +89,6 @@ def patch_config(patch: dict[str, Any], name: str):
     checked_name(name)
     if not patch:
         raise BadRequest("Give at least one config key to change.")
-    return store().patch_config(name, patch)["config"]
+    document, index = store().patch_config(name, patch)
+    wrote(index)
+    return document["config"]

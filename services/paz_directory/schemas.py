@@ -14,6 +14,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, pre_load, va
 
 from passlib.hash import sha512_crypt
 
+from paz.api import ReadQuery
 from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -173,7 +174,7 @@ class ServiceOut(Schema):
     config = fields.Nested(ConfigSchema, required=True)
 
 
-class RepositoryQuery(Schema):
+class RepositoryQuery(ReadQuery):
     dockerRepository = fields.String(metadata={"description": "e.g. lukebond/demo-api; a tag is optional"})
 
 

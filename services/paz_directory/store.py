@@ -1,7 +1,12 @@
-"""Service documents in etcd, one JSON value per service under ``/paz/directory/services/``."""
+"""Service documents in etcd, one JSON value per service under ``/paz/directory/services/``.
+
+Reads come from the process's view of etcd (:mod:`paz.view`), or from etcd itself when asked to be
+consistent; every write answers the etcd index it made, which the routes give back as ``X-Paz-Index``.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -9,8 +14,9 @@ from typing import Any
 from paz import keys
 from paz.errors import Conflict, NotFound
 from paz.etcd_client import AlreadyExists, Etcd, KeyNotFound
+from paz.view import EtcdView
 
-from .schemas import merge_config
+from .schemas import ServiceOut, merge_config
 
 log = logging.getLogger(__name__)
 
@@ -54,43 +60,59 @@ def _parsed(key: str, value: str) -> dict[str, Any]:
         raise MalformedDocument(key) from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _answer(key: str, value: str) -> bytes:
+    return json.dumps(ServiceOut().dump(_parsed(key, value)), separators=(",", ":")).encode()
+
+
 class DirectoryStore:
     """Create, read, patch and delete service documents; every update is a compare-and-swap."""
 
-    def __init__(self, etcd: Etcd) -> None:
+    def __init__(self, etcd: Etcd, view: EtcdView) -> None:
         self.etcd = etcd
+        self.view = view
 
-    def create(self, document: dict[str, Any]) -> dict[str, Any]:
+    def create(self, document: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """The document as stored, and the etcd index of the write."""
         document = {**document, "config": merge_config({}, document["config"])}
         try:
-            self.etcd.write(keys.service_document(document["name"]), json.dumps(document, sort_keys=True), prevExist=False)
+            written = self.etcd.write(keys.service_document(document["name"]), json.dumps(document, sort_keys=True), prevExist=False)
         except AlreadyExists:
             raise Conflict(
                 f"A service named {document['name']!r} already exists; PATCH /services/{document['name']}/config "
                 "to change it, or DELETE it first.",
                 details={"name": document["name"]},
             ) from None
-        return document
+        return document, written.modifiedIndex
 
-    def all(self) -> list[dict[str, Any]]:
+    def all(self, consistent: bool = False) -> list[dict[str, Any]]:
         """Every service document; a malformed value is left out with a warning naming its key."""
         documents = []
-        for node in self.etcd.children(keys.DIRECTORY):
+        nodes = self.etcd.children(keys.DIRECTORY, consistent=True) if consistent else self.view.children(keys.DIRECTORY)
+        for node in nodes:
             try:
                 documents.append(_parsed(node.key, node.value))
             except MalformedDocument:
                 log.warning("skipping a malformed service document", extra={"key": node.key})
         return sorted(documents, key=lambda doc: doc["name"])
 
-    def get(self, name: str) -> dict[str, Any]:
-        value = self.etcd.get(keys.service_document(name))
+    def get(self, name: str, consistent: bool = False) -> dict[str, Any]:
+        return _parsed(*self._stored(name, consistent))
+
+    def get_json(self, name: str, consistent: bool = False) -> bytes:
+        """The document as the API answers it, rendered once per stored value (the hot read does no JSON work)."""
+        return _answer(*self._stored(name, consistent))
+
+    def _stored(self, name: str, consistent: bool) -> tuple[str, str]:
+        key = keys.service_document(name)
+        value = self.etcd.get(key, consistent=True) if consistent else self.view.get(key)
         if value is None:
             raise _missing(name)
-        return _parsed(keys.service_document(name), value)
+        return key, value
 
-    def find_by_repository(self, image: str) -> dict[str, Any]:
+    def find_by_repository(self, image: str, consistent: bool = False) -> dict[str, Any]:
         """The service whose ``dockerRepository`` is ``image``, else the one of the same repository."""
-        documents = self.all()
+        documents = self.all(consistent)
         matches = [d for d in documents if d["dockerRepository"] == image] or [
             d for d in documents if _repository(d["dockerRepository"]) == _repository(image)
         ]
@@ -98,7 +120,7 @@ class DirectoryStore:
             raise NotFound(f"No service has dockerRepository {image!r}.", {"dockerRepository": image})
         return matches[0]
 
-    def patch_config(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def patch_config(self, name: str, patch: dict[str, Any]) -> tuple[dict[str, Any], int]:
         key = keys.service_document(name)
 
         def apply(document: Any) -> dict[str, Any]:
@@ -111,8 +133,9 @@ class DirectoryStore:
         except ValueError:
             raise MalformedDocument(key) from None
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str) -> int:
+        """The etcd index of the delete."""
         try:
-            self.etcd.delete(keys.service_document(name))
+            return self.etcd.delete(keys.service_document(name)).modifiedIndex
         except KeyNotFound:
             raise _missing(name) from None

@@ -1,7 +1,7 @@
 """The watch → render → apply loop, run once per haproxy-sync as its ``paz.server`` background task.
 
-Three :class:`~paz.watch.Watcher` threads keep an in-memory view of ``/paz/services``, the
-directory's documents and ``/paz/config/domain``; each change wakes the applier, which waits
+One :class:`~paz.view.EtcdView` (one etcd watch) keeps ``/paz/services``, the directory's documents
+and ``/paz/config/domain`` in memory and tells the engine of each change; each change wakes the applier, which waits
 :attr:`Engine.COALESCE_SECONDS` so a burst becomes one apply, then renders the whole config and:
 
 * applies it through HAProxy's Runtime API without a reload when only servers of existing backends
@@ -9,7 +9,7 @@ directory's documents and ``/paz/config/domain``; each change wakes the applier,
   reload agrees, and checking a large config never delays the next change);
 * otherwise checks it, moves it into place and reloads HAProxy seamlessly.
 
-Nothing is applied until every watched part of etcd has been read once, so a haproxy-sync started
+Nothing is applied until the view has read etcd once, so a haproxy-sync started
 while etcd is down keeps HAProxy serving the last good config. The HTTP workers learn what happened
 from ``status.json`` and the config file in ``PAZ_HAPROXY_DIR``.
 """
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from paz import keys
-from paz.etcd_client import Etcd, Result
+from paz.etcd_client import Change, Etcd
 from paz.names import is_service_name
-from paz.watch import Watcher
+from paz.view import EtcdView, Listener, below
 
 from .haproxy import Haproxy, HaproxyError
 from .marathon import MarathonSource, publish
@@ -56,10 +56,6 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def leaves(tree: Result | None) -> list[Result]:
-    return [node for node in (tree.leaves if tree else []) if not node.dir]
-
-
 class Engine:
     COALESCE_SECONDS = 0.02
     TICK_SECONDS = 1.0
@@ -74,7 +70,7 @@ class Engine:
         self._instances: dict[str, Instance] = {}
         self._routers: dict[str, RouterSettings] = {}
         self._domain: str | None = None
-        self._loaded: set[str] = set()
+        self._loaded = False
         self._applied: Applied | None = None
         self._pending_deletes: set[str] = set()
         self._unsaved: str | None = None
@@ -86,11 +82,10 @@ class Engine:
         self._etcd = etcd
         self._marathon: dict[str, MarathonApp] | None = None  # None until Marathon's apps were read (or found unconfigured)
         self.marathon = MarathonSource(settings, etcd, self._on_marathon, lambda status: self._status.update(marathon=status))
-        self.watchers = [
-            Watcher(etcd, keys.SERVICES, self._on_instance, self._reset(keys.SERVICES, self._on_instance)),
-            Watcher(etcd, keys.DIRECTORY, self._on_document, self._reset(keys.DIRECTORY, self._on_document)),
-            Watcher(etcd, keys.DOMAIN, self._on_domain, self._reset(keys.DOMAIN, self._on_domain)),
-        ]
+        self.followed: dict[str, Callable[..., None]] = {
+            keys.SERVICES: self._on_instance, keys.DIRECTORY: self._on_document, keys.DOMAIN: self._on_domain,
+        }
+        self.view = EtcdView(etcd, tuple(self.followed))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -103,8 +98,7 @@ class Engine:
         else:
             self._start_haproxy()
         self._status.update(haproxyPid=self.haproxy.master_pid())
-        for watcher in self.watchers:
-            watcher.start()
+        self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
         self.marathon.start()
         self._thread = threading.Thread(target=self._run, name="paz-haproxy-apply", daemon=True)
         self._thread.start()
@@ -114,9 +108,8 @@ class Engine:
         """Stop following etcd; stop HAProxy too unless ``PAZ_HAPROXY_KEEP`` asks to leave it serving."""
         self._stop.set()
         self._wake.set()
-        for watcher in self.watchers:
-            watcher.stop()
         self.marathon.stop()
+        self.view.stop()
         if self._thread:
             self._thread.join(timeout=10)
         if not self.settings.keep_haproxy:
@@ -132,27 +125,25 @@ class Engine:
 
     # -- the view of etcd --------------------------------------------------------------------
 
-    def _reset(self, prefix: str, on_node: Callable[[Result], None]) -> Callable[[Result | None], None]:
-        """An ``on_reset`` that forgets what ``prefix`` held and takes the whole tree again."""
+    def _on_change(self, change: Change) -> None:
+        for prefix, on_change in self.followed.items():
+            if below(change.key, prefix) or below(prefix, change.key):
+                on_change(change)
 
-        def reset(tree: Result | None) -> None:
-            nodes = leaves(tree)
-            with self._lock:  # re-entrant: the applier never sees a half-read tree
-                if prefix == keys.SERVICES:
-                    self._instances.clear()
-                elif prefix == keys.DIRECTORY:
-                    self._routers.clear()
-                else:
-                    self._domain = None
-                for node in nodes:
-                    on_node(node, wake=False)
-                self._loaded.add(prefix)
-            log.info("read from etcd", extra={"prefix": prefix, "keys": len(nodes)})
-            self._wake.set()
+    def _on_reload(self, _lost: bool, _index: int) -> None:
+        """Forget what was held and take the view's keys again, under one lock: the applier never sees a half-read tree."""
+        with self._lock:
+            self._instances.clear()
+            self._routers.clear()
+            self._domain = None
+            for prefix, on_change in self.followed.items():
+                for node in self.view.nodes(prefix):
+                    on_change(Change(node.key, "set", node.value, node.modified_index), wake=False)
+            self._loaded = True
+        log.info("read from etcd", extra={"keys": sum(len(self.view.nodes(p)) for p in self.followed)})
+        self._wake.set()
 
-        return reset
-
-    def _on_instance(self, event: Result, wake: bool = True) -> None:
+    def _on_instance(self, event: Change, wake: bool = True) -> None:
         with self._lock:
             for key in [k for k in self._instances if k == event.key or k.startswith(event.key + "/")]:
                 del self._instances[key]
@@ -164,10 +155,10 @@ class Engine:
         if wake:
             self._wake.set()
 
-    def _on_document(self, event: Result, wake: bool = True) -> None:
+    def _on_document(self, event: Change, wake: bool = True) -> None:
         name = event.key.removeprefix(keys.DIRECTORY + "/")
         with self._lock:
-            if event.action in keys.GONE and event.key == keys.DIRECTORY:
+            if event.action in keys.GONE and below(keys.DIRECTORY, event.key):
                 self._routers.clear()
             elif event.action in keys.GONE or event.dir:
                 self._routers.pop(name, None)
@@ -180,7 +171,7 @@ class Engine:
         if wake:
             self._wake.set()
 
-    def _on_domain(self, event: Result, wake: bool = True) -> None:
+    def _on_domain(self, event: Change, wake: bool = True) -> None:
         try:
             domain = None if event.action in keys.GONE or event.dir else parse_domain(event.value)
         except Malformed as exc:
@@ -199,9 +190,9 @@ class Engine:
             publish(self._etcd, before or {}, apps)
 
     def table(self) -> Table | None:
-        """The routing table, or None until every watched part of etcd has been read once."""
+        """The routing table, or None until the view has read etcd once."""
         with self._lock:
-            if len(self._loaded) < len(self.watchers):
+            if not self._loaded:
                 return None
             services: dict[str, dict[str, Instance]] = {name: {} for name in self._routers}
             for key in sorted(self._instances):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from paz import keys
 from paz.service import Service
 from paz.upstream import Upstream
 from paz.web import Paz
@@ -17,8 +18,8 @@ from .upstream import Cluster
 
 def attach_cluster(app: Flask, paz: Paz) -> None:
     settings = paz.settings
-    app.extensions["paz.cluster"] = Cluster(Upstream(paz.discovery, settings.upstream_timeout, settings.token), paz.etcd)
-    app.extensions["paz.events"] = EventStreams(paz.etcd, settings)
+    app.extensions["paz.cluster"] = Cluster(Upstream(paz.discovery, settings.upstream_timeout, settings.token), paz.view)
+    app.extensions["paz.events"] = EventStreams(paz.etcd, paz.view, settings)
     app.extensions["paz.marathon"] = MarathonForwarder(paz.etcd, settings.marathon_urls, settings.upstream_timeout)
 
 
@@ -26,5 +27,6 @@ service = Service(
     name="orchestrator", port=9000,
     description="Central command for the paz platform: services, cluster, health, stats and live events.",
     blueprint=bp, settings=OrchestratorSettings, extend=attach_cluster,
-    defaults={"threads": 32},  # every open event stream holds a thread (see EventStreams)
+    watches=(keys.ROOT,),  # the event stream follows everything below /paz
+    defaults={"worker_class": "gevent"},  # an open event stream holds a greenlet, not a thread (see EventStreams)
 )

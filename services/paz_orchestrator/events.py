@@ -1,21 +1,27 @@
 """The live event stream: etcd's changes under ``/paz``, told as Server-Sent Events.
 
-Each client's stream is its own etcd watch (``waitIndex`` moving past every change it reads), so
-the stream needs no shared state between gunicorn workers and sees a change whoever made it: the
+Every stream fans out from the process's one etcd watch (:class:`paz.view.EtcdView`): the
+:class:`EventHub` turns each change into an event once, keeps the last ``PAZ_EVENTS_BUFFER`` events
+in order from the worker's start, and wakes the streams waiting on it; a stream holds no thread
+(the orchestrator runs gevent workers) and no etcd watch of its own. It still sees a change whoever made it: the
 orchestrator, a direct call to the directory or scheduler, or an instance's key expiring.
 
 An event's ``id`` is the etcd index of the change. A client that reconnects with ``Last-Event-ID: N``
-(or ``?lastEventId=N``) gets every change from N+1 that etcd still holds (etcd v2 keeps the last
-1000); when etcd no longer holds them, an ``events-lost`` event says so and the stream goes on from now.
+(or ``?lastEventId=N``) gets every change from N+1: from the hub when it still holds them, else from
+etcd's own history (etcd v2 keeps the last 1000 changes); when neither does, an ``events-lost``
+event says so and the stream goes on from now. The view being read anew after etcd cleared its
+history (or came back as a new member) is an ``events-lost`` too, when something changed unseen.
 
-Every stream holds one gunicorn thread, so a worker serves at most ``stream_limit`` streams at once
-(503 with Retry-After beyond that), sends a keep-alive comment when nothing happened for
-``events_keepalive`` seconds (which also finds clients that went away), and ends each stream after
-``events_max_seconds`` with a ``retry`` hint: EventSource clients reconnect with their last id.
+A client that falls ``PAZ_EVENTS_BUFFER`` events behind (it reads too slowly) is cut off with a
+comment saying so, without slowing the others; it reconnects with its last id. A stream sends a
+keep-alive comment when nothing happened for ``events_keepalive`` seconds and ends after
+``events_max_seconds`` with a ``retry`` hint; a worker serves at most ``PAZ_EVENTS_MAX_CLIENTS``
+streams at once (503 with Retry-After beyond that).
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import threading
@@ -27,7 +33,8 @@ from typing import Any
 from paz import keys
 from paz.errors import Unavailable
 from paz.names import marathon_name
-from paz.etcd_client import Etcd, IndexCleared, Result, StoreUnavailable, WatchTimedOut
+from paz.etcd_client import Change, Etcd, IndexCleared, StoreUnavailable, WatchTimedOut
+from paz.view import EtcdView, Listener
 
 from .settings import OrchestratorSettings
 
@@ -47,8 +54,13 @@ class Event:
     data: dict[str, Any] = field(default_factory=dict)
 
     def sse(self) -> str:
-        body = {"id": self.id, "type": self.type, "service": self.service, **self.data}
-        return f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+        """The event as a stream sends it (made once: the hub sends the same event to every stream)."""
+        if self._sse is None:
+            body = {"id": self.id, "type": self.type, "service": self.service, **self.data}
+            self._sse = f"id: {self.id}\nevent: {self.type}\ndata: {json.dumps(body, separators=(',', ':'))}\n\n"
+        return self._sse
+
+    _sse: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 def _document(value: str | None) -> dict[str, Any]:
@@ -59,19 +71,14 @@ def _document(value: str | None) -> dict[str, Any]:
     return document if isinstance(document, dict) else {}
 
 
-def _previous(result: Result) -> Result | None:
-    return getattr(result, "_prev_node", None)
-
-
-def _directory_event(result: Result, name: str) -> Event | None:
+def _directory_event(result: Change, name: str) -> Event | None:
     index = result.modifiedIndex
     if result.action in keys.GONE:
         return Event(index, "service-deleted", name)
-    previous = _previous(result)
     document = _document(result.value)
-    if previous is None or previous.value is None:
+    if result.previous is None:
         return Event(index, "service-created", name, {"dockerRepository": document.get("dockerRepository")})
-    before = _document(previous.value).get("config", {})
+    before = _document(result.previous).get("config", {})
     after = document.get("config", {})
     changed = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
     if not changed:
@@ -79,7 +86,7 @@ def _directory_event(result: Result, name: str) -> Event | None:
     return Event(index, "config-changed", name, {"changed": changed})
 
 
-def _instance_event(result: Result, path: str) -> Event | None:
+def _instance_event(result: Change, path: str) -> Event | None:
     """``<svc>/<version>/<instance>`` keys: instance-up when an address appears, instance-down when it goes."""
     parts = path.split("/")
     if len(parts) != 3 or result.dir:
@@ -89,8 +96,7 @@ def _instance_event(result: Result, path: str) -> Event | None:
     if result.action in keys.GONE:
         reason = "expired" if result.action == "expire" else "withdrawn"
         return Event(result.modifiedIndex, "instance-down", service, {**data, "reason": reason})
-    previous = _previous(result)
-    if previous is not None and previous.value == result.value:
+    if result.previous == result.value:
         return None  # the same address written again (after an etcd outage): nothing changed
     return Event(result.modifiedIndex, "instance-up", service, {**data, "address": result.value})
 
@@ -99,7 +105,7 @@ DEPLOY_EVENTS = {"deploying": "deploy-started", "running": "deploy-finished", "f
 """The scheduler's version statuses that start or end a deploy (replaced and stopped show in the journal)."""
 
 
-def _scheduler_event(result: Result) -> Event | None:
+def _scheduler_event(result: Change) -> Event | None:
     """Version documents tell a deploy's progress; journal entries everything else the scheduler did."""
     if result.action not in keys.WRITTEN:
         return None
@@ -107,7 +113,7 @@ def _scheduler_event(result: Result) -> Event | None:
     version = keys.parse_version_document(result.key)
     if version is not None:
         status = document.get("status")
-        if status == (_document(getattr(_previous(result), "value", None)).get("status")):
+        if status == _document(result.previous).get("status"):
             return None
         event_type = DEPLOY_EVENTS.get(str(status))
         if event_type is None:
@@ -115,12 +121,12 @@ def _scheduler_event(result: Result) -> Event | None:
         shown = ("version", "dockerRepository", "status", "pushedAt", "deployedAt", "message")
         return Event(result.modifiedIndex, event_type, version[0], {k: document[k] for k in shown if k in document})
     entry = keys.relative(result.key, keys.JOURNAL)
-    if entry and "/" not in entry and _previous(result) is None:
+    if entry and "/" not in entry and result.previous is None:
         return Event(result.modifiedIndex, "journal", document.get("service"), {"entry": document})
     return None
 
 
-def _marathon_event(result: Result) -> Event | None:
+def _marathon_event(result: Change) -> Event | None:
     """haproxy-sync's routes of Marathon apps, and changes the orchestrator forwarded to Marathon."""
     name = keys.relative(result.key, keys.MARATHON_APPS)
     if name and "/" not in name:
@@ -134,7 +140,7 @@ def _marathon_event(result: Result) -> Event | None:
     return None
 
 
-def describe(result: Result) -> Event | None:
+def describe(result: Change) -> Event | None:
     """The event an etcd change means, or None when it means nothing a user follows."""
     key = result.key or ""
     if keys.relative(key, keys.MARATHON_ROOT):
@@ -148,20 +154,104 @@ def describe(result: Result) -> Event | None:
     return _instance_event(result, instance) if instance else None
 
 
+
+
+def _lost(first: int, now: int) -> Event:
+    message = (
+        f"etcd no longer holds the changes from index {first} to {now}: events in between are lost; "
+        "read GET /services and GET /cluster/units for the current state"
+    )
+    return Event(now, "events-lost", None, {"from": first, "to": now, "message": message})
+
+
+class EventHub:
+    """The events of the process's one etcd watch, in order: the last ``size`` of them are held.
+
+    A stream reads from a cursor (the id of the last event it sent) and waits on the hub's
+    condition; the watch thread describes each change once and wakes them all.
+    """
+
+    def __init__(self, view: EtcdView, size: int) -> None:
+        self.view = view
+        self.size = size
+        self._events: list[Event] = []
+        self._floor: int | None = None
+        """Every event after this index is held (None until the view is read)."""
+        self._reached = 0
+        self._changed = threading.Condition()
+        self._listening = False
+
+    def follow(self) -> "EventHub":
+        """Start holding events now (the worker's start), so a client resuming later finds them here."""
+        with self._changed:
+            if not self._listening:
+                self._listening = True
+                self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
+        return self
+
+    @property
+    def reached(self) -> int:
+        """The etcd index the hub has seen every change up to (raises StoreUnavailable before etcd was read)."""
+        self.follow()
+        self.view.index  # noqa: B018 - waits for the first read, or raises StoreUnavailable
+        return self._reached
+
+    def holds(self, cursor: int) -> bool:
+        """Whether every event after ``cursor`` is still held."""
+        self.follow()
+        with self._changed:
+            return self._floor is not None and cursor >= self._floor
+
+    def read(self, cursor: int, timeout: float) -> tuple[list[Event] | None, int]:
+        """The events after ``cursor`` (waiting up to ``timeout`` for one) and the cursor after them;
+        None when the hub no longer holds them all (the reader fell behind)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._reached > cursor, timeout)
+            if self._floor is None or cursor < self._floor:
+                return None, cursor
+            first = bisect.bisect_right(self._events, cursor, key=lambda event: event.id)
+            return self._events[first:], max(cursor, self._reached)
+
+    def _on_change(self, change: Change) -> None:
+        event = describe(change)
+        with self._changed:
+            if event is not None:
+                self._events.append(event)
+                self._trim()
+            self._reached = max(self._reached, change.modifiedIndex)
+            self._changed.notify_all()
+
+    def _on_reload(self, lost: bool, index: int) -> None:
+        with self._changed:
+            if self._floor is None:
+                self._floor = index
+            elif lost:
+                self._events.append(_lost(self._reached + 1, index))
+                self._trim()
+            self._reached = max(self._reached, index)
+            self._changed.notify_all()
+
+    def _trim(self) -> None:
+        if len(self._events) > 2 * self.size:
+            dropped = len(self._events) - self.size
+            self._floor = self._events[dropped - 1].id
+            del self._events[:dropped]
+
+
 class EventStreams:
     """Opens event streams for clients, at most ``settings.stream_limit`` at once in this worker."""
 
-    def __init__(self, etcd: Etcd, settings: OrchestratorSettings) -> None:
+    HISTORY_WAIT_SECONDS = 1.0
+
+    def __init__(self, etcd: Etcd, view: EtcdView, settings: OrchestratorSettings) -> None:
         self.etcd = etcd
+        self.view = view
+        self.hub = EventHub(view, settings.events_buffer).follow()
         self.keepalive = settings.events_keepalive
         self.max_seconds = settings.events_max_seconds
         self.limit = settings.stream_limit
         self._active = 0
         self._lock = threading.Lock()
-
-    def current_index(self) -> int:
-        """etcd's index now (raises StoreUnavailable when etcd is down)."""
-        return self.etcd.read("/").etcd_index
 
     def open(self, since: int | None, service: str | None = None) -> Iterator[str]:
         """A stream of changes after index ``since`` (after now when None), of one service or all."""
@@ -172,49 +262,54 @@ class EventStreams:
                     "retry in a few seconds.",
                     {"retryAfterSeconds": 5},
                 )
-        next_index = (since if since is not None else self.current_index()) + 1
-        return self._stream(next_index, service)
+        cursor = since if since is not None else self.hub.reached
+        return self._stream(cursor, service)
 
-    def _stream(self, next_index: int, service: str | None) -> Iterator[str]:
+    def _stream(self, cursor: int, service: str | None) -> Iterator[str]:
+        """Counted from its first chunk to its end (a response never iterated holds no slot)."""
         with self._lock:
             self._active += 1
         deadline = time.monotonic() + self.max_seconds
-        log.info("event stream opened", extra={"from_index": next_index, "filter_service": service})
+        log.debug("event stream opened", extra={"from_index": cursor + 1, "filter_service": service})
+        wanted = (lambda event: True) if service is None else (lambda event: event.service == service or event.type == "events-lost")
         try:
-            yield f"retry: {RETRY_MS}\n: paz-orchestrator events from etcd index {next_index}\n\n"
+            yield f"retry: {RETRY_MS}\n: paz-orchestrator events from etcd index {cursor + 1}\n\n"
+            if not self.hub.holds(cursor):
+                cursor = yield from self._from_history(cursor, wanted)
             while (remaining := deadline - time.monotonic()) > 0:
-                chunk, next_index = self._next(next_index, min(self.keepalive, remaining))
-                if isinstance(chunk, Event):
-                    if service is None or chunk.service == service or chunk.type == "events-lost":
-                        yield chunk.sse()
-                elif chunk:
-                    yield chunk
+                events, cursor = self.hub.read(cursor, min(self.keepalive, remaining))
+                if events is None:
+                    yield f": this client fell more than {self.hub.size} events behind; reconnect with Last-Event-ID\n\n"
+                    return
+                chunk = "".join(event.sse() for event in events if wanted(event))
+                yield chunk or self._idle()
             yield ": stream ends after PAZ_EVENTS_MAX_SECONDS; reconnect with Last-Event-ID to go on\n\n"
         finally:
             with self._lock:
                 self._active -= 1
-            log.info("event stream closed", extra={"next_index": next_index})
+            log.debug("event stream closed", extra={"next_index": cursor + 1})
 
-    def _next(self, next_index: int, timeout: float) -> tuple[Event | str | None, int]:
-        """The next thing to send (an event, a comment, or None) and the index to wait from after it."""
-        try:
-            result = self.etcd.wait(WATCHED, next_index, timeout=timeout)
-        except WatchTimedOut:
-            return ": keep-alive\n\n", next_index
-        except IndexCleared:
-            return self._lost(next_index)
-        except StoreUnavailable as exc:
-            time.sleep(min(1.0, timeout))
-            return f": {exc}; retrying\n\n", next_index
-        return describe(result), result.modifiedIndex + 1
+    def _idle(self) -> str:
+        away = self.view.away
+        return f": {away}; the stream goes on when etcd is back\n\n" if away else ": keep-alive\n\n"
 
-    def _lost(self, next_index: int) -> tuple[Event | str, int]:
-        try:
-            now = self.current_index()
-        except StoreUnavailable as exc:
-            return f": {exc}; retrying\n\n", next_index
-        message = (
-            f"etcd no longer holds the changes from index {next_index} to {now}: events in between are lost; "
-            "read GET /services and GET /cluster/units for the current state"
-        )
-        return Event(now, "events-lost", None, {"from": next_index, "to": now, "message": message}), now + 1
+    def _from_history(self, cursor: int, wanted: Any) -> Iterator[str]:
+        """The changes after ``cursor`` that the hub never held, read from etcd's history up to the hub's floor."""
+        until = self.hub.reached
+        while not self.hub.holds(cursor):
+            try:
+                change = self.etcd.next_change(WATCHED, cursor + 1, timeout=self.HISTORY_WAIT_SECONDS)
+            except IndexCleared:
+                yield _lost(cursor + 1, until).sse()
+                return until
+            except WatchTimedOut:
+                return until  # nothing more happened below /paz
+            except StoreUnavailable as exc:
+                yield f": {exc}; retrying\n\n"
+                time.sleep(self.HISTORY_WAIT_SECONDS)
+                continue
+            event = describe(change)
+            if event is not None and wanted(event):
+                yield event.sse()
+            cursor = change.modifiedIndex
+        return cursor

@@ -18,8 +18,9 @@ class OrchestratorSettings(Settings):
     events_max_seconds: float = env("PAZ_EVENTS_MAX_SECONDS", parse_positive_float, 600.0)
     events_max_clients: int = env("PAZ_EVENTS_MAX_CLIENTS", parse_positive_int, 0)
     marathon_urls: tuple[str, ...] = env("PAZ_MARATHON_URLS", parse_base_urls, ())
+    events_buffer: int = env("PAZ_EVENTS_BUFFER", parse_positive_int, 1000)
 
     @property
     def stream_limit(self) -> int:
-        """Event streams one worker serves at once: by default all threads but four, kept for requests."""
-        return self.events_max_clients or max(1, self.threads - 4)
+        """Event streams one worker serves at once: by default all its connections but 64, kept for requests."""
+        return self.events_max_clients or max(1, self.connections - 64)

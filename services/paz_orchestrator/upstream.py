@@ -19,7 +19,7 @@ from flask import has_request_context
 
 from paz import keys
 from paz.errors import ApiError, BadGateway, NotFound
-from paz.etcd_client import Etcd
+from paz.view import EtcdView
 from paz.upstream import Upstream, UpstreamError
 from paz.web import request_id
 
@@ -91,9 +91,9 @@ def _sum(values: Iterable[float | None]) -> float | None:
 class Cluster:
     """The directory, the scheduler and the load balancers, as one cluster."""
 
-    def __init__(self, upstream: Upstream, etcd: Etcd) -> None:
+    def __init__(self, upstream: Upstream, view: EtcdView) -> None:
         self.upstream = upstream
-        self.etcd = etcd
+        self.view = view
 
     def ask(self, service: str, method: str, path: str, shape: Shape, **kwargs: Any) -> Any:
         """The JSON body of ``service``'s 2xx answer to ``method path``, an object or a list of objects as ``shape`` says.
@@ -180,8 +180,8 @@ class Cluster:
         """``paz-haproxy-sync`` and any ``paz-haproxy-sync-<suffix>`` announced (or pinned)."""
         names = {
             node.key.rsplit("/", 1)[-1]
-            for node in self.etcd.children(keys.SERVICES)
-            if not node.dir and node.value
+            for node in self.view.children(keys.SERVICES)
+            if node.value
         }
         names = {n for n in names if n == LOAD_BALANCER or n.startswith(LOAD_BALANCER + "-")}
         settings = self.upstream.discovery.settings

@@ -56,12 +56,16 @@ class Scheduler:
 
     # -- the directory ---------------------------------------------------------------------------
 
+    # A deploy runs the config the directory holds now: read from etcd itself, not from a directory
+    # worker's view, which may not have a PATCH made a moment ago through another worker.
+    CONSISTENT = {"consistent": "true"}
+
     def service(self, name: str) -> dict[str, Any]:
         """The directory's document of ``name`` (its 404 passes through, saying the service is not there)."""
-        return self.upstream.json(DIRECTORY, "GET", f"/services/{name}")
+        return self.upstream.json(DIRECTORY, "GET", f"/services/{name}", params=self.CONSISTENT)
 
     def service_of_repository(self, repository: str) -> dict[str, Any]:
-        return self.upstream.json(DIRECTORY, "GET", "/services", params={"dockerRepository": repository})
+        return self.upstream.json(DIRECTORY, "GET", "/services", params={"dockerRepository": repository, **self.CONSISTENT})
 
     # -- deploys ---------------------------------------------------------------------------------
 

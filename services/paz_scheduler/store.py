@@ -26,7 +26,7 @@ class SchedulerStore:
 
     def next_version(self, name: str) -> int:
         """A version number no other deploy of ``name`` gets (compare-and-swap on ``latest``)."""
-        return self.etcd.update_json(keys.latest_version(name), lambda n: n + 1, create=0)
+        return self.etcd.update_json(keys.latest_version(name), lambda n: n + 1, create=0)[0]
 
     def latest_number(self, name: str) -> int | None:
         value = self.etcd.get(keys.latest_version(name))
@@ -38,7 +38,7 @@ class SchedulerStore:
         return document
 
     def update_version(self, name: str, version: int, **changes: Any) -> dict[str, Any]:
-        return self.etcd.update_json(keys.version_document(name, version), lambda doc: {**doc, **changes})
+        return self.etcd.update_json(keys.version_document(name, version), lambda doc: {**doc, **changes})[0]
 
     def version(self, name: str, version: int) -> dict[str, Any]:
         value = self.etcd.get(keys.version_document(name, version))

@@ -37,6 +37,17 @@ NAMED = [{
 """The ``<name>`` path parameter of ``/services/<name>...`` routes, as the documents show it."""
 
 
+class ReadQuery(Schema):
+    """How fresh a read from the process's view of etcd must be (see :func:`paz.web.read_from_etcd`)."""
+
+    index = fields.Integer(
+        strict=False, validate=lambda n: n >= 0,
+        metadata={"description": "an etcd index (a write's X-Paz-Index): the answer includes that write; "
+                                 "the X-Paz-Index request header does the same"},
+    )
+    consistent = fields.Boolean(metadata={"description": "true reads etcd itself (a quorum read) instead of this process's view"})
+
+
 class ErrorDetail(Schema):
     status = fields.Integer(required=True, metadata={"description": "the HTTP status again"})
     message = fields.String(required=True, metadata={"description": "what went wrong and what to do, in one or two sentences"})

@@ -1,20 +1,17 @@
 """Finding a suite service by name through etcd.
 
-Addresses are read from ``/paz/services/paz-<name>`` and cached; a :class:`~paz.watch.Watcher`
-on ``/paz/services`` drops or replaces a cached address as soon as it changes in etcd, so a lookup
-costs no round trip once warm. ``PAZ_<NAME>_ADDR`` pins an address instead (see
-:meth:`paz.settings.Settings.override`).
+Addresses are read from ``/paz/services/paz-<name>`` in the process's :class:`~paz.view.EtcdView`,
+which follows etcd with one watch, so a lookup costs no round trip and sees a move as soon as etcd
+has it. ``PAZ_<NAME>_ADDR`` pins an address instead (see :meth:`paz.settings.Settings.override`).
 """
 
 from __future__ import annotations
 
-import threading
-
 from . import keys
 from .errors import ApiError
-from .etcd_client import Etcd, Result, StoreUnavailable
+from .etcd_client import StoreUnavailable
 from .settings import Settings
-from .watch import Watcher
+from .view import EtcdView
 
 
 class ServiceNotAnnounced(ApiError):
@@ -30,60 +27,29 @@ class ServiceNotAnnounced(ApiError):
 
 
 class Discovery:
-    """Looks up ``host:port`` of suite services, cached and kept current by an etcd watch."""
+    """Looks up ``host:port`` of suite services in the process's view of etcd."""
 
-    def __init__(self, etcd: Etcd, settings: Settings | None = None) -> None:
-        self.etcd = etcd
+    def __init__(self, view: EtcdView, settings: Settings | None = None) -> None:
+        self.view = view
         self.settings = settings
-        self._cache: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._watcher: Watcher | None = None
 
     def address(self, name: str) -> str:
         """``host:port`` of suite service ``name`` (e.g. ``paz-scheduler``).
 
         Raises :class:`ServiceNotAnnounced` when it has no key, and
-        :class:`~paz.etcd_client.StoreUnavailable` when etcd cannot be asked and nothing is cached.
+        :class:`~paz.etcd_client.StoreUnavailable` when etcd has not been read once yet.
         """
         pinned = self.settings.override(name) if self.settings else None
         if pinned:
             return pinned
-        self._ensure_watching()
-        with self._lock:
-            cached = self._cache.get(name)
-        if cached:
-            return cached
-        value = self.etcd.get(keys.suite_service(name))
+        value = self.view.get(keys.suite_service(name))
         if not value:
             raise ServiceNotAnnounced(name)
-        with self._lock:
-            self._cache[name] = value
         return value
 
     def close(self) -> None:
-        """Stop following etcd (the cache is no longer kept current)."""
-        with self._lock:
-            if self._watcher is not None:
-                self._watcher.stop()
-
-    def _ensure_watching(self) -> None:
-        with self._lock:
-            if self._watcher is None or not self._watcher.running:
-                self._watcher = Watcher(self.etcd, keys.SERVICES, self._on_change, self._on_reset).start()
-
-    def _on_reset(self, _tree: Result | None) -> None:
-        with self._lock:
-            self._cache.clear()
-
-    def _on_change(self, event: Result) -> None:
-        name = event.key.removeprefix(keys.SERVICES + "/")
-        if "/" in name:
-            return  # an app instance key, not a suite service
-        with self._lock:
-            if event.action in ("set", "create", "update", "compareAndSwap") and event.value:
-                self._cache[name] = event.value
-            else:
-                self._cache.pop(name, None)
+        """Stop following etcd (the view is no longer kept current)."""
+        self.view.stop()
 
 
 __all__ = ["Discovery", "ServiceNotAnnounced", "StoreUnavailable"]

@@ -1,7 +1,9 @@
 """etcd v2 access through python-etcd, with fail-over, timeouts and one error for "etcd is down".
 
 Every caller sees the same small surface: :meth:`Etcd.get`, :meth:`Etcd.write`, :meth:`Etcd.delete`,
-:meth:`Etcd.update_json` (compare-and-swap) and :meth:`Etcd.wait`. When no endpoint answers, the
+:meth:`Etcd.update_json` (compare-and-swap) and :meth:`Etcd.wait`; a process-local view
+(:mod:`paz.view`) needs only :meth:`Etcd.read_tree`, :meth:`Etcd.next_change` and :data:`IndexCleared`,
+which speak this module's own :class:`Node` and :class:`Change`, never python-etcd's types. When no endpoint answers, the
 call raises :class:`StoreUnavailable`, which the web layer turns into a 503; python-etcd's own
 conditions (``EtcdKeyNotFound``, ``EtcdAlreadyExist``, ``EtcdCompareFailed``) pass through.
 """
@@ -11,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +38,39 @@ class Tls:
     ca: str = ""
     cert: str = ""
     key: str = ""
+
+
+@dataclass(frozen=True)
+class Node:
+    """A key holding a value, as a view keeps it."""
+
+    key: str
+    value: str
+    modified_index: int
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change etcd made at or below a watched prefix.
+
+    ``previous`` is the value the key held before (None when it held none); ``dir`` is true when a
+    whole folder was written or removed (every key below it goes with a removal).
+    """
+
+    key: str
+    action: str
+    value: str | None
+    modifiedIndex: int
+    previous: str | None = None
+    dir: bool = False
+
+
+@dataclass(frozen=True)
+class Tree:
+    """The keys below a prefix and etcd's index when they were read (nothing missed up to it)."""
+
+    nodes: tuple[Node, ...]
+    index: int
 
 
 class StoreUnavailable(Exception):
@@ -115,17 +150,17 @@ class Etcd:
         """The node at ``key`` (python-etcd's result); raises :data:`KeyNotFound`."""
         return self._call("read", key, **kwargs)
 
-    def get(self, key: str) -> str | None:
-        """The value at ``key``, or None when there is none."""
+    def get(self, key: str, consistent: bool = False) -> str | None:
+        """The value at ``key``, or None when there is none; ``consistent`` asks the leader (quorum read)."""
         try:
-            return self.read(key).value
+            return self.read(key, quorum=consistent).value
         except KeyNotFound:
             return None
 
-    def children(self, key: str, recursive: bool = False) -> list[Result]:
+    def children(self, key: str, recursive: bool = False, consistent: bool = False) -> list[Result]:
         """The leaf nodes below directory ``key`` (empty when it does not exist)."""
         try:
-            node = self.read(key, recursive=recursive)
+            node = self.read(key, recursive=recursive, quorum=consistent)
         except KeyNotFound:
             return []
         return [child for child in node.leaves if child.key != node.key]
@@ -176,12 +211,38 @@ class Etcd:
             kwargs["waitIndex"] = index
         return self._call("read", key, **kwargs)
 
-    def update_json(self, key: str, change: Callable[[Any], Any], create: Any = None) -> Any:
+    def read_tree(self, prefix: str, consistent: bool = False) -> Tree:
+        """Every key below ``prefix`` with its value, and etcd's index at the read.
+
+        ``consistent`` asks the cluster's leader (a quorum read) instead of the member answering.
+        """
+        try:
+            tree = self.read(prefix, recursive=True, quorum=consistent)
+        except KeyNotFound as missing:
+            return Tree((), int((missing.payload or {}).get("index", 0)))
+        nodes = tuple(Node(n.key, n.value, n.modifiedIndex) for n in tree.leaves if not n.dir)
+        return Tree(nodes, tree.etcd_index)
+
+    def next_change(self, prefix: str, index: int, timeout: float) -> Change:
+        """The first change at or below ``prefix`` whose index is ``index`` or later.
+
+        Raises :data:`WatchTimedOut` when none came in ``timeout`` seconds, :data:`IndexCleared`
+        when etcd no longer holds ``index`` in its history.
+        """
+        result = self.wait(prefix, index, timeout)
+        previous = getattr(result, "_prev_node", None)
+        return Change(
+            key=result.key, action=result.action, value=result.value, modifiedIndex=result.modifiedIndex,
+            previous=previous.value if previous is not None else None, dir=bool(result.dir),
+        )
+
+    def update_json(self, key: str, change: Callable[[Any], Any], create: Any = None) -> tuple[Any, int]:
         """Read-modify-write the JSON document at ``key`` with compare-and-swap.
 
         ``change`` gets the current document (``create`` when the key is absent, or KeyNotFound
         is raised when ``create`` is None) and returns the new one; it is called again if another
-        writer got in between, so concurrent updates of different parts all survive.
+        writer got in between, so concurrent updates of different parts all survive. Answers the
+        new document and the etcd index of the write.
         """
         for _ in range(self.CAS_ATTEMPTS):
             try:
@@ -193,8 +254,8 @@ class Etcd:
                 current, condition = create, {"prevExist": False}
             updated = change(current)
             try:
-                self.write(key, json.dumps(updated, sort_keys=True), **condition)
-                return updated
+                written = self.write(key, json.dumps(updated, sort_keys=True), **condition)
+                return updated, written.modifiedIndex
             except (CompareFailed, AlreadyExists, KeyNotFound):
                 continue
         raise StoreUnavailable(self.endpoints, RuntimeError(f"{key} kept changing under {self.CAS_ATTEMPTS} attempts"))

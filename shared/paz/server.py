@@ -1,8 +1,12 @@
-"""Running a service under gunicorn with exactly one announcer.
+"""Running a service under its WSGI server with exactly one announcer.
+
+The server is gunicorn (``PAZ_WORKER_CLASS`` ``gthread``, ``gevent`` or ``sync``) or granian
+(``granian``); each service declares its default (the README's benchmark says why). Both run the
+same companion.
 
 A service's process-wide work (its announcer, and tasks such as the scheduler's instance announcer
-or haproxy-sync's engine) runs in one companion process that gunicorn's master starts when it is
-ready and stops when it exits; workers only answer HTTP. So a service with four workers is still
+or haproxy-sync's engine) runs in one companion process that the server's main process starts
+when it is ready and stops when it exits; workers only answer HTTP. So a service with four workers is still
 announced once, and its key is deleted once on a clean stop (SIGTERM or SIGINT).
 
 Why a companion process and not threads in the master: gunicorn forks workers from the master at
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -47,19 +52,44 @@ BackgroundTask = Callable[[Settings], Stoppable]
 """A module-level callable, found again through the service's declaration in the companion process."""
 
 
+class Companion:
+    """The companion process of one service, started and stopped by the server's main process."""
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "paz.server", str(os.getpid()), self.service.package]
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        log.info("ready", extra={"address": self.settings.address, "companion": self.process.pid})
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        log.info("stopped", extra={"address": self.settings.address})
+
+
 class _Gunicorn(BaseApplication):
     def __init__(self, service: Service, settings: Settings) -> None:
         self.service = service
         self.settings = settings
-        self.companion: subprocess.Popen[bytes] | None = None
+        self.companion = Companion(service, settings)
         super().__init__()
 
     def load_config(self) -> None:
         options: dict[str, Any] = {
             "bind": f"{self.settings.host}:{self.settings.port}",
             "workers": self.settings.workers,
-            "worker_class": "gthread",
+            "worker_class": self.settings.worker_class,
             "threads": self.settings.threads,
+            "worker_connections": self.settings.connections,
             "timeout": 120,
             "graceful_timeout": 10,
             "keepalive": 5,
@@ -69,8 +99,8 @@ class _Gunicorn(BaseApplication):
             "logconfig_dict": logging_config(self.settings.service_name, self.settings.log_level),
             "proc_name": self.settings.service_name,
             "control_socket_disable": True,
-            "when_ready": self._when_ready,
-            "on_exit": self._on_exit,
+            "when_ready": lambda _arbiter: self.companion.start(),
+            "on_exit": lambda _arbiter: self.companion.stop(),
         }
         for key, value in options.items():
             self.cfg.set(key, value)
@@ -78,20 +108,24 @@ class _Gunicorn(BaseApplication):
     def load(self) -> Flask:
         return self.service.create_app(self.settings)
 
-    def _when_ready(self, _arbiter: Any) -> None:
-        argv = [sys.executable, "-m", "paz.server", str(os.getpid()), self.service.package]
-        self.companion = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
-        log.info("ready", extra={"address": self.settings.address, "companion": self.companion.pid})
 
-    def _on_exit(self, _arbiter: Any) -> None:
-        if self.companion:
-            self.companion.terminate()
-            try:
-                self.companion.wait(STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.companion.kill()
-                self.companion.wait()
-        log.info("stopped", extra={"address": self.settings.address})
+def _granian(service: Service, settings: Settings) -> None:
+    """granian's WSGI server: HTTP parsed in Rust, the app in ``PAZ_THREADS`` blocking threads per worker."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    configure_logging(settings.service_name, settings.log_level)
+    server = Granian(
+        f"{service.package}.app:service.create_app", factory=True, interface=Interfaces.WSGI,
+        address=settings.host, port=settings.port, workers=settings.workers, blocking_threads=settings.threads,
+        backlog=2048, log_level=LogLevels(settings.log_level.lower()),
+        log_dictconfig=logging_config(settings.service_name, settings.log_level),
+    )
+    companion = Companion(service, settings)
+    server.on_startup(companion.start)
+    server.on_shutdown(companion.stop)
+    server.serve()
 
 
 def serve(service: Service) -> None:
@@ -101,7 +135,26 @@ def serve(service: Service) -> None:
     except SettingsError as exc:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    _Gunicorn(service, settings).run()
+    _allow_open_files(settings.workers * settings.connections + 256)
+    if settings.worker_class == "gevent":
+        # gevent's default resolver sends every getaddrinfo, even of an IP literal, through a thread
+        # pool: relayed requests ran at a third of their rate. Addresses here come from etcd as IPs.
+        os.environ.setdefault("GEVENT_RESOLVER", "block")
+    if settings.worker_class == "granian":
+        _granian(service, settings)
+    else:
+        _Gunicorn(service, settings).run()
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise this process's open-file limit (inherited by the workers) towards ``wanted``, within the hard limit.
+
+    Each gevent worker may hold ``PAZ_CONNECTIONS`` sockets; a common soft limit is 1024.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run_companion(master: int, package: str) -> None:

@@ -41,6 +41,9 @@ class Service:
     settings: type[Settings] = Settings
     extend: Callable[["Flask", "Paz"], None] | None = None
     """Attaches the service's store or engine to the app (``app.extensions``) and adds health checks."""
+    watches: tuple[str, ...] = ()
+    """The etcd subtrees its workers read on hot paths, kept in the process's view (:mod:`paz.view`);
+    ``/paz/services`` (discovery) always is."""
     tasks: tuple["BackgroundTask", ...] = ()
     """Run once per service, in its companion process (see :mod:`paz.server`)."""
     defaults: Mapping[str, Any] = field(default_factory=dict)

@@ -16,12 +16,14 @@ and details otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
+import queue
+from collections.abc import Iterator
 from typing import Any
 
 import requests
-from flask import g, has_request_context
+from flask import g, has_request_context, request
 
 from .auth import caller_authorization
 from .discovery import Discovery
@@ -57,25 +59,34 @@ class Upstream:
         self.discovery = discovery
         self.timeout = timeout
         self.token = token
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[requests.Session] = queue.LifoQueue()
 
-    @property
-    def _session(self) -> requests.Session:
-        """A session per thread: connections are reused, and no session is shared between threads."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[requests.Session]:
+        """A session no one else uses meanwhile, taken from the idle ones (its connections are reused).
+
+        A pool rather than one per thread: under gevent every request is its own greenlet, and a
+        greenlet-local session would open a new connection for every request.
+        """
+        try:
+            session = self._idle.get_nowait()
+        except queue.Empty:
+            session = requests.Session()
+        try:
+            yield session
+        finally:
+            self._idle.put(session)
 
     def call(self, service: str, method: str, path: str, timeout: float | None = None, **kwargs: Any) -> requests.Response:
         """``method path`` on ``service``; any answer it gives is returned, whatever its status."""
         address = self.discovery.address(service)
         headers = {**self._own_headers(), **(kwargs.pop("headers", None) or {})}
         try:
-            return self._session.request(
-                method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
-                allow_redirects=False, **kwargs,
-            )
+            with self._session() as session:
+                return session.request(
+                    method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
+                    allow_redirects=False, **kwargs,
+                )
         except requests.Timeout as exc:
             raise BadGateway(
                 f"{service} at {address} did not answer {method} {path} within {timeout or self.timeout:g}s",
@@ -94,13 +105,16 @@ class Upstream:
             ) from exc
 
     def _own_headers(self) -> dict[str, str]:
-        """The request id and the caller's token within a request (so each service checks the person's
-        role), this service's own token otherwise."""
+        """Within a request: its id, the caller's token (so each service checks the person's role) and
+        the index the caller read its own write at (so it does through this hop too); this service's
+        own token otherwise."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         if has_request_context():
             headers.update(caller_authorization())
             if g.get("request_id"):
                 headers["X-Request-Id"] = g.request_id
+            if "X-Paz-Index" in request.headers:
+                headers["X-Paz-Index"] = request.headers["X-Paz-Index"]
         return headers
 
     def json(self, service: str, method: str, path: str, **kwargs: Any) -> Any:

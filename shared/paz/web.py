@@ -6,6 +6,9 @@
 * an ``X-Request-Id`` on every answer (the caller's, when it sent a sane one) and in every log line;
 * JSON errors ``{"error": {"status", "message", "details"?, "requestId"}}`` for every failure,
   including unknown routes, bad JSON, validation errors and etcd being down (503), never a traceback;
+* ``X-Paz-Index`` on every answer to a write (:func:`wrote`), and reads that carry an index wait for
+  the process's view of etcd to reach it (:func:`read_from_etcd`), so a client reads its own writes
+  whichever worker answers;
 * ``GET /health`` (etcd plus the service's own checks), ``GET /openapi.json`` made by flask-smorest
   from the views' schemas (:mod:`paz.api`), and ``GET /docs`` rendered from it with a local
   template (no CDN).
@@ -28,11 +31,12 @@ from werkzeug.exceptions import HTTPException
 from . import __version__, auth
 from .api import Blueprint, make_api
 from .discovery import Discovery
-from .errors import ApiError
+from .errors import ApiError, BadRequest
 from .etcd_client import Etcd, StoreUnavailable
-from .keys import DOMAIN
+from .keys import DOMAIN, SERVICES
 from .logs import configure_logging
 from .settings import Settings
+from .view import EtcdView
 
 if TYPE_CHECKING:
     from .service import Service
@@ -51,6 +55,7 @@ class Paz:
 
     settings: Settings
     etcd: Etcd
+    view: EtcdView
     discovery: Discovery
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     spec: dict[str, Any] | None = None
@@ -67,7 +72,8 @@ def create_app(service: "Service", settings: Settings) -> Flask:
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     store = Etcd.from_settings(settings)
-    paz = Paz(settings=settings, etcd=store, discovery=Discovery(store, settings))
+    view = EtcdView(store, (SERVICES, *service.watches))
+    paz = Paz(settings=settings, etcd=store, view=view, discovery=Discovery(view, settings))
     paz.health_checks["etcd"] = lambda: _check_etcd(store)
     app.extensions["paz"] = paz
     api = make_api(app, settings.service_name, __version__, service.description)
@@ -90,26 +96,65 @@ def request_id() -> str:
     return g.get("request_id", "")
 
 
+def request_id_from(given: str) -> str:
+    """The caller's ``X-Request-Id`` when it is sane, else a new one."""
+    return given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+def log_request(method: str, path: str, status: int, started: float, **extra: Any) -> None:
+    """The one log line of every answered request (but health checks)."""
+    if log.isEnabledFor(logging.INFO):
+        duration = round((time.monotonic() - started) * 1000, 2)
+        log.info("request", extra={"method": method, "path": path, "status": status, "duration_ms": duration, **extra})
+
+
+INDEX_HEADER = "X-Paz-Index"
+
+
+def wrote(index: int) -> None:
+    """This request's write made etcd ``index``: its answer says so in ``X-Paz-Index``."""
+    g.paz_index = max(index, g.get("paz_index", 0))
+
+
+def read_from_etcd(query: dict[str, Any]) -> bool:
+    """Whether this read must go to etcd itself rather than to the process's view.
+
+    ``?consistent=true`` asks for it. An index (``X-Paz-Index`` header or ``?index=``) waits, up to
+    ``PAZ_VIEW_WAIT`` seconds, for the view to reach it; an index the view does not reach by then
+    (a write outside the subtrees it follows, or etcd slow) is read from etcd, so the answer
+    always includes the client's write.
+    """
+    if query.get("consistent"):
+        return True
+    index = query.get("index", _header_index())
+    if index is None:
+        return False
+    paz = paz_context()
+    return not paz.view.wait_for(index, paz.settings.view_wait)
+
+
+def _header_index() -> int | None:
+    raw = request.headers.get(INDEX_HEADER)
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise BadRequest(f"{INDEX_HEADER} must be an etcd index (a whole number), as a write answered it; got {raw[:40]!r}.")
+    return int(raw)
+
+
 def _install_request_ids(app: Flask) -> None:
     @app.before_request
     def take_request_id() -> None:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = request_id_from(request.headers.get("X-Request-Id", ""))
         g.started = time.monotonic()
 
     @app.after_request
     def give_request_id(response):
         response.headers["X-Request-Id"] = request_id()
+        if "paz_index" in g:
+            response.headers[INDEX_HEADER] = str(g.paz_index)
         if request.endpoint != "common.health":
-            log.info(
-                "request",
-                extra={
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
-                    "duration_ms": round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 2),
-                },
-            )
+            log_request(request.method, request.path, response.status_code, g.get("started", time.monotonic()))
         return response
 
 
