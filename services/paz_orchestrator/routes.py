@@ -17,7 +17,7 @@ from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import checked_name
 from paz.web import error_response
 from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
-from paz_scheduler.schemas import HostOut, UnitOut, VersionOut
+from paz_scheduler.schemas import DeployHookSchema, HostOut, JournalEntryOut, JournalQuery, RollbackSchema, UnitOut, VersionOut
 
 from .events import EventStreams
 from .relay import RelayBlueprint, relay
@@ -25,7 +25,7 @@ from .schemas import (
     UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
     LoadBalancerOut, ServiceStatsOut,
 )
-from .upstream import DIRECTORY, SCHEDULER, Cluster
+from .upstream import DEPLOY_SECONDS, DIRECTORY, SCHEDULER, Cluster
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
 
@@ -178,6 +178,25 @@ def config_version(name: str, version: int):
     return relayed(SCHEDULER, "GET", f"/config/{checked_name(name)}/version/{version}")
 
 
+@bp.post("/services/<name>/deploy", parameters=NAMED)
+@bp.arguments(DeployHookSchema(exclude=("serviceName",)), description="The image to run (default: the service's dockerRepository); the scheduler validates it")
+@bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
+@bp.errors(400, 401, 404, 409, 422, 502)
+def deploy(body: dict[str, Any], name: str):
+    """Deploy the service with its next config as a new version (relayed to the scheduler's deploy hook)."""
+    hook = {**body, "serviceName": checked_name(name)}
+    return relayed(SCHEDULER, "POST", "/hooks/deploy", json=hook, timeout=DEPLOY_SECONDS)
+
+
+@bp.post("/services/<name>/rollback", parameters=NAMED)
+@bp.arguments(RollbackSchema, description="The version whose image and config run again, as a new version")
+@bp.response(201, VersionOut, description="Rolled back: the new version")
+@bp.errors(400, 404, 409, 422, 502)
+def rollback(body: dict[str, Any], name: str):
+    """Run a recorded version again as a new version (relayed to the scheduler)."""
+    return relayed(SCHEDULER, "POST", service_path(name, "/rollback"), json=body, timeout=DEPLOY_SECONDS)
+
+
 @bp.get("/services/<name>/units", parameters=NAMED)
 @bp.response(200, UnitOut(many=True))
 @bp.errors(400, 404, 502)
@@ -300,7 +319,18 @@ def load_balancer_health(lb_id: str):
     return health_answer(lb_id, None if found["healthy"] else reason)
 
 
-# Live events
+# The journal and live events
+
+
+@bp.get("/journal")
+@bp.arguments(JournalQuery, location="query")
+@bp.response(200, JournalEntryOut(many=True), description="Newest first")
+@bp.errors(400, 502)
+def journal(query: dict[str, Any]):
+    """Deploys, failed deploys, rollbacks, stops and instances that went down (relayed to the scheduler)."""
+    if query.get("service"):
+        checked_name(query["service"])
+    return relayed(SCHEDULER, "GET", "/journal", params=query)
 
 
 @bp.get("/events")
