@@ -86,9 +86,9 @@ def snap(browser, shots: Path, step: str, page: str | None = None) -> None:
 
 
 def text_of(browser, css: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    return " ".join(element.text for element in browser.find_elements(By.CSS_SELECTOR, css))
+    """The visible text of what ``css`` selects, read in one step (live regions are replaced as events come)."""
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.innerText).join(' ')", css)
 
 
 def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite, browser, shots: Path, test_image: str) -> None:
@@ -111,7 +111,8 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     assert "Not_A_Name" in error and browser.find_element(By.ID, "name").get_attribute("aria-invalid") == "true"
     assert browser.find_element(By.ID, "dockerRepository").get_attribute("value") == test_image  # kept
     snap(browser, shots, "02-register-error")
-    fill(browser, {"name": name})
+    # a fixed host port: Docker Engines of other test runs on this machine hand out the same ephemeral ports
+    fill(browser, {"name": name, "ports": f"8000:{free_port()}"})
     browser.find_element(By.CSS_SELECTOR, "#register button[type=submit]").click()
     wait_until(lambda: browser.find_elements(By.ID, "running-version"), 10, what="the new service's page")
     assert "Never deployed" in text_of(browser, "#running-version")
@@ -148,8 +149,7 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     browser.switch_to.window(service_window)
 
     # Traffic through HAProxy appears in the stats and the chart
-    wait_until(lambda: suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index").text == "hello from v1", LIVE_SECONDS,
-               what="version 1 routed through HAProxy")
+    wait_until(lambda: routed(suite, name, "hello from v1"), LIVE_SECONDS, what="version 1 routed through HAProxy")
     for _ in range(40):
         answer = suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index")
         assert (answer.status_code, answer.text) == (200, "hello from v1")
@@ -171,15 +171,13 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     browser.find_element(By.ID, "deploy").click()
     wait_until(lambda: "Version 2" in text_of(browser, "#running-version") and "running" in text_of(browser, "#running-version"),
                LIVE_SECONDS, what="version 2 running")
-    wait_until(lambda: suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index").text == "hello from v2", LIVE_SECONDS,
-               what="version 2 routed")
+    wait_until(lambda: routed(suite, name, "hello from v2"), LIVE_SECONDS, what="version 2 routed")
 
     # Roll back to version 1: a new version 3 runs version 1's config
     browser.find_element(By.CSS_SELECTOR, "#history tr[data-version='1'] button").click()
     wait_until(lambda: "Version 3" in text_of(browser, "#running-version") and "rollback of version 1" in text_of(browser, "#running-version"),
                LIVE_SECONDS, what="version 3, the rollback of version 1, running")
-    wait_until(lambda: suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index").text == "hello from v1", LIVE_SECONDS,
-               what="version 1's message routed again")
+    wait_until(lambda: routed(suite, name, "hello from v1"), LIVE_SECONDS, what="version 1's message routed again")
     wait_until(lambda: "rollback" in text_of(browser, "#journal"), LIVE_SECONDS, what="the rollback in the journal")
     snap(browser, shots, "07-rolled-back")
 
@@ -192,6 +190,13 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     assert name not in text_of(browser, "#services")
     snap(browser, shots, "09-deleted", "services")
     assert suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index").status_code == 503
+
+
+def routed(suite: Suite, name: str, message: str) -> bool:
+    """HAProxy answers ``message`` for ``<name>.paz`` (else an AssertionError saying what it answered)."""
+    answer = suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index")
+    assert (answer.status_code, answer.text) == (200, message)
+    return True
 
 
 def fill(browser, values: dict[str, str]) -> None:

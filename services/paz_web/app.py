@@ -9,7 +9,8 @@ from paz.service import Service
 from paz.upstream import Upstream
 from paz.web import Paz
 
-from .orchestrator import Orchestrator
+from .cache import EventCache
+from .orchestrator import ORCHESTRATOR, Orchestrator
 from .pages import attach_pages
 from .settings import WebSettings
 
@@ -18,7 +19,9 @@ api = Blueprint("web", __name__, description="paz-web has no API of its own: its
 
 def attach_dashboard(app: Flask, paz: Paz) -> None:
     settings = paz.settings
-    app.extensions["paz.orchestrator"] = Orchestrator(Upstream(paz.discovery, settings.upstream_timeout))
+    upstream = Upstream(paz.discovery, settings.upstream_timeout)
+    cache = EventCache(upstream, ORCHESTRATOR, settings.cache_seconds, settings.events_read_timeout)
+    app.extensions["paz.orchestrator"] = Orchestrator(upstream, cache)
     attach_pages(app, settings)
 
 

@@ -19,6 +19,8 @@ import requests
 from paz.errors import ApiError
 from paz.upstream import Upstream
 
+from .cache import EventCache
+
 ORCHESTRATOR = "paz-orchestrator"
 LONG_CALL_SECONDS = 300.0
 """Deploys, rollbacks and deletes answer once the instances serve or are stopped."""
@@ -28,16 +30,27 @@ def path_of(name: str, rest: str = "") -> str:
     return f"/services/{quote(name, safe='')}{rest}"
 
 
+CACHED = ("/cluster/units", "/cluster/hosts")
+"""Lists the scheduler makes by asking Docker (about 100 ms with 150 units here), kept until the next event."""
+
+
 class Orchestrator:
-    def __init__(self, upstream: Upstream) -> None:
+    def __init__(self, upstream: Upstream, cache: EventCache) -> None:
         self.upstream = upstream
+        self.cache = cache
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="paz-web-ask")
 
     def get(self, path: str, **params: Any) -> Any:
-        return self.upstream.json(ORCHESTRATOR, "GET", path, params=params or None)
+        def ask() -> Any:
+            return self.upstream.json(ORCHESTRATOR, "GET", path, params=params or None)
+
+        return self.cache.get(path, ask) if path in CACHED and not params else ask()
 
     def send(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
-        return self.upstream.json(ORCHESTRATOR, method, path, json=body, timeout=timeout)
+        try:
+            return self.upstream.json(ORCHESTRATOR, method, path, json=body, timeout=timeout)
+        finally:
+            self.cache.forget()  # this worker's next page shows the change even before its event arrives
 
     def stream(self, path: str, params: dict[str, Any], headers: dict[str, str], read_timeout: float) -> requests.Response:
         """The orchestrator's answer to ``GET path`` as a stream (its status is the caller's to read)."""

@@ -73,8 +73,9 @@ def csrf_token() -> str:
 
 
 def live_trigger() -> str:
-    """htmx's trigger for a live region: any event of the stream, bursts folded into one re-read."""
-    return ", ".join(f"sse:{event} delay:300ms" for event in LIVE_EVENTS)
+    """htmx's trigger for a live region: any event of the stream, bursts folded into one re-read, and
+    the stream's opening (``paz:resync``, from paz.js)."""
+    return ", ".join([*(f"sse:{event} delay:300ms" for event in LIVE_EVENTS), "paz:resync"])
 
 
 @pages.before_request
@@ -115,16 +116,20 @@ def unexpected(exc: Exception):
 
 @pages.get("/")
 def cluster():
-    """Hosts, units and load balancers with their health; problems named."""
+    """Hosts, units and load balancers with their health; problems named.
+
+    The counts are made here from the lists the page shows, rather than asked of ``/cluster``, which
+    would list the units (a Docker query) a second time."""
     ask = orchestrator()
-    answers = ask.gather(summary=lambda: ask.get("/cluster"), hosts=lambda: ask.get("/cluster/hosts"),
+    answers = ask.gather(services=lambda: ask.get("/services"), hosts=lambda: ask.get("/cluster/hosts"),
                          units=lambda: ask.get("/cluster/units"), balancers=lambda: ask.get("/cluster/load-balancers"))
-    summary = views.answered(answers["summary"], {})
-    hosts, units, balancers = (views.answered(answers[key], []) for key in ("hosts", "units", "balancers"))
-    problems = [*views.failures(answers), *(f"{p.get('source')}: {p.get('message')}" for p in summary.get("problems", [])),
-                *views.unhealthy("host", hosts), *views.unhealthy("unit", units), *views.unhealthy("load balancer", balancers)]
-    return render_template("cluster.html", summary=summary, hosts=hosts, units=units, balancers=balancers,
-                           problems=list(dict.fromkeys(problems)))
+    services, hosts, units, balancers = (views.answered(answers[key]) for key in ("services", "hosts", "units", "balancers"))
+    problems = [*views.failures(answers), *views.unhealthy("host", hosts), *views.unhealthy("unit", units),
+                *views.unhealthy("load balancer", balancers)]
+    summary = {"services": None if services is None else len(services), "hosts": views.counted(hosts),
+               "units": views.counted(units), "loadBalancers": views.counted(balancers), "healthy": not problems}
+    return render_template("cluster.html", summary=summary, hosts=hosts or [], units=units or [],
+                           balancers=balancers or [], problems=problems)
 
 
 # Services

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from paz.settings import Settings, env, parse_path, parse_positive_float, parse_secret
+from paz.settings import Settings, env, parse_path, parse_positive_float, parse_seconds, parse_secret
 
 SECRET_BYTES = 32
 
@@ -18,7 +18,9 @@ class WebSettings(Settings):
     secret: str = env("PAZ_WEB_SECRET", parse_secret, "")
     secret_file: str = env("PAZ_WEB_SECRET_FILE", parse_path, ".paz/web-secret")
     events_read_timeout: float = env("PAZ_WEB_EVENTS_READ_TIMEOUT", parse_positive_float, 60.0)
-    """Seconds the event relay waits for the orchestrator's next line (it sends keep-alives every 15 s)."""
+    """Seconds the event relays wait for the orchestrator's next line (it sends keep-alives every 15 s)."""
+    cache_seconds: float = env("PAZ_WEB_CACHE_SECONDS", parse_seconds, 2.0)
+    """At most how long the lists of every unit and host are kept between events (0: never kept)."""
 
     def session_secret(self) -> str:
         """``PAZ_WEB_SECRET``, else the secret in ``PAZ_WEB_SECRET_FILE``, made there once (every worker reads the same one)."""

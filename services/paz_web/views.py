@@ -4,7 +4,6 @@ the problems worth naming. Plain functions of plain data, so the templates only 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +83,12 @@ def unhealthy(kind: str, items: list[dict[str, Any]] | None) -> list[str]:
     return [f"{kind} {item.get('id')}: {item_reason(item)}" for item in items or [] if not item.get("healthy")]
 
 
+def counted(items: list[dict[str, Any]] | None) -> dict[str, int] | None:
+    if items is None:
+        return None
+    return {"total": len(items), "healthy": sum(1 for item in items if item.get("healthy"))}
+
+
 def item_reason(item: dict[str, Any]) -> str:
     error = item.get("error")
     if isinstance(error, dict):
@@ -107,9 +112,3 @@ def answered(value: Any, default: Any = None) -> Any:
     """``value``, unless it is a failure (which the page names separately)."""
     return default if isinstance(value, ApiError) else value
 
-
-def group_units_by_service(units: list[dict[str, Any]] | None) -> dict[str, list[dict[str, Any]]]:
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for unit in units or []:
-        grouped[unit.get("service", "")].append(unit)
-    return grouped

@@ -9,7 +9,13 @@
     if (state) { state.textContent = text; state.dataset.state = text; }
   }
 
-  document.addEventListener("htmx:sseOpen", function () { setLive("live"); });
+  // Once the stream is open, read the live region again: what changed between the page's making
+  // and the stream's opening came before the stream could tell.
+  document.addEventListener("htmx:sseOpen", function () {
+    setLive("live");
+    var region = document.getElementById("live");
+    if (region && typeof htmx !== "undefined") htmx.trigger(region, "paz:resync");
+  });
   document.addEventListener("htmx:sseError", function () { setLive("reconnecting"); });
 
   // An event of the stream, as a line of text (never HTML: messages carry container output).
