@@ -159,6 +159,7 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     assert re.search(r"\d+ ms", text_of(browser, "#response-time"))
     assert "MiB" in text_of(browser, "#resources")
     assert browser.execute_script("return window.notReloaded === true")
+    browser.execute_script("document.getElementById('traffic-title').scrollIntoView()")
     snap(browser, shots, "06-traffic", "service")
 
     # Edit the next config and see it beside the running one, deploy version 2
@@ -190,6 +191,18 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     assert name not in text_of(browser, "#services")
     snap(browser, shots, "09-deleted", "services")
     assert suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index").status_code == 503
+
+    # On a phone: one column, nothing wider than the screen (wide tables scroll inside their box);
+    # from the keyboard, the first Tab reaches the skip link
+    browser.set_window_size(390, 844)
+    for page in ("/", "/services"):
+        browser.get(web + page)
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth"), page
+    snap(browser, shots, "10-phone", "phone")
+    from selenium.webdriver.common.keys import Keys
+
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to the content"
 
 
 def routed(suite: Suite, name: str, message: str) -> bool:
