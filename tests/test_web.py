@@ -250,3 +250,10 @@ def test_an_orchestrator_that_does_not_answer_is_named_on_the_page(own_etcd: Etc
         assert cluster.status_code == 200 and "paz-orchestrator is unreachable" in cluster.text
         page = requests.get(lonely.url + "/services/demo-api", timeout=10)
         assert page.status_code == 503 and "paz-orchestrator is unreachable" in page.text and "Traceback" not in page.text
+
+
+def test_the_dashboard_is_routed_as_paz_web_paz(suite: Suite) -> None:
+    """Announced at /paz/services/paz-web, so HAProxy routes paz-web.paz to it like every suite service."""
+    assert suite.etcd.get("/paz/services/paz-web")["value"] == f"127.0.0.1:{suite.web.port}"
+    page = wait_until(lambda: suite.haproxy_sync.route("paz-web.paz", "/services"), 15, what="paz-web.paz routed")
+    assert page.status_code == 200 and "Register a service" in page.text
