@@ -257,3 +257,16 @@ def test_the_dashboard_is_routed_as_paz_web_paz(suite: Suite) -> None:
     assert suite.etcd.get("/paz/services/paz-web")["value"] == f"127.0.0.1:{suite.web.port}"
     page = wait_until(lambda: suite.haproxy_sync.route("paz-web.paz", "/services"), 15, what="paz-web.paz routed")
     assert page.status_code == 200 and "Register a service" in page.text
+
+
+def test_a_refused_config_edit_is_explained_beside_its_field_and_changes_nothing(suite: Suite) -> None:
+    name = f"w-{uuid.uuid4().hex[:8]}"
+    session = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', session.get(f"{suite.web.url}/services", timeout=10).text)[1]
+    created = session.post(f"{suite.web.url}/services", data={"csrf_token": token, "name": name, "dockerRepository": "a/b:1",
+                                                              "numInstances": "2"}, timeout=10)
+    assert created.status_code == 200 and f"<h1>{name}</h1>" in created.text  # after the redirect
+    refused = session.post(f"{suite.web.url}/services/{name}/config", data={"csrf_token": token, "numInstances": "0"}, timeout=10)
+    assert refused.status_code == 400
+    assert re.search(r'id="numInstances-error">[^<]*\S', refused.text), "the directory's message beside the field"
+    assert requests.get(f"{suite.orchestrator.url}/services/{name}/config/next", timeout=10).json()["numInstances"] == 2
