@@ -33,12 +33,14 @@ SUITE = {
     "paz-service-directory": 9001,
     "paz-scheduler": 9002,
     "paz-haproxy-sync": 9003,
+    "paz-web": 9004,
 }
 PORT_VARIABLES = {
     "PAZ_ORCHESTRATOR_PORT": ("paz-orchestrator", 9000),
     "PAZ_DIRECTORY_PORT": ("paz-service-directory", 9001),
     "PAZ_SCHEDULER_PORT": ("paz-scheduler", 9002),
     "PAZ_HAPROXY_SYNC_PORT": ("paz-haproxy-sync", 9003),
+    "PAZ_WEB_PORT": ("paz-web", 9004),
     "PAZ_HTTP_PORT": ("paz-haproxy-sync", 80),
     "PAZ_STATS_PORT": ("paz-haproxy-sync", 1936),
     "PAZ_ETCD_PORT": ("etcd", 2379),

@@ -27,6 +27,7 @@ SERVICES = {
     "paz-service-directory": "paz_directory",
     "paz-scheduler": "paz_scheduler",
     "paz-haproxy-sync": "paz_haproxy_sync",
+    "paz-web": "paz_web",
 }
 MACHINE_IP = "192.0.2.10"
 

@@ -41,6 +41,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: Any) -> Itera
         services["scheduler"] = Service("paz-scheduler", etcd, folder, env={**scheduler_env(docker_engine), **required}).start()
         services["haproxy-sync"] = HaproxySync(etcd, folder, env=required).start()
         services["orchestrator"] = Service("paz-orchestrator", etcd, folder, env={"PAZ_UPSTREAM_TIMEOUT": "30", **required}).start()
+        services["web"] = Service("paz-web", etcd, folder, env={"PAZ_WEB_SECRET_FILE": str(folder / "web-secret"), **required}).start()
         yield services
     finally:
         for service in reversed(services.values()):
@@ -80,6 +81,9 @@ def test_the_service_keeps_its_documented_contract_under_fuzzing(suite: dict[str
         [str(VENV_BIN / "schemathesis"), "run", f"{suite[name].url}/openapi.json", "--checks", CHECKS,
          "--max-examples", MAX_EXAMPLES, "--exclude-path", "/events", "--seed", "1",
          "--header", f"Authorization: Bearer {admin_token}",
+         # a deploy or rollback of a fuzzed service pulls its fuzzed image from a registry this machine
+         # cannot reach: the documented 502 (tests/test_web.py deploys and rolls back for real)
+         "--exclude-path-regex", "^/services/[^/]+/(deploy|rollback)$",
          "--request-timeout", "60", "--no-color", "--generation-database", "none",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,

@@ -18,7 +18,7 @@ from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
 from paz.web import error_response, paz_context
 from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
-from paz_scheduler.schemas import HostOut, UnitOut, VersionOut
+from paz_scheduler.schemas import DeployHookSchema, HostOut, JournalEntryOut, JournalQuery, RollbackSchema, UnitOut, VersionOut
 
 from .events import EventStreams
 from .marathon import MarathonForwarder
@@ -28,7 +28,7 @@ from .schemas import (
     LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
     TokenOut,
 )
-from .upstream import DIRECTORY, SCHEDULER, Cluster
+from .upstream import DEPLOY_SECONDS, DIRECTORY, SCHEDULER, Cluster
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
 
@@ -183,6 +183,27 @@ def config_history(name: str):
 def config_version(name: str, version: int):
     """One deployed version of the service (relayed to the scheduler)."""
     return relayed(SCHEDULER, "GET", f"/config/{checked_name(name)}/version/{version}")
+
+
+@bp.post("/services/<name>/deploy", parameters=NAMED)
+@bp.requires("deploy")
+@bp.arguments(DeployHookSchema(exclude=("serviceName",)), description="The image to run (default: the service's dockerRepository); the scheduler validates it")
+@bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
+@bp.errors(400, 401, 404, 409, 422, 502)
+def deploy(body: dict[str, Any], name: str):
+    """Deploy the service with its next config as a new version (relayed to the scheduler's deploy hook)."""
+    hook = {**body, "serviceName": checked_name(name)}
+    return relayed(SCHEDULER, "POST", "/hooks/deploy", json=hook, timeout=DEPLOY_SECONDS)
+
+
+@bp.post("/services/<name>/rollback", parameters=NAMED)
+@bp.requires("deploy")
+@bp.arguments(RollbackSchema, description="The version whose image and config run again, as a new version")
+@bp.response(201, VersionOut, description="Rolled back: the new version")
+@bp.errors(400, 404, 409, 422, 502)
+def rollback(body: dict[str, Any], name: str):
+    """Run a recorded version again as a new version (relayed to the scheduler)."""
+    return relayed(SCHEDULER, "POST", service_path(name, "/rollback"), json=body, timeout=DEPLOY_SECONDS)
 
 
 @bp.get("/services/<name>/units", parameters=NAMED)
@@ -374,7 +395,18 @@ def patch_marathon_app(change: dict[str, Any], query: dict[str, Any], app_id: st
     return marathon().forward("PATCH", app_id, change, query["force"])
 
 
-# Live events
+# The journal and live events
+
+
+@bp.get("/journal")
+@bp.arguments(JournalQuery, location="query")
+@bp.response(200, JournalEntryOut(many=True), description="Newest first")
+@bp.errors(400, 502)
+def journal(query: dict[str, Any]):
+    """Deploys, failed deploys, rollbacks, stops and instances that went down (relayed to the scheduler)."""
+    if query.get("service"):
+        checked_name(query["service"])
+    return relayed(SCHEDULER, "GET", "/journal", params=query)
 
 
 @bp.get("/events")

@@ -28,6 +28,8 @@ SCHEDULER = "paz-scheduler"
 LOAD_BALANCER = "paz-haproxy-sync"
 STATS_THREADS = 8
 STOP_SECONDS = 180.0
+DEPLOY_SECONDS = 300.0
+"""How long a deploy or rollback may take: a pull, the instances starting and serving, the old ones drained and stopped."""
 """How long stopping a service may take: the scheduler drains, then Docker waits its stop timeout per container."""
 PASSED_ON_FAILURES = (502, 503)
 """Server errors an upstream answers that are passed on as they are: its own upstream or etcd is down."""

@@ -134,6 +134,8 @@ def _given_token(declaration: dict[str, Any]) -> str:
 
 def check_request() -> None:
     """Refuse the request (401/403) unless it carries a token good enough for its view."""
+    if current_app.config.get(DELEGATED):
+        return
     settings = current_app.extensions["paz"].settings
     declaration = declared(current_app.view_functions.get(request.endpoint or ""))
     hook_token = settings.hook_token if declaration.get("paz_query_token") else ""
@@ -163,12 +165,20 @@ def _refused(kind: type[ApiError], message: str) -> ApiError:
     return kind(message)
 
 
+DELEGATED = "PAZ_AUTH_DELEGATED"
+"""App config: this app guards nothing itself and passes the person's token on with every call
+(paz-web: the orchestrator checks the token of the person logged in)."""
+
+
 def install(app: Flask) -> None:
     app.before_request(check_request)
 
 
 def caller_authorization() -> dict[str, str]:
-    """The header to forward on a call made for this request: the caller's own token, so every
-    service checks the person's role, not the forwarding service's."""
+    """The header to forward on a call made for this request: the caller's own token (or the one an
+    app that logs people in put in ``g.bearer``), so every service checks the person's role, not the
+    forwarding service's."""
+    if g.get("bearer"):
+        return {"Authorization": f"Bearer {g.bearer}"}
     header = request.headers.get("Authorization")
     return {"Authorization": header} if header else {}

@@ -7,8 +7,8 @@ import importlib
 
 from .service import Service
 
-PACKAGES = ("paz_directory", "paz_scheduler", "paz_haproxy_sync", "paz_orchestrator")
-"""In the order ``paz up`` starts them (the orchestrator, the front door, last)."""
+PACKAGES = ("paz_directory", "paz_scheduler", "paz_haproxy_sync", "paz_orchestrator", "paz_web")
+"""In the order ``paz up`` starts them (the orchestrator, the front door, after the services it asks; the dashboard, which asks it, last)."""
 
 
 def declaration(package: str) -> Service:

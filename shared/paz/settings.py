@@ -84,6 +84,16 @@ def parse_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def parse_secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("a secret of at least 16 characters")
+    return raw
+
+
+def parse_path(raw: str) -> str:
+    return str(Path(raw).expanduser())
+
+
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 RESERVED_LABELS = ("paz.service", "paz.version", "paz.instance", "paz.port")
 

@@ -167,6 +167,7 @@ class Suite:
             "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
                              "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy"), "PAZ_HAPROXY_KEEP": "true"},
+            "web": {"PAZ_WEB_SECRET_FILE": str(self.state_dir / "web-secret")},
         }
         extra_ready = {"haproxy-sync": [f"http://127.0.0.1:{HTTP_PORT}/"]}
         leaves_running = {"haproxy-sync": [(self.state_dir / "haproxy" / "haproxy.pid", "haproxy")]}

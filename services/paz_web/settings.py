@@ -1,0 +1,37 @@
+"""paz-web's settings: how long it waits for the orchestrator, and the key that signs its session cookie."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from paz.settings import Settings, env, parse_path, parse_positive_float, parse_seconds, parse_secret
+
+SECRET_BYTES = 32
+
+
+@dataclass(frozen=True)
+class WebSettings(Settings):
+    upstream_timeout: float = env("PAZ_UPSTREAM_TIMEOUT", parse_positive_float, 10.0)
+    secret: str = env("PAZ_WEB_SECRET", parse_secret, "")
+    secret_file: str = env("PAZ_WEB_SECRET_FILE", parse_path, ".paz/web-secret")
+    events_read_timeout: float = env("PAZ_WEB_EVENTS_READ_TIMEOUT", parse_positive_float, 60.0)
+    """Seconds the event relays wait for the orchestrator's next line (it sends keep-alives every 15 s)."""
+    cache_seconds: float = env("PAZ_WEB_CACHE_SECONDS", parse_seconds, 2.0)
+    """At most how long the lists of every unit and host are kept between events (0: never kept)."""
+
+    def session_secret(self) -> str:
+        """``PAZ_WEB_SECRET``, else the secret in ``PAZ_WEB_SECRET_FILE``, made there once (every worker reads the same one)."""
+        if self.secret:
+            return self.secret
+        path = Path(self.secret_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(SECRET_BYTES))
+        return path.read_text().strip()
