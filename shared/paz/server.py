@@ -42,6 +42,8 @@ from .settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 20
+HEADER_SECONDS = 5
+"""How long a client may take to send a request's headers (gunicorn's async workers: its keep-alive)."""
 
 
 class Stoppable(Protocol):
@@ -92,7 +94,7 @@ class _Gunicorn(BaseApplication):
             "worker_connections": self.settings.connections,
             "timeout": 120,
             "graceful_timeout": 10,
-            "keepalive": 5,
+            "keepalive": HEADER_SECONDS,  # async workers: also the time a request's headers may take
             "accesslog": None,
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
@@ -113,12 +115,14 @@ def _granian(service: Service, settings: Settings) -> None:
     """granian's WSGI server: HTTP parsed in Rust, the app in ``PAZ_THREADS`` blocking threads per worker."""
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     configure_logging(settings.service_name, settings.log_level)
     server = Granian(
         f"{service.package}.app:service.create_app", factory=True, interface=Interfaces.WSGI,
         address=settings.host, port=settings.port, workers=settings.workers, blocking_threads=settings.threads,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
         backlog=2048, log_level=LogLevels(settings.log_level.lower()),
         log_dictconfig=logging_config(settings.service_name, settings.log_level),
     )

@@ -204,7 +204,7 @@ class Settings:
     etcd_cert: str = env("PAZ_ETCD_CERT", parse_readable_file, "")
     etcd_key: str = env("PAZ_ETCD_KEY", parse_readable_file, "")
     workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
-    worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gthread")
+    worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gevent")
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
     connections: int = env("PAZ_CONNECTIONS", parse_positive_int, 4096)
     view_wait: float = env("PAZ_VIEW_WAIT", parse_positive_float, 2.0)
