@@ -106,8 +106,9 @@ def _scheduler_event(result: Result) -> Event | None:
     version = keys.parse_version_document(result.key)
     if version is not None:
         status = document.get("status")
-        if status == (_document(getattr(_previous(result), "value", None)).get("status")):
-            return None
+        before = _document(getattr(_previous(result), "value", None))
+        if status == before.get("status"):
+            return _progress_event(result, version, document, before)
         event_type = DEPLOY_EVENTS.get(str(status))
         if event_type is None:
             return None
@@ -117,6 +118,14 @@ def _scheduler_event(result: Result) -> Event | None:
     if entry and "/" not in entry and _previous(result) is None:
         return Event(result.modifiedIndex, "journal", document.get("service"), {"entry": document})
     return None
+
+
+def _progress_event(result: Result, version: tuple[str, int], document: dict[str, Any], before: dict[str, Any]) -> Event | None:
+    """deploy-progress when a deploy records its next step (image-pulled, instance-started, old-stopped)."""
+    progress = document.get("progress")
+    if not isinstance(progress, dict) or progress == before.get("progress"):
+        return None
+    return Event(result.modifiedIndex, "deploy-progress", version[0], {"version": document.get("version"), **progress})
 
 
 def describe(result: Result) -> Event | None:

@@ -22,6 +22,7 @@ from docker.utils import parse_repository_tag
 from paz.errors import BadGateway, NotFound, Unavailable
 
 from .base import DIED, GONE, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
+from .logs import LogQuery, LogStream, docker_logs
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,18 @@ class DockerDriver:
         """Docker's events of the labelled containers, as unit changes."""
         with self.reaching():
             return ContainerEvents(self.client().events(decode=True, filters={"type": "container", **self.label_filter()}))
+
+    def logs(self, unit: Unit, query: LogQuery) -> LogStream:
+        """The container's output, through the engine's ``/containers/<id>/logs``."""
+        return self.open_logs(unit, f"/containers/{unit.containerId}/logs", query)
+
+    def open_logs(self, unit: Unit, path: str, query: LogQuery) -> LogStream:
+        """Docker's log endpoint ``path`` of ``unit``: a unit the engine no longer has is a 404 naming it."""
+        with self.reaching():
+            try:
+                return docker_logs(self.client().api, path, unit.id, query)
+            except docker.errors.NotFound:
+                raise NotFound(f"No unit {unit.id}: it is gone from the Docker Engine.", {"unit": unit.id}) from None
 
     def withdraw(self, units: list[Unit]) -> None:
         """Nothing to do here: the background task withdraws keys once the version is no longer running."""
