@@ -33,6 +33,10 @@ with its own exit code instead of being restarted in a loop."""
 LABELS = ("paz.service", "paz.version", "paz.instance")
 NO_STATS = {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
 TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
+EPHEMERAL_PORT_ATTEMPTS = 3
+PORT_TAKEN = "address already in use"
+"""Docker hands out ephemeral host ports without checking that no other program (another engine on the
+machine) holds one; its start then fails with this, and starting again gets the next port."""
 
 
 class DockerDriver:
@@ -127,6 +131,19 @@ class DockerDriver:
         with self.reaching():
             ports = self._ports(spec.image, config.get("ports") or [])
         labels = {**self.version_labels(spec, ports), "paz.instance": str(spec.instance)}
+        ephemeral, attempt = all(host is None for _, host in ports), 1
+        while True:
+            try:
+                return self._run(spec, labels, ports)
+            except DeployFailed as failure:
+                if not (ephemeral and PORT_TAKEN in failure.message and attempt < EPHEMERAL_PORT_ATTEMPTS):
+                    raise
+                attempt += 1
+                log.warning("ephemeral host port taken by another program; starting again", extra={"unit": spec.id})
+
+    def _run(self, spec: InstanceSpec, labels: dict[str, str], ports: list[tuple[int, int | None]]) -> Unit:
+        """One attempt to create and start the container."""
+        config = spec.config
         with self.reaching():
             client = self.client()
             with contextlib.suppress(docker.errors.NotFound):
