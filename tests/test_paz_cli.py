@@ -94,7 +94,12 @@ def test_create_deploy_config_rollback_scale_as_a_person(suite, env, tmp_path):
 def test_logs_follow_sees_a_new_line(suite, env, tmp_path):
     code, screen = run("create", write_json(tmp_path, "follow-me.json", {"name": "follow-me", "dockerImage": IMAGE}), env=env)
     assert code == 0, screen
+    watching = Terminal("events", "--service", "follow-me", env=env)
+    watching.expect("following the events of follow-me (Ctrl-C stops)")
     assert run("deploy", "follow-me", env=env)[0] == 0
+    watching.expect('deploy-finished follow-me {"deployedAt"')
+    watching.expect("instance-up follow-me")
+    assert watching.interrupt() == 0 and "service-created" not in watching.screen  # only what came after it started
     following = Terminal("logs", "follow-me", "-f", env=env)
     following.expect(f"follow-me-1-1 | {KNOWN_STDOUT}")
     printed = say(suite.container("follow-me-1-1"), "a new line while following")

@@ -308,6 +308,8 @@ def events(ctx: click.Context, name: str | None, as_json: bool) -> None:
     try:
         while True:
             stream = paz.events(service=name, last_id=last_id)
+            if last_id is None:
+                click.echo(f"following the events of {name or 'every service'} (Ctrl-C stops)", err=True)
             for kind, data in stream:
                 if as_json:
                     click.echo(json.dumps({"event": kind, **data}, sort_keys=True))
