@@ -7,7 +7,10 @@ One swarm and one suite serve the module; each test uses its own service names.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -175,9 +178,21 @@ def test_logs_of_a_swarm_task_come_through_the_orchestrator(swarm, suite, unique
     with requests.get(f"{orchestrator}/services/{unique_name}/units/{unit}/logs", params={"follow": "true", "tail": "0"},
                       stream=True, timeout=(5, 10)) as followed:
         assert followed.status_code == 200
-        lines = followed.iter_lines(decode_unicode=True)
-        say(container, "a line after the request")
-        assert next(line for line in lines if line) == "a line after the request"
+        arrived: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            with contextlib.suppress(requests.RequestException):  # closed at the end of the test
+                for line in followed.iter_lines(decode_unicode=True):
+                    arrived.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
+        for attempt in range(3):  # the first line may come before Swarm has attached the follower
+            say(container, f"a line after the request {attempt}")
+            with contextlib.suppress(queue.Empty):
+                assert arrived.get(timeout=3) == f"a line after the request {attempt}"
+                break
+        else:
+            raise AssertionError("no followed line arrived")
     gone = logs(f"/units/{unique_name}-7-1/logs")
     assert gone.status_code == 404 and f"{unique_name}-7-1" in gone.text
 

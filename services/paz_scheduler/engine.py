@@ -238,7 +238,7 @@ class Scheduler:
         unit, stats = self.driver.unit(unit_id)
         return {**unit.as_json(self._announced(unit)), "stats": stats}
 
-    def logs(self, service: str, unit_id: str | None, query: LogQuery) -> Iterator[LogLine]:
+    def logs(self, service: str, unit_id: str | None, query: LogQuery) -> "LogSession":
         """The output of ``service``'s units (or of one, ``unit_id``), merged in time order.
 
         Every stream is opened before this returns, so an unknown service or unit, or a driver
@@ -252,16 +252,15 @@ class Scheduler:
                 "(PAZ_LOGS_MAX_FOLLOWERS); retry in a few seconds, or read without follow.",
                 {"retryAfterSeconds": 5},
             )
-        streams: list[LogStream] = []
+        session = LogSession(query, self.followers if query.follow else None)
         try:
             for unit in units:
-                streams.append(self.driver.logs(unit, query))
+                session.streams.append(self.driver.logs(unit, query))
         except BaseException:
-            for stream in streams:
-                stream.close()
-            self._release(query)
+            session.close()
             raise
-        return self._released_after(merged(streams, query, self.settings.logs_max_seconds), query)
+        session.lines = merged(session.streams, query, self.settings.logs_max_seconds)
+        return session
 
     def _units_of(self, service: str, unit_id: str | None) -> list[Unit]:
         self.service(service)  # the directory's 404 when there is no such service
@@ -274,19 +273,32 @@ class Scheduler:
                            f"GET /services/{service}/units lists them.", {"unit": unit_id})
         return chosen
 
-    def _released_after(self, lines: Iterator[LogLine], query: LogQuery) -> Iterator[LogLine]:
-        try:
-            yield from lines
-        finally:
-            lines.close()
-            self._release(query)
-
-    def _release(self, query: LogQuery) -> None:
-        if query.follow:
-            self.followers.release()
-
     def _announced(self, unit: Unit) -> bool:
         return self.etcd.get(unit.key) is not None
+
+
+class LogSession:
+    """One request's log lines. ``close`` (the answer's end, however it ends, even before its first
+    line) closes the runtime's streams and gives back the follower's place, once."""
+
+    def __init__(self, query: LogQuery, place: threading.BoundedSemaphore | None) -> None:
+        self.query = query
+        self.place = place
+        self.streams: list[LogStream] = []
+        self.lines: Iterator[LogLine] = iter(())
+        self._closed = False
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return self.lines
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in self.streams:
+            stream.close()
+        if self.place is not None:
+            self.place.release()
 
 
 def _order(unit: Unit) -> tuple[str, int, int]:

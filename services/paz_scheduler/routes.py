@@ -192,10 +192,12 @@ def log_route(path: str, description: str):
 def log_answer(name: str, unit_id: str | None, query: dict[str, Any]) -> Response:
     wanted = LogQuery(tail=query.get("tail"), since=query.get("since"), follow=query["follow"],
                       streams=(query["stream"],) if query.get("stream") else ("stdout", "stderr"))
-    lines = scheduler().logs(checked_name(name), unit_id, wanted)
-    shown = rendered(lines, query["format"], with_unit=unit_id is None, timestamps=query["timestamps"])
-    return Response(shown, mimetype=LOG_FORMATS[query["format"]].split(";")[0],
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    session = scheduler().logs(checked_name(name), unit_id, wanted)
+    shown = rendered(iter(session), query["format"], with_unit=unit_id is None, timestamps=query["timestamps"])
+    answer = Response(shown, mimetype=LOG_FORMATS[query["format"]].split(";")[0],
+                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    answer.call_on_close(session.close)
+    return answer
 
 
 def rendered(lines: Iterator[LogLine], form: str, with_unit: bool, timestamps: bool) -> Iterator[str]:
