@@ -4,7 +4,9 @@ The four services run for real (gunicorn, a real etcd of this module's own, a re
 HAProxy), with tokens required as paz up runs them; schemathesis, given an admin token,, a property-based API fuzzer, calls every documented operation with
 generated valid and invalid input: no answer may be a 5xx, carry a status its document does not
 list, or a body its document's schema does not allow. The streaming ``/events`` is left out: a
-fuzzer cannot bound a stream that never ends (its own tests cover it).
+fuzzer cannot bound a stream that never ends (its own tests cover it); so is the orchestrator's
+``POST /services/{name}/deploy``: a fuzzer must not deploy (it would pull made-up images from a
+registry this machine cannot reach: a 502 by design), and the scheduler's hooks are fuzzed already.
 """
 
 from __future__ import annotations

@@ -211,8 +211,12 @@ def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: D
     assert in_order == sorted(in_order), [(e["event"], e["data"].get("service")) for e in events]
     assert demo_at["deploy-started"] < demo_at["instance-up"] < contrived_at["service-created"]
     assert demo_at["deploy-finished"] < demo_at["deploy-failed"] < contrived_at["service-created"]
-    assert [(e["data"]["version"], e["event"]) for e in events if e["event"].startswith("deploy-") and e["data"]["service"] == demo] == [
-        (1, "deploy-started"), (1, "deploy-finished"), (2, "deploy-started"), (2, "deploy-failed")]
+    assert [(e["data"]["version"], e["event"], e["data"].get("step")) for e in events
+            if e["event"].startswith("deploy-") and e["data"]["service"] == demo] == [
+        (1, "deploy-started", None), (1, "deploy-progress", "image-pulled"), (1, "deploy-progress", "instance-started"),
+        (1, "deploy-finished", None), (1, "deploy-progress", "old-stopped"),
+        (2, "deploy-started", None), (2, "deploy-progress", "image-pulled"), (2, "deploy-progress", "instance-started"),
+        (2, "deploy-failed", None)]
     assert "was not deployed" in events[demo_at["deploy-failed"]]["data"]["message"]
     assert contrived_at["deploy-started"] < contrived_at["instance-up"] < contrived_at["instance-down"]
     assert demo_at["journal:deploy"] < contrived_at["service-created"] and contrived_at["journal:stop"] < contrived_at["service-deleted"]

@@ -214,6 +214,8 @@ def test_deploys_submit_and_remove_units_through_fleets_api(etcd, directory, fle
         assert [(u["id"], u["state"], u["host"]) for u in units] == [
             (f"{name}-2-1", "running", "10.0.0.7"), (f"{name}-2-2", "running", "10.0.0.7")]
         assert scheduler.request("GET", "/hosts").json()[0]["address"] == "10.0.0.7"
+        logs = scheduler.request("GET", f"/services/{name}/units/{name}-2-1/logs", params={"follow": "true"})
+        assert logs.status_code == 501 and f"fleetctl journal -f {name}-2-1.service" in logs.json()["error"]["message"]
 
         directory.request("PATCH", f"/services/{name}/config", json={"mustShareWith": "nothing-here"}).raise_for_status()
         answer = deploy(scheduler, name)

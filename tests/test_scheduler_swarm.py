@@ -7,6 +7,10 @@ One swarm and one suite serve the module; each test uses its own service names.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -15,10 +19,12 @@ import requests
 
 from tests.support import SESSION_ID, TEST_LABEL, build_test_image, etcdctl_get, wait_until
 from paz.suite import make_swarm_manager
+from tests.support.docker_suite import KNOWN_STDERR, KNOWN_STDOUT, build_talking_image, say
 from tests.support.swarm import SwarmCluster, SwarmSuite, page, started
 
 IMAGE = "paz-test/hello:1"
 EXIT_IMAGE = "paz-test/hello:exit"
+TALKING_IMAGE = "paz-test/talking:1"
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +32,7 @@ def swarm() -> Iterator[SwarmCluster]:
     with started(SwarmCluster(1, octet=1)) as cluster:
         build_test_image(cluster.manager, IMAGE)
         build_test_image(cluster.manager, EXIT_IMAGE, extra_changes=['CMD ["/bin/sh", "-c", "echo broken; exit 1"]'])
+        build_talking_image(cluster.manager, TALKING_IMAGE)
         yield cluster
 
 
@@ -151,6 +158,43 @@ def test_units_hosts_and_stats_come_from_swarm(swarm, suite, unique_name):
     assert one["stats"]["memoryBytes"] > 0
     host = suite.orchestrator.request("GET", f"/cluster/hosts/{swarm.node_id(swarm.manager)}").json()
     assert host["stats"]["unitsRunning"] >= 2 and host["cores"] >= 1
+
+
+def test_logs_of_a_swarm_task_come_through_the_orchestrator(swarm, suite, unique_name):
+    """A task's output, read through the manager's /tasks/<id>/logs: per unit, per service, followed."""
+    suite.register(unique_name, TALKING_IMAGE, numInstances=2)
+    assert suite.deploy(unique_name).status_code == 201
+    orchestrator, unit = suite.orchestrator.url, f"{unique_name}-1-2"
+
+    def logs(path: str, **params: str) -> requests.Response:
+        return requests.get(f"{orchestrator}/services/{unique_name}{path}", params=params, timeout=10)
+
+    wanted = {f"{u} | {text}" for u in (f"{unique_name}-1-1", unit) for text in (KNOWN_STDOUT, KNOWN_STDERR)}
+    wait_until(lambda: wanted <= set(logs("/logs").text.splitlines()), 10, what="both tasks' lines")
+    assert [(line["stream"], line["text"]) for line in map(json.loads, logs(f"/units/{unit}/logs", format="json",
+                                                                        stream="stderr").text.splitlines())] == [("stderr", KNOWN_STDERR)]
+    (task_unit,) = [u for u in suite.scheduler.request("GET", "/units", params={"service": unique_name}).json() if u["id"] == unit]
+    container = swarm.manager.client().containers.get(task_unit["containerId"])
+    with requests.get(f"{orchestrator}/services/{unique_name}/units/{unit}/logs", params={"follow": "true", "tail": "0"},
+                      stream=True, timeout=(5, 10)) as followed:
+        assert followed.status_code == 200
+        arrived: queue.Queue[str] = queue.Queue()
+
+        def read() -> None:
+            with contextlib.suppress(requests.RequestException):  # closed at the end of the test
+                for line in followed.iter_lines(decode_unicode=True):
+                    arrived.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
+        for attempt in range(3):  # the first line may come before Swarm has attached the follower
+            say(container, f"a line after the request {attempt}")
+            with contextlib.suppress(queue.Empty):
+                assert arrived.get(timeout=3) == f"a line after the request {attempt}"
+                break
+        else:
+            raise AssertionError("no followed line arrived")
+    gone = logs(f"/units/{unique_name}-7-1/logs")
+    assert gone.status_code == 404 and f"{unique_name}-7-1" in gone.text
 
 
 def test_a_fixed_host_port_on_one_node_deploys_stop_then_start(swarm, suite, unique_name):

@@ -113,8 +113,9 @@ def _scheduler_event(result: Change) -> Event | None:
     version = keys.parse_version_document(result.key)
     if version is not None:
         status = document.get("status")
-        if status == _document(result.previous).get("status"):
-            return None
+        before = _document(result.previous)
+        if status == before.get("status"):
+            return _progress_event(result, version, document, before)
         event_type = DEPLOY_EVENTS.get(str(status))
         if event_type is None:
             return None
@@ -124,6 +125,15 @@ def _scheduler_event(result: Change) -> Event | None:
     if entry and "/" not in entry and result.previous is None:
         return Event(result.modifiedIndex, "journal", document.get("service"), {"entry": document})
     return None
+
+
+def _progress_event(result: Change, version: tuple[str, int], document: dict[str, Any], before: dict[str, Any]) -> Event | None:
+    """deploy-progress when a deploy records its next step (image-pulled, instance-started, old-stopped)."""
+    progress = document.get("progress")
+    if not isinstance(progress, dict) or progress == before.get("progress"):
+        return None
+    return Event(result.modifiedIndex, "deploy-progress", version[0], {"version": document.get("version"), **progress})
+
 
 
 def _marathon_event(result: Change) -> Event | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, request
 
 from paz.api import NAMED
 from paz.auth import TokenStore
@@ -18,17 +18,18 @@ from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
 from paz.web import error_response, paz_context
 from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
-from paz_scheduler.schemas import DeployHookSchema, HostOut, JournalEntryOut, JournalQuery, RollbackSchema, UnitOut, VersionOut
+from paz_scheduler.routes import HOOK_ERRORS, LOG_ERRORS, LOG_FORMATS
+from paz_scheduler.schemas import HostOut, JournalEntryOut, JournalQuery, LogsQuery, RollbackSchema, UnitOut, VersionOut
 
 from .events import EventStreams
 from .marathon import MarathonForwarder
 from .relay import RelayBlueprint, forwarded, relay
 from .schemas import (
-    UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
+    UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, DeployBody, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
     LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
     TokenOut,
 )
-from .upstream import DEPLOY_SECONDS, DIRECTORY, SCHEDULER, Cluster
+from .upstream import DEPLOY_SECONDS, DIRECTORY, SCHEDULER, Cluster, segment
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
 
@@ -185,25 +186,34 @@ def config_version(name: str, version: int):
     return relayed(SCHEDULER, "GET", f"/config/{checked_name(name)}/version/{version}")
 
 
+def relayed_deploy(path: str, body: dict[str, Any]) -> Response:
+    """A deploy or rollback relayed to the scheduler, with the caller's hook token (``X-Paz-Token``) if any."""
+    token = {"X-Paz-Token": request.headers["X-Paz-Token"]} if "X-Paz-Token" in request.headers else {}
+    return relayed(SCHEDULER, "POST", path, json=body, headers=token, timeout=DEPLOY_SECONDS)
+
+
 @bp.post("/services/<name>/deploy", parameters=NAMED)
 @bp.requires("deploy")
-@bp.arguments(DeployHookSchema(exclude=("serviceName",)), description="The image to run (default: the service's dockerRepository); the scheduler validates it")
+@bp.arguments(DeployBody, description="dockerRepository (with a tag) defaults to the service's; the scheduler validates it")
 @bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
-@bp.errors(400, 401, 404, 409, 422, 502)
+@bp.errors(*HOOK_ERRORS)
 def deploy(body: dict[str, Any], name: str):
-    """Deploy the service with its next config as a new version (relayed to the scheduler's deploy hook)."""
-    hook = {**body, "serviceName": checked_name(name)}
-    return relayed(SCHEDULER, "POST", "/hooks/deploy", json=hook, timeout=DEPLOY_SECONDS)
+    """Deploy a service as its next version, with the config its next deploy uses (relayed to the scheduler's deploy hook).
+
+    The answer comes when the version serves (or failed: 422 with the reason, the old version
+    keeping on); GET /events?service=<name> shows its progress meanwhile.
+    """
+    return relayed_deploy("/hooks/deploy", {**body, "serviceName": checked_name(name)})
 
 
 @bp.post("/services/<name>/rollback", parameters=NAMED)
 @bp.requires("deploy")
-@bp.arguments(RollbackSchema, description="The version whose image and config run again, as a new version")
+@bp.arguments(RollbackSchema)
 @bp.response(201, VersionOut, description="Rolled back: the new version")
-@bp.errors(400, 404, 409, 422, 502)
+@bp.errors(*HOOK_ERRORS)
 def rollback(body: dict[str, Any], name: str):
-    """Run a recorded version again as a new version (relayed to the scheduler)."""
-    return relayed(SCHEDULER, "POST", service_path(name, "/rollback"), json=body, timeout=DEPLOY_SECONDS)
+    """Deploy a recorded version's image and config again, as a new version (relayed to the scheduler)."""
+    return relayed_deploy(f"/services/{checked_name(name)}/rollback", body)
 
 
 @bp.get("/services/<name>/units", parameters=NAMED)
@@ -242,6 +252,54 @@ def service_stats(name: str):
     and its tasks, with source marathon.
     """
     return cluster().service_stats(checked_name(name))
+
+
+FOLLOW_READ_SECONDS = 3600.0
+"""How long a followed log stream may stay silent: the scheduler ends it after PAZ_LOGS_MAX_SECONDS anyway."""
+
+
+def relayed_logs(path: str) -> Response:
+    """The scheduler's log stream at ``path``, passed on line by line as it comes (its errors as they are)."""
+    follow = request.args.get("follow", "").lower() in ("true", "1", "yes", "on")
+    answer = cluster().upstream.call(SCHEDULER, "GET", path, params=request.args, stream=True,
+                                     timeout=FOLLOW_READ_SECONDS if follow else None)
+    if answer.status_code != 200:
+        return relay(SCHEDULER, "GET", path, answer)
+
+    def passed_on():
+        try:
+            yield b""  # the status and headers at once, before any line is there
+            yield from answer.iter_content(chunk_size=None)
+        finally:
+            answer.close()
+
+    return Response(passed_on(), mimetype=answer.headers.get("Content-Type", LOG_FORMATS["text"]).split(";")[0],
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/services/<name>/logs", parameters=NAMED)
+@bp.arguments(LogsQuery, location="query")
+@bp.response(200, {"type": "string"}, content_type=LOG_FORMATS["text"],
+             description="Every unit's lines in time order, each after its unit id (text) or with it (format=json)")
+@bp.errors(*LOG_ERRORS)
+def service_logs(query: dict[str, Any], name: str):
+    """The output of every unit of a service, merged in time order, like docker service logs.
+
+    tail=N keeps the last N lines, since= those after a time (epoch seconds, ISO 8601, or 10m back),
+    stream= one of stdout and stderr; follow=true streams new lines until the client leaves (or
+    PAZ_LOGS_MAX_SECONDS); format=json gives one object a line with unit, stream, time and text.
+    The fleet driver answers 501 with the fleetctl command to run instead.
+    """
+    return relayed_logs(service_path(name, "/logs"))
+
+
+@bp.get("/services/<name>/units/<unit_id>/logs", parameters=NAMED)
+@bp.arguments(LogsQuery, location="query")
+@bp.response(200, {"type": "string"}, content_type=LOG_FORMATS["text"], description="The unit's lines")
+@bp.errors(*LOG_ERRORS)
+def service_unit_logs(query: dict[str, Any], name: str, unit_id: str):
+    """The output of one instance of a service (the same query as the service's logs); 404 names a unit that is gone."""
+    return relayed_logs(service_path(name, f"/units/{segment(unit_id)}/logs"))
 
 
 def unit_health(unit: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -418,7 +476,7 @@ def events(query: dict[str, Any], headers: dict[str, Any]):
     """The live event stream (Server-Sent Events): services, configs, deploys, instances and the journal.
 
     Each event has id (the etcd index of the change), event (its type: service-created,
-    config-changed, service-deleted, deploy-started/finished/failed, instance-up/down, journal) and
+    config-changed, service-deleted, deploy-started/progress/finished/failed, instance-up/down, journal) and
     data (JSON with id, type, service and details). Reconnect with the Last-Event-ID header (or
     lastEventId) to get every change etcd still holds since then; events-lost says when it holds no
     longer. Keep-alive comments come every PAZ_EVENTS_KEEPALIVE seconds. 503 with Retry-After when

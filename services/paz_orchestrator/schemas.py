@@ -53,6 +53,13 @@ UNHEALTHY = {"oneOf": [ItemHealth, ErrorSchema]}
 """A health route's 503: the item is not healthy, or what says so could not be asked."""
 
 
+class DeployBody(Schema):
+    """What to deploy; the service comes from the path. Forwarded to the scheduler, which validates it."""
+
+    dockerRepository = fields.String(metadata={"description": "the image with its tag; default: the service's"})
+    pushedAt = fields.Raw(metadata={"description": "seconds since the epoch or ISO 8601"})
+
+
 class DeletedOut(Schema):
     service = fields.String(required=True)
     deleted = fields.Boolean(required=True)

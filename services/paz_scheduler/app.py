@@ -37,6 +37,13 @@ class SchedulerSettings(Settings):
     stop_timeout: int = env("PAZ_STOP_TIMEOUT", parse_positive_int, 10)
     pull_timeout: float = env("PAZ_PULL_TIMEOUT", parse_positive_float, 15.0)
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
+    logs_max_seconds: float = env("PAZ_LOGS_MAX_SECONDS", parse_positive_float, 600.0)
+    logs_max_clients: int = env("PAZ_LOGS_MAX_FOLLOWERS", parse_positive_int, 0)
+
+    @property
+    def logs_max_followers(self) -> int:
+        """Followed log streams one worker serves at once: by default all threads but four, kept for requests."""
+        return self.logs_max_clients or max(1, self.threads - 4)
 
     def __post_init__(self) -> None:
         super().__post_init__()

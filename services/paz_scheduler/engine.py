@@ -23,16 +23,19 @@ version is marked ``running`` before step 3, so each new instance is announced a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from paz.waiting import poll
-from paz.errors import ApiError
+from paz.errors import ApiError, NotFound, Unavailable
 from paz.etcd_client import Etcd, KeyNotFound, StoreUnavailable
 from paz.upstream import Upstream
 
 from .drivers.base import Driver, InstanceSpec, Unit
+from .drivers.logs import LogLine, LogQuery, LogStream, merged
 from .schemas import iso_now
 from .store import DeployLock, SchedulerStore
 
@@ -49,6 +52,7 @@ class Scheduler:
         self.store = store
         self.driver = driver
         self.upstream = upstream
+        self.followers = threading.BoundedSemaphore(settings.logs_max_followers)
 
     @property
     def etcd(self) -> Etcd:
@@ -105,8 +109,10 @@ class Scheduler:
             started: list[Unit] = []
             try:
                 self.driver.prepare(image)
+                self._progress(name, version, step="image-pulled", image=image)
                 if stop_first:
                     self._retire(name, previous, "replaced")
+                    self._progress(name, version, step="old-stopped", stopped=sorted(u.id for u in previous))
                 started = self._start(name, version, image, config, announce_while_starting=fixed_port and not stop_first)
                 document = self.store.update_version(name, version, status="running", deployedAt=iso_now())
                 self._await_keys(started, present=True)
@@ -119,6 +125,7 @@ class Scheduler:
                 raise
             if not stop_first:
                 self._retire(name, previous, "replaced")
+                self._progress(name, version, step="old-stopped", stopped=sorted(u.id for u in previous))
             self.store.journal(kind, name, self._summary(kind, version, image, started, rollback_of), version)
             log.info("deploy done", extra={"service": name, "version": version, "units": [u.id for u in started]})
             return document
@@ -148,9 +155,11 @@ class Scheduler:
         old version's last instance stops.
         """
         started: list[Unit] = []
+        total = int(config.get("numInstances") or 1)
         try:
-            for instance in range(1, int(config.get("numInstances") or 1) + 1):
+            for instance in range(1, total + 1):
                 started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
+                self._progress(name, version, step="instance-started", unit=started[-1].id, started=instance, total=total)
             if announce_while_starting:
                 self.store.update_version(name, version, status="running")
             log.info("instances started, waiting until they serve", extra={"units": [u.id for u in started]})
@@ -159,6 +168,10 @@ class Scheduler:
             self.driver.remove(started)
             raise
         return started
+
+    def _progress(self, name: str, version: int, **progress: Any) -> None:
+        """Record how far the deploy is on its version document (``progress``): the event stream tells it."""
+        self.store.update_version(name, version, progress=progress)
 
     def _fail(self, name: str, version: int, started: list[Unit], exc: ApiError, previous: list[Unit]) -> None:
         """Undo a deploy that did not make it; the ``previous`` units were never touched."""
@@ -229,8 +242,67 @@ class Scheduler:
         unit, stats = self.driver.unit(unit_id)
         return {**unit.as_json(self._announced(unit)), "stats": stats}
 
+    def logs(self, service: str, unit_id: str | None, query: LogQuery) -> "LogSession":
+        """The output of ``service``'s units (or of one, ``unit_id``), merged in time order.
+
+        Every stream is opened before this returns, so an unknown service or unit, or a driver
+        without logs, is an error answer rather than an empty stream. A followed stream holds one of
+        PAZ_LOGS_MAX_FOLLOWERS places in this worker until it ends (PAZ_LOGS_MAX_SECONDS at most).
+        """
+        units = self._units_of(service, unit_id)
+        if query.follow and not self.followers.acquire(blocking=False):
+            raise Unavailable(
+                f"This scheduler worker already follows {self.settings.logs_max_followers} log streams "
+                "(PAZ_LOGS_MAX_FOLLOWERS); retry in a few seconds, or read without follow.",
+                {"retryAfterSeconds": 5},
+            )
+        session = LogSession(query, self.followers if query.follow else None)
+        try:
+            for unit in units:
+                session.streams.append(self.driver.logs(unit, query))
+        except BaseException:
+            session.close()
+            raise
+        session.lines = merged(session.streams, query, self.settings.logs_max_seconds)
+        return session
+
+    def _units_of(self, service: str, unit_id: str | None) -> list[Unit]:
+        self.service(service)  # the directory's 404 when there is no such service
+        units = sorted(self.driver.units(service), key=_order)
+        if unit_id is None:
+            return units
+        chosen = [unit for unit in units if unit.id == unit_id]
+        if not chosen:
+            raise NotFound(f"No unit {unit_id} in service {service}: it is gone, or never was; "
+                           f"GET /services/{service}/units lists them.", {"unit": unit_id})
+        return chosen
+
     def _announced(self, unit: Unit) -> bool:
         return self.etcd.get(unit.key) is not None
+
+
+class LogSession:
+    """One request's log lines. ``close`` (the answer's end, however it ends, even before its first
+    line) closes the runtime's streams and gives back the follower's place, once."""
+
+    def __init__(self, query: LogQuery, place: threading.BoundedSemaphore | None) -> None:
+        self.query = query
+        self.place = place
+        self.streams: list[LogStream] = []
+        self.lines: Iterator[LogLine] = iter(())
+        self._closed = False
+
+    def __iter__(self) -> Iterator[LogLine]:
+        return self.lines
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in self.streams:
+            stream.close()
+        if self.place is not None:
+            self.place.release()
 
 
 def _order(unit: Unit) -> tuple[str, int, int]:

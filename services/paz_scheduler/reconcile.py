@@ -97,11 +97,14 @@ class InstanceAnnouncer:
         if not parsed:
             return
         with self._lock:
+            before = (self.versions.get(parsed) or {}).get("status")
             if event.value and event.action not in keys.GONE:
                 self.versions[parsed] = json.loads(event.value)
             else:
                 self.versions.pop(parsed, None)
-        self._wake.set()
+            changed = (self.versions.get(parsed) or {}).get("status") != before
+        if changed:  # a deploy's progress notes change nothing that is announced
+            self._wake.set()
 
     def _serving(self, unit: Unit) -> dict[str, Any] | None:
         """The version document of ``unit`` when its version is to be announced."""
@@ -138,6 +141,8 @@ class InstanceAnnouncer:
         candidates = [u for u in units if u.state == "running" and u.address and u.containerId not in stopping
                       and self._serving(u)]
         verdicts = dict(zip(candidates, self._pool.map(self._probe, candidates)))
+        with self._lock:  # a unit the runtime began to stop while it was probed is not announced again
+            verdicts = {unit: healthy for unit, healthy in verdicts.items() if unit.containerId not in self.stopping}
         held = self.announcer.keys
         wanted: dict[str, str] = {}
         failures: dict[str, int] = {}

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
-from flask import current_app, jsonify, url_for
+from flask import Response, current_app, jsonify, url_for
 
 from paz.api import NAMED, Blueprint
 from paz.errors import NotFound
 from paz.names import checked_name
 
+from .drivers.logs import LogLine, LogQuery
 from .engine import Scheduler
 from .schemas import (
-    DeployHookSchema, DockerHubHookSchema, HostOut, IgnoredPushOut, JournalEntryOut, JournalQuery, RollbackSchema, ServiceQuery,
-    StoppedOut, UnitOut, VersionOut,
+    DeployHookSchema, DockerHubHookSchema, HostOut, IgnoredPushOut, JournalEntryOut, JournalQuery, LogsQuery, RollbackSchema,
+    ServiceQuery, StoppedOut, UnitOut, VersionOut,
 )
 
 bp = Blueprint("scheduler", __name__, description="Deploys, versions, the journal, units and hosts.")
@@ -157,3 +160,57 @@ def host(host_id: str):
         if found["id"] == host_id:
             return found
     raise NotFound(f"No host {host_id!r}; GET /hosts lists them.", {"host": host_id})
+
+
+LOG_FORMATS = {"text": "text/plain; charset=utf-8", "json": "application/x-ndjson"}
+LOG_ERRORS = (400, 404, 501, 502)
+"""An invalid query or name, an unknown service or unit, a driver that keeps no logs (fleet), an engine that failed."""
+
+
+def log_route(path: str, description: str):
+    """``GET path``: a stream of log lines, text or NDJSON as ``format`` says."""
+
+    def decorate(view):
+        view = bp.errors(*LOG_ERRORS)(view)
+        view = bp.response(200, {"type": "string"}, content_type=LOG_FORMATS["text"], description=description)(view)
+        view = bp.arguments(LogsQuery, location="query")(view)
+        return bp.get(path, parameters=NAMED)(view)
+
+    return decorate
+
+
+def log_answer(name: str, unit_id: str | None, query: dict[str, Any]) -> Response:
+    wanted = LogQuery(tail=query.get("tail"), since=query.get("since"), follow=query["follow"],
+                      streams=(query["stream"],) if query.get("stream") else ("stdout", "stderr"))
+    session = scheduler().logs(checked_name(name), unit_id, wanted)
+    shown = rendered(iter(session), query["format"], with_unit=unit_id is None, timestamps=query["timestamps"])
+    answer = Response(shown, mimetype=LOG_FORMATS[query["format"]].split(";")[0],
+                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    answer.call_on_close(session.close)
+    return answer
+
+
+def rendered(lines: Iterator[LogLine], form: str, with_unit: bool, timestamps: bool) -> Iterator[str]:
+    """Each line as text (``<unit> | `` first for a whole service, like ``docker service logs``) or as JSON.
+
+    An empty first piece makes the server send the status and headers at once, before any line is there.
+    """
+    yield ""
+    for line in lines:
+        if form == "json":
+            yield json.dumps(line.as_json(), ensure_ascii=False) + "\n"
+            continue
+        prefix = (f"{line.time} " if timestamps else "") + (f"{line.unit} | " if with_unit else "")
+        yield f"{prefix}{line.text}{' [truncated]' if line.truncated else ''}\n"
+
+
+@log_route("/services/<name>/logs", "Every unit's lines in time order, each after its unit id (text) or with it (json)")
+def service_logs(query: dict[str, Any], name: str):
+    """The output of every unit of a service, merged in time order (follow=true streams new lines)."""
+    return log_answer(name, None, query)
+
+
+@log_route("/services/<name>/units/<unit_id>/logs", "The unit's lines")
+def unit_logs(query: dict[str, Any], name: str, unit_id: str):
+    """The output of one unit (follow=true streams new lines); 404 names a unit that is gone."""
+    return log_answer(name, unit_id, query)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import re
+
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
 from paz.names import IMAGE_REFERENCE
@@ -78,6 +80,37 @@ class DockerHubHookSchema(Schema):
     push_data = fields.Nested(DockerHubPushData, load_default=lambda: DockerHubPushData().load({}))
 
 
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Since(fields.Field):
+    """``since``: seconds since the epoch, an ISO 8601 time, or a duration back from now (``90s``, ``10m``, ``2h``, ``1d``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        text = str(value).strip()
+        duration = DURATION.match(text)
+        if duration:
+            return dt.datetime.now(dt.timezone.utc).timestamp() - float(duration[1]) * DURATION_SECONDS[duration[2]]
+        try:
+            return float(text) if re.fullmatch(r"\d+(\.\d+)?", text) else dt.datetime.fromisoformat(
+                Timestamp().deserialize(text).replace("Z", "+00:00")).timestamp()
+        except (ValidationError, ValueError):
+            raise ValidationError("must be seconds since the epoch, an ISO 8601 time, or a duration such as 10m") from None
+
+
+class LogsQuery(Schema):
+    """Which lines of a service's (or a unit's) output, and in what form."""
+
+    tail = fields.Integer(validate=validate.Range(0, 100_000), metadata={"description": "only the last N lines"})
+    since = Since(metadata={"description": "only lines after this: epoch seconds, ISO 8601, or 10s/5m/2h/1d back"})
+    follow = fields.Boolean(load_default=False, metadata={"description": "then stream new lines as they come"})
+    stream = fields.String(validate=validate.OneOf(("stdout", "stderr")), metadata={"description": "only this stream"})
+    format = fields.String(load_default="text", validate=validate.OneOf(("text", "json")),
+                           metadata={"description": "text lines, or one JSON object a line (unit, stream, time, text, truncated)"})
+    timestamps = fields.Boolean(load_default=False, metadata={"description": "text: start each line with its time"})
+
+
 class RollbackSchema(Schema):
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
 
@@ -113,6 +146,7 @@ class VersionOut(Schema):
     status = fields.String(validate=validate.OneOf(STATUSES))
     rollbackOf = fields.Integer(metadata={"description": "the version this one restored, for a rollback"})
     message = fields.String(metadata={"description": "why a deploy failed"})
+    progress = fields.Dict(metadata={"description": "the deploy's last step: image-pulled, instance-started (started of total), old-stopped"})
 
 
 class JournalEntryOut(Schema):

@@ -42,6 +42,12 @@ class BadGateway(ApiError):
     status = 502
 
 
+class Unsupported(ApiError):
+    """The request is understood but this configuration cannot answer it (e.g. a driver without logs)."""
+
+    status = 501
+
+
 class Unavailable(ApiError):
     status = 503
 

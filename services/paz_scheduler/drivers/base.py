@@ -12,6 +12,8 @@ import requests
 from paz import keys
 from paz.errors import ApiError
 
+from .logs import LogQuery, LogStream
+
 
 def unit_id(service: str, version: int, instance: int) -> str:
     """``<service>-<version>-<instance>``: the unit id, container name and fleet unit name (without suffix)."""
@@ -142,6 +144,13 @@ class Driver(Protocol):
 
     def remove(self, units: list[Unit]) -> None: ...
     def hosts(self) -> list[dict[str, Any]]: ...
+    def logs(self, unit: Unit, query: LogQuery) -> LogStream:
+        """``unit``'s output (stdout and stderr apart, each line with its time) as ``query`` bounds it.
+
+        The stream is opened before this returns, so a unit the runtime no longer has is a NotFound
+        naming it here, not an empty stream; a runtime that keeps no logs the scheduler can read
+        raises Unsupported (501) saying what to run instead.
+        """
 
 
 def accepts_connections(host: str, port: int, timeout: float = 0.5, hold: float = 0.05) -> bool:

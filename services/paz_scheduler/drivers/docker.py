@@ -22,6 +22,7 @@ from docker.utils import parse_repository_tag
 from paz.errors import BadGateway, NotFound, Unavailable
 
 from .base import DIED, GONE, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
+from .logs import LogQuery, LogStream, docker_logs
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ with its own exit code instead of being restarted in a loop."""
 LABELS = ("paz.service", "paz.version", "paz.instance")
 NO_STATS = {"cpuPercent": None, "memoryBytes": None, "memoryLimitBytes": None}
 TERMINATING_SIGNALS = ("15", "9", "SIGTERM", "SIGKILL", "TERM", "KILL")
+EPHEMERAL_PORT_ATTEMPTS = 3
+PORT_TAKEN = "address already in use"
+"""Docker hands out ephemeral host ports without checking that no other program (another engine on the
+machine) holds one; its start then fails with this, and starting again gets the next port."""
 
 
 class DockerDriver:
@@ -126,6 +131,19 @@ class DockerDriver:
         with self.reaching():
             ports = self._ports(spec.image, config.get("ports") or [])
         labels = {**self.version_labels(spec, ports), "paz.instance": str(spec.instance)}
+        ephemeral, attempt = all(host is None for _, host in ports), 1
+        while True:
+            try:
+                return self._run(spec, labels, ports)
+            except DeployFailed as failure:
+                if not (ephemeral and PORT_TAKEN in failure.message and attempt < EPHEMERAL_PORT_ATTEMPTS):
+                    raise
+                attempt += 1
+                log.warning("ephemeral host port taken by another program; starting again", extra={"unit": spec.id})
+
+    def _run(self, spec: InstanceSpec, labels: dict[str, str], ports: list[tuple[int, int | None]]) -> Unit:
+        """One attempt to create and start the container."""
+        config = spec.config
         with self.reaching():
             client = self.client()
             with contextlib.suppress(docker.errors.NotFound):
@@ -241,6 +259,18 @@ class DockerDriver:
         """Docker's events of the labelled containers, as unit changes."""
         with self.reaching():
             return ContainerEvents(self.client().events(decode=True, filters={"type": "container", **self.label_filter()}))
+
+    def logs(self, unit: Unit, query: LogQuery) -> LogStream:
+        """The container's output, through the engine's ``/containers/<id>/logs``."""
+        return self.open_logs(unit, f"/containers/{unit.containerId}/logs", query)
+
+    def open_logs(self, unit: Unit, path: str, query: LogQuery) -> LogStream:
+        """Docker's log endpoint ``path`` of ``unit``: a unit the engine no longer has is a 404 naming it."""
+        with self.reaching():
+            try:
+                return docker_logs(self.client().api, path, unit.id, query)
+            except docker.errors.NotFound:
+                raise NotFound(f"No unit {unit.id}: it is gone from the Docker Engine.", {"unit": unit.id}) from None
 
     def withdraw(self, units: list[Unit]) -> None:
         """Nothing to do here: the background task withdraws keys once the version is no longer running."""

@@ -22,10 +22,11 @@ from urllib.parse import quote as url_quote
 
 import requests
 
-from paz.errors import BadGateway, NotFound, Unavailable
+from paz.errors import BadGateway, NotFound, Unavailable, Unsupported
 from paz.waiting import poll
 
 from .base import DeployFailed, InstanceSpec, Unit, instance_key
+from .logs import LogQuery, LogStream
 
 Option = dict[str, str]
 UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service$")
@@ -239,3 +240,11 @@ class FleetDriver:
         return [{"id": m["id"], "name": (m.get("metadata") or {}).get("hostname", m["id"]), "driver": self.name,
                  "address": m.get("primaryIP"), "cores": None, "memoryBytes": None, "containersRunning": None, "healthy": True}
                 for m in machines]
+
+    def logs(self, unit: Unit, query: LogQuery) -> LogStream:
+        """fleet keeps an instance's output in the systemd journal of its machine, which its API does not serve."""
+        raise Unsupported(
+            f"The fleet driver cannot read logs: fleet keeps them in the journal of the unit's machine; run "
+            f"fleetctl journal{' -f' if query.follow else ''} {unit.id}.service",
+            {"unit": unit.id, "command": ["fleetctl", "journal", *(["-f"] if query.follow else []), f"{unit.id}.service"]},
+        )

@@ -43,6 +43,7 @@ from paz.waiting import poll
 
 from .base import DIED, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
 from .docker import DockerDriver, explanation, unit_stats
+from .logs import LogQuery, LogStream
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,14 @@ class SwarmDriver(DockerDriver):
     def events(self) -> "TaskEvents":
         with self.reaching():
             return TaskEvents(self)
+
+    def logs(self, unit: Unit, query: LogQuery) -> LogStream:
+        """The output of the unit's current task, through the manager's ``/tasks/<id>/logs``
+        (Swarm fetches it from the task's node, so it works whichever node runs it)."""
+        tasks = {found.id: task for task, found in self._current(unit.service)}
+        if unit.id not in tasks:
+            raise NotFound(f"No unit {unit.id}: Swarm has no task for it any more.", {"unit": unit.id})
+        return self.open_logs(unit, f"/tasks/{tasks[unit.id]['ID']}/logs", query)
 
     def task_states(self) -> dict[str, tuple[Unit, str]]:
         """``{task id: (unit, why it is down)}`` for every task of the labelled services."""

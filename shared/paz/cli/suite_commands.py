@@ -1,0 +1,244 @@
+"""Running the suite on this machine: ``paz up``, ``down``, ``status``, ``suite-logs`` and ``docs``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from .. import docs as api_docs
+from ..auth import ROLES, TokenStore
+from ..errors import ApiError
+from ..etcd_client import Etcd, StoreUnavailable
+from ..logs import configure_logging
+from ..names import DOMAIN
+from ..registry import declarations
+from ..settings import SettingsError, parse_endpoints
+from ..suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
+from ..supervisor import Supervisor, read_restarts
+from .output import FAILED, UNREACHABLE, USAGE, PazError
+
+T = TypeVar("T")
+
+
+def part_names() -> list[str]:
+    """The parts ``paz up`` runs, by name, without asking anything of the machine."""
+    return ["etcd", "docker", *(service.name for service in declarations()), "supervisor"]
+
+
+def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None) -> Suite:
+    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members)
+
+
+@click.command()
+@click.option("--domain", help="route <service>.<domain> for public-facing services (writes /paz/config/domain; '' removes it)")
+@click.option("--driver", type=click.Choice(["docker", "swarm"]), envvar="PAZ_DRIVER", default=None,
+              help="the scheduler's runtime (PAZ_DRIVER, default docker); swarm makes the engine a swarm manager")
+@click.option("--etcd-members", type=click.Choice(["1", "3", "5"]), default=None,
+              help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
+@click.pass_context
+def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None) -> None:
+    """Start etcd and the services in the background, supervised."""
+    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None)
+    if domain and not DOMAIN.match(domain):
+        raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
+    problems = suite.missing()
+    if problems:
+        raise PazError("cannot start:\n  " + "\n  ".join(problems), FAILED)
+    suite.save_choices()
+    docker_host = suite.docker_host
+    if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):
+        click.echo(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
+                   "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
+                   "works; deploys answer 503.", err=True)
+    tokens_made: list[Path] | None = None
+    for part in suite.wanted():
+        if part.announced_as and tokens_made is None:
+            tokens_made = suite.ensure_tokens()
+        if suite.pid(part) is not None:
+            click.echo(f"{part.name:<18} already running (pid {suite.pid(part)}) at {part.address}")
+            continue
+        if part.name == "scheduler" and suite.driver == "swarm" and docker_host:
+            click.echo(f"swarm              {swarm_manager(docker_host)}")
+        proc = suite.start(part)
+        state = suite.wait_ready(part, proc)
+        if state is None:
+            raise PazError(f"{part.name} did not become ready; see {suite.log_file(part)} (paz suite-logs {part.name})")
+        click.echo(f"{part.name:<18} started (pid {proc.pid}) at {part.address}" + ("" if state == "healthy" else f", {state}"))
+    if domain is not None:
+        suite.set_domain(domain)
+        click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
+    click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
+    click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
+    click.echo(f"admin token        in {suite.admin_token_file} ({made}; paz uses it from here)")
+    click.echo(f"\nstate and logs: {suite.state_dir} (paz status, paz suite-logs [part], paz down)")
+    click.echo("try: paz services   (or curl -s http://127.0.0.1:9000/services)")
+
+
+def swarm_manager(docker_host: str) -> str:
+    """``make_swarm_manager``'s sentence, or why the engine could not be made one (deploys then answer 503)."""
+    try:
+        return make_swarm_manager(docker_host, os.environ.get("PAZ_SWARM_ADVERTISE_ADDR", "127.0.0.1"))
+    except Exception as exc:  # the engine refused or is unreachable: say so, and start the rest
+        return f"could not make the Docker Engine at {docker_host} a swarm manager ({exc}): deploys answer 503"
+
+
+@click.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop what paz up started."""
+    suite = suite_of(ctx)
+    for part in reversed(suite.parts):
+        click.echo(f"{part.name:<18} {'stopped' if suite.stop(part) else 'was not running'}")
+
+
+@click.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show each part and its health (exit 1 when one is not healthy)."""
+    suite = suite_of(ctx)
+    all_healthy = True
+    restarts = read_restarts(suite)
+    for part in suite.wanted():
+        pid = suite.pid(part)
+        state = (suite.probe(part) or "running, not ready") if pid else "stopped"
+        all_healthy &= state == "healthy"
+        record = restarts.get(part.name)
+        restarted = f", restarted {record.count}x (last {record.lastAt})" if record else ""
+        click.echo(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else "") + restarted)
+    ctx.exit(0 if all_healthy else FAILED)
+
+
+@click.command()
+@click.pass_context
+def supervise(ctx: click.Context) -> None:
+    """(Started by paz up, as its last part) restart parts that exit on their own."""
+    configure_logging("paz-supervisor")
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    Supervisor(suite_of(ctx)).run(stopping)
+
+
+ETCD_OPTION = click.option("--etcd", envvar="PAZ_ETCD_ENDPOINTS", default=ETCD_URL, show_default=True,
+                           help="etcd's URLs (PAZ_ETCD_ENDPOINTS)")
+
+
+def token_store(etcd: str) -> TokenStore:
+    try:
+        return TokenStore(Etcd(parse_endpoints(etcd), 3.0))
+    except SettingsError as exc:
+        raise PazError(str(exc), USAGE) from None
+
+
+@click.group()
+def token() -> None:
+    """Make, list and revoke API tokens, straight in etcd (no token needed: whoever reaches etcd may)."""
+
+
+@token.command("create")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--name", default="", help="who or what it is for")
+@ETCD_OPTION
+def token_create(role: str, name: str, etcd: str) -> None:
+    """Make a token and print its secret (shown this once; etcd keeps only its SHA-256)."""
+    secret, record = _in_etcd(etcd, lambda store: store.create(role, name))
+    click.echo(secret)
+    click.echo(f"token {record['id']} ({record['role']}) made; its secret, above, is shown this once", err=True)
+
+
+@token.command("list")
+@ETCD_OPTION
+def token_list(etcd: str) -> None:
+    """Every token, without secrets."""
+    click.echo(f"{'ID':<14}{'ROLE':<8}{'CREATED':<22}NAME")
+    for record in _in_etcd(etcd, TokenStore.records):
+        click.echo(f"{record['id']:<14}{record['role']:<8}{record['createdAt']:<22}{record['name']}")
+
+
+@token.command("revoke")
+@click.argument("token_or_id")
+@ETCD_OPTION
+def token_revoke(token_or_id: str, etcd: str) -> None:
+    """End a token at once, given its secret or its id."""
+    record = _in_etcd(etcd, lambda store: store.revoke(token_or_id))
+    click.echo(f"revoked {record['id']} ({record.get('role')}, {record.get('name') or 'no name'})")
+
+
+def _in_etcd(etcd: str, action: Callable[[TokenStore], T]) -> T:
+    try:
+        return action(token_store(etcd))
+    except StoreUnavailable as exc:
+        raise PazError(str(exc), UNREACHABLE) from None
+    except ApiError as exc:
+        raise PazError(exc.message, FAILED) from None
+
+
+def show_suite_logs(ctx: click.Context, name: str | None, lines: int) -> None:
+    """The last ``lines`` lines of one part's log (or of every part's), each after its part's name."""
+    suite = suite_of(ctx)
+    try:
+        parts = [suite.part(name)] if name else suite.parts
+    except KeyError as exc:
+        raise PazError(exc.args[0], USAGE) from None
+    for part in parts:
+        path = suite.log_file(part)
+        for line in path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []:
+            click.echo(f"{part.name}: {line}")
+
+
+@click.command("suite-logs")
+@click.argument("part", required=False)
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=50, show_default=True)
+@click.pass_context
+def suite_logs(ctx: click.Context, part: str | None, lines: int) -> None:
+    """Show the last lines of the suite's own logs (one PART, e.g. scheduler, or all)."""
+    show_suite_logs(ctx, part, lines)
+
+
+@click.group()
+def docs() -> None:
+    """Build or serve the API documents (docs/)."""
+
+
+DIR_OPTION = click.option("--dir", "folder", default="docs", show_default=True, type=click.Path(path_type=Path),
+                          help="the documents' folder")
+
+
+@docs.command("build")
+@DIR_OPTION
+def docs_build(folder: Path) -> None:
+    """Write each service's OpenAPI document and index.html."""
+    try:
+        written = api_docs.build(folder)
+    except (SettingsError, OSError) as exc:
+        raise PazError(str(exc)) from None
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+@docs.command("serve")
+@DIR_OPTION
+@click.option("--port", type=int, default=9090, show_default=True)
+def docs_serve(folder: Path, port: int) -> None:
+    """Serve the documents on 127.0.0.1."""
+    try:
+        httpd = api_docs.server(folder, port)
+    except OSError as exc:
+        raise PazError(str(exc)) from None
+    click.echo(f"serving {folder}/ at http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+
+
+COMMANDS = (up, down, status, supervise, suite_logs, token, docs)
