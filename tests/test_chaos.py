@@ -29,7 +29,7 @@ ORCHESTRATOR = "http://127.0.0.1:9000"
 SCHEDULER = "http://127.0.0.1:9002"
 ROUTER = "http://127.0.0.1:8080"
 LOAD_SECONDS_MAX = 240
-SERVICES = ("service-directory", "scheduler", "haproxy-sync", "orchestrator")
+SERVICES = ("service-directory", "scheduler", "haproxy-sync", "orchestrator", "web")
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,13 @@ def orchestrator(etcd, directory, workdir):
 
 
 @pytest.fixture(scope="module")
+def web(etcd, orchestrator, workdir):
+    service = Service("paz-web", etcd, workdir, env={"PAZ_WEB_SECRET_FILE": str(workdir / "web-secret-hostile")}).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="module")
 def haproxy_sync(etcd, tmp_path_factory):
     service = HaproxySync(etcd, tmp_path_factory.mktemp("hostile-haproxy")).start()
     yield service
@@ -100,9 +107,9 @@ class Attack:
             sock.close()
 
 
-@pytest.mark.parametrize("name", ["directory", "scheduler", "orchestrator", "haproxy-sync"])
-def test_slow_and_half_open_clients_do_not_starve_a_service(name, directory, scheduler, orchestrator, haproxy_sync) -> None:
-    service = {"directory": directory, "scheduler": scheduler, "orchestrator": orchestrator, "haproxy-sync": haproxy_sync}[name]
+@pytest.mark.parametrize("name", ["directory", "scheduler", "orchestrator", "haproxy-sync", "web"])
+def test_slow_and_half_open_clients_do_not_starve_a_service(name, directory, scheduler, orchestrator, haproxy_sync, web) -> None:
+    service = {"directory": directory, "scheduler": scheduler, "orchestrator": orchestrator, "haproxy-sync": haproxy_sync, "web": web}[name]
     with Attack(service.port):
         took = []
         for _ in range(20):
@@ -113,9 +120,9 @@ def test_slow_and_half_open_clients_do_not_starve_a_service(name, directory, sch
         assert max(took) < 1.0, f"slowest answer {max(took):.2f}s under {HALF_OPEN} half-open and {SLOW_BODIES} slow clients"
 
 
-@pytest.mark.parametrize("name", ["directory", "scheduler", "orchestrator", "haproxy-sync"])
-def test_a_request_whose_headers_never_end_is_closed(name, directory, scheduler, orchestrator, haproxy_sync) -> None:
-    service = {"directory": directory, "scheduler": scheduler, "orchestrator": orchestrator, "haproxy-sync": haproxy_sync}[name]
+@pytest.mark.parametrize("name", ["directory", "scheduler", "orchestrator", "haproxy-sync", "web"])
+def test_a_request_whose_headers_never_end_is_closed(name, directory, scheduler, orchestrator, haproxy_sync, web) -> None:
+    service = {"directory": directory, "scheduler": scheduler, "orchestrator": orchestrator, "haproxy-sync": haproxy_sync, "web": web}[name]
     with socket.create_connection(("127.0.0.1", service.port), timeout=HEADER_SECONDS + 5) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
