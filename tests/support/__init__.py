@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shutil
@@ -96,13 +97,31 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class EtcdServer:
-    """A single-member etcd with the v2 API on free loopback ports, in its own data folder; with
-    ``certificates`` (tests.support.tls), on https, asking clients for a certificate."""
+ETCD_API = os.environ.get("PAZ_ETCD_API", "2")
+"""The etcd API this test run speaks (``PAZ_ETCD_API``, inherited by every service the tests start)."""
 
-    def __init__(self, workdir: Path, certificates: Any = None) -> None:
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _prefix_range(prefix: str) -> dict[str, str]:
+    raw = prefix.encode()
+    return {"key": _b64(prefix), "range_end": base64.b64encode(raw[:-1] + bytes([raw[-1] + 1])).decode()}
+
+
+class EtcdServer:
+    """A single-member etcd on free loopback ports, in its own data folder: with the v2 API
+    (``--enable-v2``) or, when the run sets ``PAZ_ETCD_API=3``, without it. With ``certificates``
+    (tests.support.tls), on https, asking clients for a certificate.
+
+    Its methods read and write etcd directly over HTTP (v2 keys, or v3's JSON gateway), as a person
+    with ``etcdctl`` would, never through the suite's own client."""
+
+    def __init__(self, workdir: Path, certificates: Any = None, api: str | None = None) -> None:
         self.binary = need("etcd")
         self.workdir = workdir
+        self.api = api or ETCD_API
         self.client_port = free_port()
         self.peer_port = free_port()
         self.process: Process | None = None
@@ -130,7 +149,7 @@ class EtcdServer:
         peer = f"http://127.0.0.1:{self.peer_port}"
         self.process = Process(
             [
-                self.binary, "--name", "paz-test", "--data-dir", str(data), "--enable-v2",
+                self.binary, "--name", "paz-test", "--data-dir", str(data), *(["--enable-v2"] if self.api == "2" else []),
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"paz-test={peer}", "--log-level", "warn", *self._tls_arguments(),
@@ -138,24 +157,90 @@ class EtcdServer:
             env={"ETCD_UNSUPPORTED_ARCH": ""},
             log_path=self.workdir / "etcd.log",
         ).start()
-        wait_until(lambda: self.http.get(f"{self.url}/v2/keys/", timeout=1).ok, 20, what=f"etcd on {self.url}")
+        wait_until(self._answers, 20, what=f"etcd on {self.url}")
         return self
+
+    def _answers(self) -> bool:
+        if self.api == "2":
+            return self.http.get(f"{self.url}/v2/keys/", timeout=1).ok
+        return self.http.post(f"{self.url}/v3/kv/range", json={"key": _b64("/")}, timeout=1).ok
 
     def stop(self) -> None:
         if self.process:
             self.process.stop()
 
+    def v3(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to etcd's v3 JSON gateway (``/v3/<path>``)."""
+        answer = self.http.post(f"{self.url}/v3/{path}", json=body, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
     def get(self, key: str) -> dict[str, Any] | None:
-        """The node at ``key`` as etcd's v2 API returns it, or None."""
-        answer = self.http.get(f"{self.url}/v2/keys{key}", timeout=2)
-        return answer.json()["node"] if answer.status_code == 200 else None
+        """The node at ``key`` as v2 describes one (``key``, ``value``, ``ttl`` when it has one), or None."""
+        if self.api == "2":
+            answer = self.http.get(f"{self.url}/v2/keys{key}", timeout=2)
+            return answer.json()["node"] if answer.status_code == 200 else None
+        kvs = self.v3("kv/range", {"key": _b64(key)}).get("kvs")
+        if not kvs:
+            return None
+        node = {"key": key, "value": base64.b64decode(kvs[0].get("value", "")).decode(),
+                "modifiedIndex": int(kvs[0]["mod_revision"])}
+        if int(kvs[0].get("lease", 0) or 0):
+            node["ttl"] = int(self.v3("kv/lease/timetolive", {"ID": kvs[0]["lease"]})["TTL"])
+        return node
+
+    def values_below(self, folder: str) -> dict[str, str]:
+        """``{path below folder: value}`` for every key below ``folder``."""
+        if self.api == "2":
+            answer = self.http.get(f"{self.url}/v2/keys{folder}", params={"recursive": "true"}, timeout=2)
+            if answer.status_code == 404:
+                return {}
+
+            def leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+                for child in node.get("nodes", []):
+                    yield from leaves(child) if child.get("dir") else [child]
+
+            found = {n["key"]: n["value"] for n in leaves(answer.json()["node"])}
+        else:
+            kvs = self.v3("kv/range", _prefix_range(folder + "/")).get("kvs") or []
+            found = {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+        return {key[len(folder) + 1:]: value for key, value in found.items()}
+
+    def index(self) -> int:
+        """etcd's index now (v2's X-Etcd-Index, v3's revision)."""
+        if self.api == "2":
+            return int(self.http.get(f"{self.url}/v2/keys/", timeout=2).headers["X-Etcd-Index"])
+        return int(self.v3("kv/range", {"key": _b64("/")})["header"]["revision"])
 
     def put(self, key: str, value: str, ttl: int | None = None) -> None:
-        data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
-        self.http.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
+        if self.api == "2":
+            data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
+            self.http.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
+            return
+        lease = {"lease": self.v3("lease/grant", {"TTL": ttl})["ID"]} if ttl else {}
+        self.v3("kv/put", {"key": _b64(key), "value": _b64(value), **lease})
+
+    def delete(self, key: str) -> None:
+        if self.api == "2":
+            self.http.delete(f"{self.url}/v2/keys{key}", timeout=2).raise_for_status()
+        else:
+            self.v3("kv/deleterange", {"key": _b64(key)})
 
     def delete_tree(self, key: str) -> None:
-        self.http.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
+        if self.api == "2":
+            self.http.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
+        else:
+            self.v3("kv/deleterange", {"key": _b64(key)})
+            self.v3("kv/deleterange", _prefix_range(key + "/"))
+
+    def forget_events(self) -> None:
+        """Make etcd drop the events written so far: v2 keeps the last 1000, v3 compacts its history."""
+        count = 1010 if self.api == "2" else 3
+        for i in range(count):
+            self.put("/paz-test-filler/k", str(i))
+        self.delete_tree("/paz-test-filler")
+        if self.api == "3":
+            self.v3("kv/compaction", {"revision": self.index(), "physical": True})
 
 
 class Service:
@@ -317,11 +402,13 @@ def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1", extra_
     return tag
 
 
-def etcdctl_get(etcd_url: str, key: str) -> str:
-    """What a person sees with ``ETCDCTL_API=2 etcdctl --endpoints <url> get <key>``."""
+def etcdctl_get(etcd_url: str, key: str, api: str | None = None) -> str:
+    """What a person sees with ``ETCDCTL_API=2 etcdctl --endpoints <url> get <key>``, or on the v3 API
+    with plain ``etcdctl --endpoints <url> get --print-value-only <key>`` (etcdctl's default since 3.4)."""
+    v2 = (api or ETCD_API) == "2"
     result = subprocess.run(
-        [need("etcdctl"), "--endpoints", etcd_url, "get", key],
-        env={"ETCDCTL_API": "2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
+        [need("etcdctl"), "--endpoints", etcd_url, "get", *([] if v2 else ["--print-value-only"]), key],
+        env={**({"ETCDCTL_API": "2"} if v2 else {}), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
     )
     return result.stdout.strip()
 
