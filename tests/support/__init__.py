@@ -65,15 +65,19 @@ def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float 
 class Process:
     """A child process we started, stopped by its own PID only."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, log_path: Path | None = None,
+                 own_group: bool = False) -> None:
         self.argv = argv
+        self.own_group = own_group
+        """Started as the leader of its own process group (and session), so the group can be killed whole."""
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="paz-test-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Process":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=self.own_group)
         log.close()
         return self
 
@@ -92,6 +96,12 @@ class Process:
                 self.proc.kill()
                 self.proc.wait(5)
         return self.proc.returncode
+
+    def kill_group(self) -> None:
+        """SIGKILL every process of the group this process leads (it was started with ``own_group``)."""
+        assert self.proc is not None and self.own_group, "only a process started as its group's leader"
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -246,7 +256,8 @@ class EtcdServer:
 class Service:
     """One of the suite's services run as its console script (gunicorn, real HTTP) on a free port."""
 
-    def __init__(self, script: str, etcd: EtcdServer, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, script: str, etcd: EtcdServer, workdir: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 own_group: bool = False) -> None:
         self.script = script
         self.port = port or free_port()
         self.env = {
@@ -258,7 +269,8 @@ class Service:
             "PAZ_AUTH": "off",  # tests of what a route does; tests/test_auth.py turns it on
             **(env or {}),
         }
-        self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log")
+        self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log",
+                               own_group=own_group)
         self.etcd = etcd
 
     @property
