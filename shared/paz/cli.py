@@ -13,6 +13,7 @@ from . import docs as api_docs
 from .auth import ROLES, TokenStore
 from .errors import ApiError
 from .etcd_client import Etcd, StoreUnavailable
+from .etcd_migrate import copy_v2_tree
 from .names import DOMAIN
 from .settings import SettingsError, parse_endpoints
 from .logs import configure_logging
@@ -21,7 +22,8 @@ from .suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_
 
 
 def _suite(args: argparse.Namespace) -> Suite:
-    return Suite(Path(args.state_dir), driver=getattr(args, "driver", None), etcd_members=getattr(args, "etcd_members", None))
+    return Suite(Path(args.state_dir), driver=getattr(args, "driver", None), etcd_members=getattr(args, "etcd_members", None),
+                 etcd_api=getattr(args, "etcd_api", None))
 
 
 def up(args: argparse.Namespace) -> int:
@@ -39,6 +41,7 @@ def up(args: argparse.Namespace) -> int:
         print(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
               "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
               "works; deploys answer 503.", file=sys.stderr)
+    print(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
     tokens_made: list[Path] | None = None
     for part in suite.wanted():
         if part.announced_as and tokens_made is None:
@@ -77,6 +80,14 @@ def swarm_manager(docker_host: str) -> str:
 
 def _tokens(args: argparse.Namespace) -> TokenStore:
     return TokenStore(Etcd(parse_endpoints(args.etcd), 3.0))
+
+
+def etcd_migrate(args: argparse.Namespace) -> int:
+    source = Etcd(parse_endpoints(args.etcd), 5.0, api="2")
+    target = Etcd(parse_endpoints(args.to or args.etcd), 5.0, api="3")
+    done = copy_v2_tree(source, target)
+    print(f"paz etcd migrate: {done.copied} keys copied to the v3 API, {done.unchanged} already there")
+    return 0
 
 
 def token_create(args: argparse.Namespace) -> int:
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                            help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
     up_parser.add_argument("--driver", choices=("docker", "swarm"), default=os.environ.get("PAZ_DRIVER") or None,
                            help="the scheduler's runtime (PAZ_DRIVER, default docker); swarm makes the engine a swarm manager")
+    up_parser.add_argument("--etcd-api", choices=("2", "3"), default=None,
+                           help="etcd's API to speak (PAZ_ETCD_API; default: 3 when the etcd found or started has no v2 API; remembered)")
     up_parser.set_defaults(run=up)
     commands.add_parser("down", help="stop what paz up started").set_defaults(run=down)
     commands.add_parser("supervise", help="(started by paz up) restart parts that exit on their own").set_defaults(run=supervise)
@@ -192,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     token_parser = commands.add_parser("token", help="make, list and revoke API tokens (straight in etcd)")
     etcd_option = argparse.ArgumentParser(add_help=False)
     etcd_option.add_argument("--etcd", default=os.environ.get("PAZ_ETCD_ENDPOINTS", ETCD_URL), help="etcd's URLs (PAZ_ETCD_ENDPOINTS)")
+    etcd_parser = commands.add_parser("etcd", help="etcd chores")
+    etcd_commands = etcd_parser.add_subparsers(dest="etcd_command", required=True)
+    migrate_parser = etcd_commands.add_parser("migrate", parents=[etcd_option],
+                                              help="copy the suite's v2 keys (/paz) into v3 keys of the same names; safe to run again")
+    migrate_parser.add_argument("--to", default=None, help="the v3 etcd's URLs, when not the same etcd (default: --etcd)")
+    migrate_parser.set_defaults(run=etcd_migrate)
     token_commands = token_parser.add_subparsers(dest="token_command", required=True)
     create_parser = token_commands.add_parser("create", parents=[etcd_option], help="make a token and print its secret (once)")
     create_parser.add_argument("--role", choices=ROLES, required=True)

@@ -297,12 +297,20 @@ class EtcdV3(Etcd):
     def _append(self, folder: str, value: str, ttl: int | None) -> Result:
         """v2's in-order key: ``<folder>/<revision, 20 digits>``, created only if no one took the name."""
         for _ in range(APPEND_ATTEMPTS):
-            revision = int(self._range(folder)["header"]["revision"]) + 1
             try:
-                return self.write(f"{folder}/{revision:020d}", value, prevExist=False, ttl=ttl)
+                return self.write(f"{folder}/{self._next_in_order(folder):020d}", value, prevExist=False, ttl=ttl)
             except AlreadyExists:
                 continue
         raise StoreUnavailable(self.endpoints, RuntimeError(f"no free in-order key under {folder}"))
+
+    def _next_in_order(self, folder: str) -> int:
+        """The next revision, or one past the last in-order key when that is higher (keys copied from a
+        v2 tree carry v2's indexes, which a young v3 store's revisions have not reached)."""
+        body = {**{"key": _encode(folder + "/"), "range_end": _prefix_end(folder + "/")},
+                "limit": 1, "sort_order": "DESCEND", "sort_target": "KEY", "keys_only": True}
+        answer = self._post("/kv/range", body)
+        last = _decode(answer["kvs"][0]["key"]).rsplit("/", 1)[-1] if answer.get("kvs") else ""
+        return max(int(answer["header"]["revision"]), int(last) if last.isdigit() else 0) + 1
 
     def refresh(self, key: str, ttl: int) -> Result:
         """Keep ``key``'s lease alive; a key without a live lease is written again with one."""
