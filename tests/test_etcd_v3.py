@@ -54,14 +54,18 @@ def test_a_watch_resumes_from_a_revision_and_a_compacted_one_is_index_cleared(et
     store.write("/paz/test/watched-sibling", "not below the folder")
     store.write("/paz/test/watched/a", "2", prevIndex=first.modifiedIndex)
     store.delete("/paz/test/watched/a")
+    store.write("/paz/test/watched/b/1", "x")
+    store.write("/paz/test/watched/b/2", "y")
+    store.delete("/paz/test/watched/b", recursive=True)  # two keys gone in one revision
 
     seen = []
     index = first.modifiedIndex
-    for _ in range(3):
+    for _ in range(7):
         event = store.wait("/paz/test/watched", index, timeout=5)
         seen.append((event.action, event.value, event._prev_node.value if getattr(event, "_prev_node", None) else None))
         index = event.modifiedIndex + 1
-    assert seen == [("create", "1", None), ("set", "2", "1"), ("delete", None, "2")]
+    assert seen == [("create", "1", None), ("set", "2", "1"), ("delete", None, "2"), ("create", "x", None),
+                    ("create", "y", None), ("delete", None, "x"), ("delete", None, "y")]
 
     etcd_v3.v3("kv/compaction", {"revision": etcd_v3.index(), "physical": True})
     with pytest.raises(IndexCleared):

@@ -178,9 +178,11 @@ class EtcdV3(Etcd):
         """The first change at or below ``key`` from revision ``index`` (from now when None)."""
         if index is not None:
             with self._leftover_lock:
-                pending = self._leftover.get((key, index - 1))
+                pending = self._leftover.pop((key, index - 1), None)
                 if pending:
-                    return pending.pop(0)
+                    if pending[1:]:
+                        self._leftover[(key, pending[0].modifiedIndex)] = pending[1:]
+                    return pending[0]
         request: dict[str, Any] = {"key": _encode(key), "prev_kv": True}
         if recursive:
             request["range_end"] = _prefix_end(key)
@@ -188,7 +190,7 @@ class EtcdV3(Etcd):
             request["start_revision"] = index
         events, revision = self._watch(request, timeout, key if recursive else None)
         results = [self._event(event, revision) for event in events]
-        if len(results) > 1:
+        if len(results) > 1:  # one revision, several keys (a prefix deleted at once): the rest come next
             with self._leftover_lock:
                 self._leftover[(key, results[0].modifiedIndex)] = results[1:]
         return results[0]
