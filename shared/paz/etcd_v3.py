@@ -170,9 +170,9 @@ class EtcdV3(Etcd):
             return _result("get", _node(own["kvs"][0]), revision)
         folder = key.rstrip("/") + "/"
         below = self._range(folder, prefix=True)
-        if not below.get("kvs"):
+        if not below.get("kvs") and folder != "/":  # v2's root folder exists even when etcd is empty
             raise KeyNotFound(f"Key not found : {key}", {"index": revision})
-        return _result("get", _tree(key, below["kvs"], bool(kwargs.get("recursive"))), int(below["header"]["revision"]))
+        return _result("get", _tree(key, below.get("kvs") or [], bool(kwargs.get("recursive"))), int(below["header"]["revision"]))
 
     def wait(self, key: str, index: int | None, timeout: float, recursive: bool = True) -> Result:
         """The first change at or below ``key`` from revision ``index`` (from now when None)."""
