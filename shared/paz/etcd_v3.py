@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import threading
 import time
 from typing import Any
@@ -42,8 +41,6 @@ from .etcd_client import (
     StoreUnavailable,
     WatchTimedOut,
 )
-
-log = logging.getLogger(__name__)
 
 APPEND_ATTEMPTS = 50
 
