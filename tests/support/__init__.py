@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -215,6 +216,43 @@ class EtcdServer:
             kvs = self.v3("kv/range", _prefix_range(folder + "/")).get("kvs") or []
             found = {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
         return {key[len(folder) + 1:]: value for key, value in found.items()}
+
+    def listing(self, folder: str) -> list[str] | None:
+        """What ``etcdctl ls <folder>`` shows (the keys and folders right below it), or None when there
+        is no such folder; on v3, folders are the prefixes of keys, so an empty one cannot exist."""
+        if self.api == "2":
+            answer = self.http.get(f"{self.url}/v2/keys{folder}", timeout=2)
+            return None if answer.status_code == 404 else [node["key"] for node in answer.json()["node"].get("nodes", [])]
+        below = self.values_below(folder)
+        return sorted({f"{folder}/{path.split('/')[0]}" for path in below}) or None
+
+    def changes(self, key: str, after: int, seconds: float) -> list[str]:
+        """Every change of ``key`` after index ``after`` for ``seconds``, in order: v2's action names, or
+        v3's event types (``PUT``, ``DELETE``)."""
+        deadline = time.monotonic() + seconds
+        if self.api == "3":
+            watch = {"create_request": {"key": _b64(key), "start_revision": after + 1}}
+            found: list[str] = []
+            try:
+                with self.http.post(f"{self.url}/v3/watch", json=watch, stream=True, timeout=(2, seconds)) as answer:
+                    for line in answer.iter_lines():
+                        found += [event.get("type", "PUT") for event in json.loads(line)["result"].get("events", [])]
+                        if time.monotonic() >= deadline:
+                            break
+            except (requests.Timeout, requests.ConnectionError):  # no change before the deadline (a read timeout)
+                pass
+            return found
+        actions, index = [], after
+        while time.monotonic() < deadline:
+            try:
+                change = self.http.get(f"{self.url}/v2/keys{key}", timeout=max(0.1, deadline - time.monotonic()),
+                                       params={"wait": "true", "waitIndex": index + 1}).json()
+            except (requests.Timeout, requests.ConnectionError):
+                break
+            if change["node"]["key"] == key:  # not the deletion of its emptied folders
+                actions.append(change["action"])
+            index = change["node"]["modifiedIndex"]
+        return actions
 
     def index(self) -> int:
         """etcd's index now (v2's X-Etcd-Index, v3's revision)."""
