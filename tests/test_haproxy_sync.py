@@ -69,7 +69,7 @@ def test_new_key_is_routed_and_deleted_expired_or_moved_keys_follow_without_a_re
     wait_until(lambda: "three" in seen(sync, host, 6), 5, what="an instance key with a TTL routed")
     assert status(sync)["lastApply"] == "runtime"
 
-    requests.delete(f"{etcd.url}/v2/keys/paz/services/{unique_name}/1/2", timeout=2).raise_for_status()
+    etcd.delete(f"/paz/services/{unique_name}/1/2")
     wait_until(lambda: "two" not in seen(sync, host, 6), 5, what="a deleted instance no longer routed")
     wait_until(lambda: set(seen(sync, host, 6)) == {"one"}, 10, what="the expired instance no longer routed")
     assert set(seen(sync, host, 20)) == {"one"}
