@@ -112,8 +112,9 @@ class EtcdV3(Etcd):
         super().__init__(endpoints, timeout, tls, api)
         self._clients: dict[str, etcd3gw.Etcd3Client] = {}
         self._preferred = 0
-        self._leftover: dict[tuple[str, int], list[Result]] = {}
-        self._leftover_lock = threading.Lock()
+        self._leftovers = threading.local()
+        """Per thread (each watch loop is one): events of a revision that changed several keys, not yet
+        handed out, by (key, revision)."""
 
     # transport ---------------------------------------------------------------------------------
 
@@ -173,13 +174,12 @@ class EtcdV3(Etcd):
 
     def wait(self, key: str, index: int | None, timeout: float, recursive: bool = True) -> Result:
         """The first change at or below ``key`` from revision ``index`` (from now when None)."""
-        if index is not None:
-            with self._leftover_lock:
-                pending = self._leftover.pop((key, index - 1), None)
-                if pending:
-                    if pending[1:]:
-                        self._leftover[(key, pending[0].modifiedIndex)] = pending[1:]
-                    return pending[0]
+        leftovers: dict[tuple[str, int], list[Result]] = self._leftovers.__dict__.setdefault("by_revision", {})
+        pending = leftovers.pop((key, index - 1), None) if index is not None else None
+        if pending:
+            if pending[1:]:
+                leftovers[(key, pending[0].modifiedIndex)] = pending[1:]
+            return pending[0]
         request: dict[str, Any] = {"key": _encode(key), "prev_kv": True}
         if recursive:
             request["range_end"] = _prefix_end(key)
@@ -188,8 +188,7 @@ class EtcdV3(Etcd):
         events, revision = self._watch(request, timeout, key if recursive else None)
         results = [self._event(event, revision) for event in events]
         if len(results) > 1:  # one revision, several keys (a prefix deleted at once): the rest come next
-            with self._leftover_lock:
-                self._leftover[(key, results[0].modifiedIndex)] = results[1:]
+            leftovers[(key, results[0].modifiedIndex)] = results[1:]
         return results[0]
 
     def _watch(self, request: dict[str, Any], timeout: float, folder: str | None) -> tuple[list[dict[str, Any]], int]:
