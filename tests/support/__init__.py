@@ -263,7 +263,7 @@ class EtcdServer:
     def put(self, key: str, value: str, ttl: int | None = None) -> None:
         if self.api == "2":
             data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
-            self.http.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
+            self.http.put(f"{self.url}/v2/keys{requests.utils.quote(key, safe='/')}", data=data, timeout=2).raise_for_status()
             return
         lease = {"lease": self.v3("lease/grant", {"TTL": ttl})["ID"]} if ttl else {}
         self.v3("kv/put", {"key": _b64(key), "value": _b64(value), **lease})
