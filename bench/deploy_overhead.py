@@ -47,12 +47,9 @@ def reference_round(engine: DockerEngine, image: str) -> float:
     return elapsed
 
 def serving(etcd: EtcdServer, name: str, version: int) -> bool:
-    answer = requests.get(f"{etcd.url}/v2/keys/paz/services/{name}/{version}", timeout=2)
-    if answer.status_code != 200:
-        return False
-    nodes = answer.json()["node"].get("nodes", [])
-    return len(nodes) == INSTANCES and all(
-        requests.get(f"http://{n['value']}/cgi-bin/index", timeout=1).ok for n in nodes
+    addresses = etcd.values_below(f"/paz/services/{name}/{version}").values()
+    return len(addresses) == INSTANCES and all(
+        requests.get(f"http://{address}/cgi-bin/index", timeout=1).ok for address in addresses
     )
 
 def paz_round(etcd: EtcdServer, scheduler: Service, name: str, version: int) -> tuple[float, float]:

@@ -72,7 +72,7 @@ def measure_propagation(etcd: EtcdServer, port: int, service: str, pool: list[Id
         started = time.monotonic()
         etcd.put(key, server.address)
         samples.append(first_answer_from(port, f"{service}.paz", server.ident) - started)
-        requests.delete(f"{etcd.url}/v2/keys{key}", timeout=2)
+        etcd.delete(key)
     return samples
 
 class PollingReference:
@@ -86,18 +86,13 @@ class PollingReference:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def table(self) -> Table:
-        tree = requests.get(f"{self.etcd.url}/v2/keys/paz/services", params={"recursive": "true"}, timeout=5).json()
         services: dict[str, list[Instance]] = {"poll": []}
-        stack = [tree.get("node", {})]
-        while stack:
-            node = stack.pop()
-            stack.extend(node.get("nodes", []))
-            if not node.get("dir") and "key" in node:
-                try:
-                    found = parse_instance(node["key"], node.get("value"))
-                    services.setdefault(found.service, []).append(found)
-                except Malformed:
-                    pass
+        for path, value in self.etcd.values_below("/paz/services").items():
+            try:
+                found = parse_instance(f"/paz/services/{path}", value)
+                services.setdefault(found.service, []).append(found)
+            except Malformed:
+                pass
         return Table(None, {name: tuple(sorted(items, key=lambda i: i.name)) for name, items in services.items()})
 
     def poll(self) -> None:
@@ -181,7 +176,7 @@ def bench_loss(etcd: EtcdServer, sync: HaproxySync) -> None:
             if number % 2 == 0:
                 etcd.put(key, extra[(number // 2) % len(extra)].address)
             else:
-                requests.delete(f"{etcd.url}/v2/keys{key}", timeout=2)
+                etcd.delete(key)
             time.sleep(0.02)
         for number in range(10):  # 10 new services: each a reload
             etcd.put(f"/paz/services/new{number}/1/1", extra[number].address)
@@ -233,10 +228,9 @@ def bench_scale_end_to_end(work: Path) -> None:
     (work / "etcd-scale").mkdir()
     etcd = EtcdServer(work / "etcd-scale").start()
     try:
-        with requests.Session() as session:
-            for s in range(SCALE_SERVICES):
-                for i in range(1, SCALE_INSTANCES + 1):
-                    session.put(f"{etcd.url}/v2/keys/paz/services/svc{s:04d}/1/{i}", data={"value": f"127.0.0.1:{20000 + i}"}, timeout=5)
+        for s in range(SCALE_SERVICES):
+            for i in range(1, SCALE_INSTANCES + 1):
+                etcd.put(f"/paz/services/svc{s:04d}/1/{i}", f"127.0.0.1:{20000 + i}")
         folder = work / "sync-scale"
         folder.mkdir()
         sync = HaproxySync(etcd, folder)

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from tests.support import EtcdServer, HaproxySync, KeepAliveLoad, instance, wait_until
 
@@ -69,7 +68,7 @@ def test_new_key_is_routed_and_deleted_expired_or_moved_keys_follow_without_a_re
     wait_until(lambda: "three" in seen(sync, host, 6), 5, what="an instance key with a TTL routed")
     assert status(sync)["lastApply"] == "runtime"
 
-    requests.delete(f"{etcd.url}/v2/keys/paz/services/{unique_name}/1/2", timeout=2).raise_for_status()
+    etcd.delete(f"/paz/services/{unique_name}/1/2")
     wait_until(lambda: "two" not in seen(sync, host, 6), 5, what="a deleted instance no longer routed")
     wait_until(lambda: set(seen(sync, host, 6)) == {"one"}, 10, what="the expired instance no longer routed")
     assert set(seen(sync, host, 20)) == {"one"}
@@ -123,11 +122,9 @@ HOSTILE = [
 def test_hostile_keys_and_values_never_reach_the_config(sync, etcd, servers, unique_name):
     good = instance(servers, "good").address
     for number, hostile in enumerate(HOSTILE, start=1):
-        requests.put(f"{etcd.url}/v2/keys/paz/services/{unique_name}/1/{number}", data={"value": f"{good}{hostile}"}, timeout=2)
-        requests.put(f"{etcd.url}/v2/keys/paz/services/{unique_name}/2/{requests.utils.quote(hostile, safe='')}",
-                     data={"value": good}, timeout=2)
-        requests.put(f"{etcd.url}/v2/keys/paz/services/{requests.utils.quote(hostile, safe='')}-{unique_name}/1/1",
-                     data={"value": good}, timeout=2)
+        etcd.put(f"/paz/services/{unique_name}/1/{number}", f"{good}{hostile}")
+        etcd.put(f"/paz/services/{unique_name}/2/{hostile}", good)
+        etcd.put(f"/paz/services/{hostile}-{unique_name}/1/1", good)
     evil_doc = {"config": {
         "publicFacing": True,
         "basicAuth": {"realm": "r\"\n    server evil 6.6.6.6:1", "users": [{"username": "u\nx", "passwordHash": "$6$salt$h\n#"}]},

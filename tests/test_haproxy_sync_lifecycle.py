@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import requests
 
 from tests.support import EtcdServer, HaproxySync, IdServer, wait_until
 
@@ -61,7 +60,7 @@ def test_restarted_haproxy_sync_adopts_haproxy_and_picks_up_changes(own_etcd: Et
         assert sync.haproxy_pid() == master and answers(sync, "shop.paz") == {"first"}, "HAProxy keeps serving meanwhile"
 
         own_etcd.put("/paz/services/shop/2/1", instance(made, "second"))
-        requests.delete(f"{own_etcd.url}/v2/keys/paz/services/shop/1/1", timeout=2).raise_for_status()
+        own_etcd.delete("/paz/services/shop/1/1")
         own_etcd.put("/paz/services/cart/1/1", instance(made, "cart"))
         sync.start()
         wait_until(lambda: answers(sync, "shop.paz") == {"second"}, 10, what="changes made while it was down applied")
@@ -89,7 +88,7 @@ def test_etcd_down_keeps_the_last_config_serving_and_later_changes_apply(own_etc
         own_etcd.start()
         own_etcd.put("/paz/services/shop/1/2", instance(made, "two"))
         wait_until(lambda: answers(sync, "shop.paz") == {"one", "two"}, 15, what="a change after etcd returned")
-        requests.delete(f"{own_etcd.url}/v2/keys/paz/services/shop/1/1", timeout=2).raise_for_status()
+        own_etcd.delete("/paz/services/shop/1/1")
         wait_until(lambda: answers(sync, "shop.paz") == {"two"}, 10, what="a deletion after etcd returned")
     finally:
         sync.stop()

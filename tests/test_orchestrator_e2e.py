@@ -77,10 +77,7 @@ def containers(docker_engine: DockerEngine, name: str) -> list:
 
 
 def instance_keys(etcd: EtcdServer, name: str) -> list[str]:
-    answer = requests.get(f"{etcd.url}/v2/keys/paz/services/{name}", params={"recursive": "true"}, timeout=2)
-    if answer.status_code == 404:
-        return []
-    return [leaf["key"] for version in answer.json()["node"].get("nodes", []) for leaf in version.get("nodes", [])]
+    return [f"/paz/services/{name}/{path}" for path in etcd.values_below(f"/paz/services/{name}")]
 
 
 def events_until(stream: EventStream, services: tuple[str, ...], last: tuple[str, str], timeout: float = 30) -> list[dict[str, Any]]:

@@ -50,14 +50,7 @@ def deploy(scheduler: Service, name: str, image: str | None = None, **kwargs: An
 
 def instances(etcd, name: str) -> dict[str, str]:
     """``{"<version>/<instance>": "host:port"}`` as announced in etcd."""
-    answer = requests.get(f"{etcd.url}/v2/keys/paz/services/{name}", params={"recursive": "true"}, timeout=2)
-    if answer.status_code == 404:
-        return {}
-    found = {}
-    for version in answer.json()["node"].get("nodes", []):
-        for instance in version.get("nodes", []):
-            found[instance["key"].split("/", 4)[-1]] = instance["value"]
-    return found
+    return etcd.values_below(f"/paz/services/{name}")
 
 
 def page(address: str) -> str:
@@ -162,7 +155,7 @@ def test_deploys_are_zero_downtime_and_survive_failures_kills_and_restarts(
         # labelled containers (even a key lost meanwhile comes back) and still follows Docker events.
         scheduler.stop()
         assert sorted(instances(etcd, name)) == ["2/1", "2/2"]
-        requests.delete(f"{etcd.url}/v2/keys/paz/services/{name}/2/2", timeout=2)
+        etcd.delete(f"/paz/services/{name}/2/2")
         scheduler = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine)).start()
         wait_until(lambda: sorted(instances(etcd, name)) == ["2/1", "2/2"], 10, what="every instance announced again")
         units = scheduler.request("GET", "/units", params={"service": name}).json()

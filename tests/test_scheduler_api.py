@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 
 import pytest
 import psutil
@@ -198,37 +197,23 @@ def test_docker_stop_withdraws_the_key_once_and_never_announces_it_again(etcd, s
     register(directory, unique_name, test_image)
     assert deploy_with_token(scheduler, unique_name, test_image).status_code == 201
     key = f"/paz/services/{unique_name}/1/1"
-    index = requests.get(f"{etcd.url}/v2/keys{key}", timeout=2).json()["node"]["modifiedIndex"]
+    index = etcd.get(key)["modifiedIndex"]
     container = docker_engine.client().containers.get(f"{unique_name}-1-1")
     # the test image's PID 1 ignores SIGTERM: it keeps running (and answering) for the whole stop timeout
     stopper = threading.Thread(target=container.stop, kwargs={"timeout": 3})
     stopper.start()
-    actions = []
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline:  # every change of the key while the container is stopped, in order
-        try:
-            change = requests.get(f"{etcd.url}/v2/keys{key}", timeout=max(0.1, deadline - time.monotonic()),
-                                  params={"wait": "true", "waitIndex": index + 1}).json()
-        except (requests.Timeout, requests.ConnectionError):  # no change before the deadline (a read timeout)
-            break
-        if change["node"]["key"] == key:  # not the deletion of its emptied folders
-            actions.append(change["action"])
-        index = change["node"]["modifiedIndex"]
+    actions = etcd.changes(key, index, 6)  # every change of the key while the container is stopped, in order
     stopper.join(10)
-    assert actions == ["compareAndDelete"], actions
+    assert actions == (["compareAndDelete"] if etcd.api == "2" else ["DELETE"]), actions
     assert instances(etcd, unique_name) == {}
 
 
 def test_retired_versions_and_stopped_services_leave_no_folder_in_etcd(etcd, scheduler, directory, test_image, unique_name):
     """``etcdctl ls /paz/services`` shows the suite and the services with live instances, nothing else."""
-    def listed(folder: str) -> list[str] | None:
-        answer = requests.get(f"{etcd.url}/v2/keys{folder}", timeout=2)
-        return None if answer.status_code == 404 else [node["key"] for node in answer.json()["node"].get("nodes", [])]
-
     register(directory, unique_name, test_image)
     assert deploy_with_token(scheduler, unique_name).status_code == 201
     assert deploy_with_token(scheduler, unique_name).status_code == 201
-    assert listed(f"/paz/services/{unique_name}") == [f"/paz/services/{unique_name}/2"]
+    assert etcd.listing(f"/paz/services/{unique_name}") == [f"/paz/services/{unique_name}/2"]
     scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).raise_for_status()
-    assert listed(f"/paz/services/{unique_name}") is None
-    assert f"/paz/services/{unique_name}" not in listed("/paz/services")
+    assert etcd.listing(f"/paz/services/{unique_name}") is None
+    assert f"/paz/services/{unique_name}" not in etcd.listing("/paz/services")

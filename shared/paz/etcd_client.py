@@ -1,4 +1,5 @@
-"""etcd v2 access through python-etcd, with fail-over, timeouts and one error for "etcd is down".
+"""etcd access with fail-over, timeouts and one error for "etcd is down": the v2 API through
+python-etcd, or the v3 API (``PAZ_ETCD_API=3``, :mod:`paz.etcd_v3`) behind the very same surface.
 
 Every caller sees the same small surface: :meth:`Etcd.get`, :meth:`Etcd.write`, :meth:`Etcd.delete`,
 :meth:`Etcd.update_json` (compare-and-swap) and :meth:`Etcd.wait`; a process-local view
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import etcd
+
+from .settings import etcd_api_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,16 @@ class Etcd:
 
     CAS_ATTEMPTS = 50
 
-    def __init__(self, endpoints: tuple[str, ...] | list[str], timeout: float = 2.0, tls: "Tls | None" = None) -> None:
+    def __new__(cls, *args: Any, api: str | None = None, **kwargs: Any) -> "Etcd":
+        """An ``Etcd`` speaks the API ``api`` names (default: ``PAZ_ETCD_API``); callers never choose."""
+        if cls is Etcd and (api or etcd_api_from_environment()) == "3":
+            from .etcd_v3 import EtcdV3
+
+            return super().__new__(EtcdV3)
+        return super().__new__(cls)
+
+    def __init__(self, endpoints: tuple[str, ...] | list[str], timeout: float = 2.0, tls: "Tls | None" = None,
+                 api: str | None = None) -> None:
         self.endpoints = tuple(endpoints)
         self.timeout = timeout
         self.tls = tls or Tls()
@@ -104,7 +116,8 @@ class Etcd:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Etcd":
-        return cls(settings.etcd_endpoints, settings.etcd_timeout, Tls(settings.etcd_ca, settings.etcd_cert, settings.etcd_key))
+        tls = Tls(settings.etcd_ca, settings.etcd_cert, settings.etcd_key)
+        return cls(settings.etcd_endpoints, settings.etcd_timeout, tls, api=settings.etcd_api)
 
     def _make_client(self) -> etcd.Client:
         hosts = tuple((urlsplit(e).hostname, urlsplit(e).port) for e in self.endpoints)

@@ -45,6 +45,30 @@ STATS_PORT = 1936
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
+V2_REMOVED_IN = (3, 6)
+"""etcd deprecated its v2 API in 3.5 and removed it in 3.6."""
+
+
+def etcd_api_of(url: str, binary: str) -> tuple[str, str]:
+    """The etcd API to speak (``"2"`` or ``"3"``) with the etcd answering at ``url`` or, when none
+    answers, the one ``binary`` will start; and why, in words for ``paz up`` to print."""
+    session = requests.Session()
+    session.trust_env = False
+    try:
+        answer = session.get(f"{url}/v2/keys/", timeout=1)
+    except requests.RequestException:
+        answer = None
+    if answer is not None:
+        return ("2", f"the etcd at {url} has the v2 API") if answer.ok else ("3", f"the etcd at {url} has no v2 API")
+    first_line = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.split("\n")[0]
+    version = first_line.rsplit(" ", 1)[-1]
+    try:
+        has_v2 = tuple(int(part) for part in version.split(".")[:2]) < V2_REMOVED_IN
+    except ValueError:
+        return "3", f"etcd's version is unknown ({first_line!r}), so the v3 API"
+    return ("2", f"etcd {version} has the v2 API (started with --enable-v2)") if has_v2 else ("3", f"etcd {version} has no v2 API")
+
+
 @dataclass
 class Part:
     """One process of the suite and how to tell that it is ready."""
@@ -81,12 +105,13 @@ class Suite:
     """The parts ``paz up`` starts, in order, and what it knows of them."""
 
     def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None,
-                 etcd_members: int | None = None) -> None:
+                 etcd_members: int | None = None, etcd_api: str | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
         saved = self._saved_choices()
         self.driver = driver or saved.get("driver") or self.environ.get("PAZ_DRIVER") or "docker"
         self.etcd_members = etcd_members or saved.get("etcdMembers") or 1
+        self.etcd_api, self.etcd_api_reason = self._choose_etcd_api(etcd_api, saved.get("etcdApi"))
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
         self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._supervisor()]
 
@@ -103,17 +128,29 @@ class Suite:
 
     def save_choices(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.choices_file.write_text(json.dumps({"driver": self.driver, "etcdMembers": self.etcd_members}) + "\n")
+        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api}
+        self.choices_file.write_text(json.dumps(choices) + "\n")
+
+    def _choose_etcd_api(self, asked: str | None, saved: str | None) -> tuple[str, str]:
+        """``--etcd-api``, else ``PAZ_ETCD_API``, else what paz up chose last, else what etcd offers."""
+        if asked in ("2", "3"):
+            return asked, "asked with --etcd-api"
+        if self.environ.get("PAZ_ETCD_API") in ("2", "3"):
+            return self.environ["PAZ_ETCD_API"], "asked with PAZ_ETCD_API"
+        if saved in ("2", "3"):
+            return saved, f"chosen by an earlier paz up ({self.choices_file})"
+        return etcd_api_of(self.etcd_endpoints[0], _program("etcd", "/usr/bin/etcd"))
 
     @property
     def etcd_endpoints(self) -> list[str]:
         return [f"http://127.0.0.1:{client}" for client, _ in ETCD_PORTS[: self.etcd_members]]
 
     def etcd(self, timeout: float = 2.0) -> Etcd:
-        return Etcd(self.etcd_endpoints, timeout)
+        return Etcd(self.etcd_endpoints, timeout, api=self.etcd_api)
 
     def _etcd_members(self) -> list[Part]:
-        """One etcd, or a cluster of ``etcd_members`` on loopback (etcd-1, etcd-2, ...), v2 API enabled.
+        """One etcd, or a cluster of ``etcd_members`` on loopback (etcd-1, etcd-2, ...), with the v2 API
+        enabled when the suite speaks v2.
 
         A member of a cluster answers nothing until a quorum of members runs, so the first members
         count as ready once started, and the last one when its /health answers.
@@ -128,7 +165,8 @@ class Suite:
             data = self.state_dir / ("etcd-data" if single else f"{part_name}-data")
             parts.append(Part(
                 part_name,
-                [_program("etcd", "/usr/bin/etcd"), "--name", name, "--data-dir", str(data), "--enable-v2",
+                [_program("etcd", "/usr/bin/etcd"), "--name", name, "--data-dir", str(data),
+                 *(["--enable-v2"] if self.etcd_api == "2" else []),
                  "--listen-client-urls", url, "--advertise-client-urls", url, "--listen-peer-urls", peers[name],
                  "--initial-advertise-peer-urls", peers[name], "--initial-cluster", cluster,
                  "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn"],
@@ -162,7 +200,7 @@ class Suite:
 
     def _services(self) -> list[Part]:
         """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
-        common = {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_HOST": "127.0.0.1"}
+        common = {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1"}
         extra_env = {
             "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),

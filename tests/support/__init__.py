@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -64,15 +66,19 @@ def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float 
 class Process:
     """A child process we started, stopped by its own PID only."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, log_path: Path | None = None,
+                 own_group: bool = False) -> None:
         self.argv = argv
+        self.own_group = own_group
+        """Started as the leader of its own process group (and session), so the group can be killed whole."""
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="paz-test-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Process":
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=self.own_group)
         log.close()
         return self
 
@@ -92,17 +98,41 @@ class Process:
                 self.proc.wait(5)
         return self.proc.returncode
 
+    def kill_group(self) -> None:
+        """SIGKILL every process of the group this process leads (it was started with ``own_group``)."""
+        assert self.proc is not None and self.own_group, "only a process started as its group's leader"
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-class EtcdServer:
-    """A single-member etcd with the v2 API on free loopback ports, in its own data folder; with
-    ``certificates`` (tests.support.tls), on https, asking clients for a certificate."""
+ETCD_API = os.environ.get("PAZ_ETCD_API", "2")
+"""The etcd API this test run speaks (``PAZ_ETCD_API``, inherited by every service the tests start)."""
 
-    def __init__(self, workdir: Path, certificates: Any = None) -> None:
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _prefix_range(prefix: str) -> dict[str, str]:
+    raw = prefix.encode()
+    return {"key": _b64(prefix), "range_end": base64.b64encode(raw[:-1] + bytes([raw[-1] + 1])).decode()}
+
+
+class EtcdServer:
+    """A single-member etcd on free loopback ports, in its own data folder: with the v2 API
+    (``--enable-v2``) or, when the run sets ``PAZ_ETCD_API=3``, without it. With ``certificates``
+    (tests.support.tls), on https, asking clients for a certificate.
+
+    Its methods read and write etcd directly over HTTP (v2 keys, or v3's JSON gateway), as a person
+    with ``etcdctl`` would, never through the suite's own client."""
+
+    def __init__(self, workdir: Path, certificates: Any = None, api: str | None = None) -> None:
         self.binary = need("etcd")
         self.workdir = workdir
+        self.api = api or ETCD_API
         self.client_port = free_port()
         self.peer_port = free_port()
         self.process: Process | None = None
@@ -130,7 +160,7 @@ class EtcdServer:
         peer = f"http://127.0.0.1:{self.peer_port}"
         self.process = Process(
             [
-                self.binary, "--name", "paz-test", "--data-dir", str(data), "--enable-v2",
+                self.binary, "--name", "paz-test", "--data-dir", str(data), *(["--enable-v2"] if self.api == "2" else []),
                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
                 "--initial-cluster", f"paz-test={peer}", "--log-level", "warn", *self._tls_arguments(),
@@ -138,30 +168,134 @@ class EtcdServer:
             env={"ETCD_UNSUPPORTED_ARCH": ""},
             log_path=self.workdir / "etcd.log",
         ).start()
-        wait_until(lambda: self.http.get(f"{self.url}/v2/keys/", timeout=1).ok, 20, what=f"etcd on {self.url}")
+        wait_until(self._answers, 20, what=f"etcd on {self.url}")
         return self
+
+    def _answers(self) -> bool:
+        if self.api == "2":
+            return self.http.get(f"{self.url}/v2/keys/", timeout=1).ok
+        return self.http.post(f"{self.url}/v3/kv/range", json={"key": _b64("/")}, timeout=1).ok
 
     def stop(self) -> None:
         if self.process:
             self.process.stop()
 
+    def v3(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to etcd's v3 JSON gateway (``/v3/<path>``)."""
+        answer = self.http.post(f"{self.url}/v3/{path}", json=body, timeout=5)
+        answer.raise_for_status()
+        return answer.json()
+
     def get(self, key: str) -> dict[str, Any] | None:
-        """The node at ``key`` as etcd's v2 API returns it, or None."""
-        answer = self.http.get(f"{self.url}/v2/keys{key}", timeout=2)
-        return answer.json()["node"] if answer.status_code == 200 else None
+        """The node at ``key`` as v2 describes one (``key``, ``value``, ``ttl`` when it has one), or None."""
+        if self.api == "2":
+            answer = self.http.get(f"{self.url}/v2/keys{key}", timeout=2)
+            return answer.json()["node"] if answer.status_code == 200 else None
+        kvs = self.v3("kv/range", {"key": _b64(key)}).get("kvs")
+        if not kvs:
+            return None
+        node = {"key": key, "value": base64.b64decode(kvs[0].get("value", "")).decode(),
+                "modifiedIndex": int(kvs[0]["mod_revision"])}
+        if int(kvs[0].get("lease", 0) or 0):
+            node["ttl"] = int(self.v3("kv/lease/timetolive", {"ID": kvs[0]["lease"]})["TTL"])
+        return node
+
+    def values_below(self, folder: str) -> dict[str, str]:
+        """``{path below folder: value}`` for every key below ``folder``."""
+        if self.api == "2":
+            answer = self.http.get(f"{self.url}/v2/keys{folder}", params={"recursive": "true"}, timeout=2)
+            if answer.status_code == 404:
+                return {}
+
+            def leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+                for child in node.get("nodes", []):
+                    yield from leaves(child) if child.get("dir") else [child]
+
+            found = {n["key"]: n["value"] for n in leaves(answer.json()["node"])}
+        else:
+            kvs = self.v3("kv/range", _prefix_range(folder + "/")).get("kvs") or []
+            found = {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode() for kv in kvs}
+        return {key[len(folder) + 1:]: value for key, value in found.items()}
+
+    def listing(self, folder: str) -> list[str] | None:
+        """What ``etcdctl ls <folder>`` shows (the keys and folders right below it), or None when there
+        is no such folder; on v3, folders are the prefixes of keys, so an empty one cannot exist."""
+        if self.api == "2":
+            answer = self.http.get(f"{self.url}/v2/keys{folder}", timeout=2)
+            return None if answer.status_code == 404 else [node["key"] for node in answer.json()["node"].get("nodes", [])]
+        below = self.values_below(folder)
+        return sorted({f"{folder}/{path.split('/')[0]}" for path in below}) or None
+
+    def changes(self, key: str, after: int, seconds: float) -> list[str]:
+        """Every change of ``key`` after index ``after`` for ``seconds``, in order: v2's action names, or
+        v3's event types (``PUT``, ``DELETE``)."""
+        deadline = time.monotonic() + seconds
+        if self.api == "3":
+            watch = {"create_request": {"key": _b64(key), "start_revision": after + 1}}
+            found: list[str] = []
+            try:
+                with self.http.post(f"{self.url}/v3/watch", json=watch, stream=True, timeout=(2, seconds)) as answer:
+                    for line in answer.iter_lines():
+                        found += [event.get("type", "PUT") for event in json.loads(line)["result"].get("events", [])]
+                        if time.monotonic() >= deadline:
+                            break
+            except (requests.Timeout, requests.ConnectionError):  # no change before the deadline (a read timeout)
+                pass
+            return found
+        actions, index = [], after
+        while time.monotonic() < deadline:
+            try:
+                change = self.http.get(f"{self.url}/v2/keys{key}", timeout=max(0.1, deadline - time.monotonic()),
+                                       params={"wait": "true", "waitIndex": index + 1}).json()
+            except (requests.Timeout, requests.ConnectionError):
+                break
+            if change["node"]["key"] == key:  # not the deletion of its emptied folders
+                actions.append(change["action"])
+            index = change["node"]["modifiedIndex"]
+        return actions
+
+    def index(self) -> int:
+        """etcd's index now (v2's X-Etcd-Index, v3's revision)."""
+        if self.api == "2":
+            return int(self.http.get(f"{self.url}/v2/keys/", timeout=2).headers["X-Etcd-Index"])
+        return int(self.v3("kv/range", {"key": _b64("/")})["header"]["revision"])
 
     def put(self, key: str, value: str, ttl: int | None = None) -> None:
-        data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
-        self.http.put(f"{self.url}/v2/keys{key}", data=data, timeout=2).raise_for_status()
+        if self.api == "2":
+            data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
+            self.http.put(f"{self.url}/v2/keys{requests.utils.quote(key, safe='/')}", data=data, timeout=2).raise_for_status()
+            return
+        lease = {"lease": self.v3("lease/grant", {"TTL": ttl})["ID"]} if ttl else {}
+        self.v3("kv/put", {"key": _b64(key), "value": _b64(value), **lease})
+
+    def delete(self, key: str) -> None:
+        if self.api == "2":
+            self.http.delete(f"{self.url}/v2/keys{key}", timeout=2).raise_for_status()
+        else:
+            self.v3("kv/deleterange", {"key": _b64(key)})
 
     def delete_tree(self, key: str) -> None:
-        self.http.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
+        if self.api == "2":
+            self.http.delete(f"{self.url}/v2/keys{key}", params={"recursive": "true"}, timeout=2)
+        else:
+            self.v3("kv/deleterange", {"key": _b64(key)})
+            self.v3("kv/deleterange", _prefix_range(key + "/"))
+
+    def forget_events(self) -> None:
+        """Make etcd drop the events written so far: v2 keeps the last 1000, v3 compacts its history."""
+        count = 1010 if self.api == "2" else 3
+        for i in range(count):
+            self.put("/paz-test-filler/k", str(i))
+        self.delete_tree("/paz-test-filler")
+        if self.api == "3":
+            self.v3("kv/compaction", {"revision": self.index(), "physical": True})
 
 
 class Service:
     """One of the suite's services run as its console script (gunicorn, real HTTP) on a free port."""
 
-    def __init__(self, script: str, etcd: EtcdServer, workdir: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(self, script: str, etcd: EtcdServer, workdir: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 own_group: bool = False) -> None:
         self.script = script
         self.port = port or free_port()
         self.env = {
@@ -173,7 +307,8 @@ class Service:
             "PAZ_AUTH": "off",  # tests of what a route does; tests/test_auth.py turns it on
             **(env or {}),
         }
-        self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log")
+        self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log",
+                               own_group=own_group)
         self.etcd = etcd
 
     @property
@@ -317,11 +452,13 @@ def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1", extra_
     return tag
 
 
-def etcdctl_get(etcd_url: str, key: str) -> str:
-    """What a person sees with ``ETCDCTL_API=2 etcdctl --endpoints <url> get <key>``."""
+def etcdctl_get(etcd_url: str, key: str, api: str | None = None) -> str:
+    """What a person sees with ``ETCDCTL_API=2 etcdctl --endpoints <url> get <key>``, or on the v3 API
+    with plain ``etcdctl --endpoints <url> get --print-value-only <key>`` (etcdctl's default since 3.4)."""
+    v2 = (api or ETCD_API) == "2"
     result = subprocess.run(
-        [need("etcdctl"), "--endpoints", etcd_url, "get", key],
-        env={"ETCDCTL_API": "2", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
+        [need("etcdctl"), "--endpoints", etcd_url, "get", *([] if v2 else ["--print-value-only"]), key],
+        env={**({"ETCDCTL_API": "2"} if v2 else {}), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=10,
     )
     return result.stdout.strip()
 

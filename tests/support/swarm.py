@@ -317,8 +317,4 @@ def swarm_scheduler_env(manager: NamespacedNode, **extra: str) -> dict[str, str]
 
 def announced(etcd: Any, name: str) -> dict[str, str]:
     """``{"<version>/<instance>": "host:port"}`` as announced in etcd."""
-    answer = requests.get(f"{etcd.url}/v2/keys/paz/services/{name}", params={"recursive": "true"}, timeout=2)
-    if answer.status_code == 404:
-        return {}
-    return {instance["key"].split("/", 4)[-1]: instance["value"]
-            for version in answer.json()["node"].get("nodes", []) for instance in version.get("nodes", [])}
+    return etcd.values_below(f"/paz/services/{name}")

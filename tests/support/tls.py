@@ -35,6 +35,6 @@ def make_certificates(folder: Path) -> Certificates:
     folder.mkdir(parents=True, exist_ok=True)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
              "-subj", "/CN=paz test CA", cwd=folder)
-    server = _signed("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n", folder)
+    server = _signed("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n", folder)
     client = _signed("client", "/CN=paz-client", "extendedKeyUsage=clientAuth\n", folder)
     return Certificates(folder / "ca.crt", *server, *client)

@@ -15,6 +15,7 @@ from .. import docs as api_docs
 from ..auth import ROLES, TokenStore
 from ..errors import ApiError
 from ..etcd_client import Etcd, StoreUnavailable
+from ..etcd_migrate import copy_v2_tree
 from ..logs import configure_logging
 from ..names import DOMAIN
 from ..registry import declarations
@@ -31,8 +32,9 @@ def part_names() -> list[str]:
     return ["etcd", "docker", *(service.name for service in declarations()), "supervisor"]
 
 
-def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None) -> Suite:
-    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members)
+def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None,
+             etcd_api: str | None = None) -> Suite:
+    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api)
 
 
 @click.command()
@@ -41,10 +43,12 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
               help="the scheduler's runtime (PAZ_DRIVER, default docker); swarm makes the engine a swarm manager")
 @click.option("--etcd-members", type=click.Choice(["1", "3", "5"]), default=None,
               help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
+@click.option("--etcd-api", type=click.Choice(["2", "3"]), default=None,
+              help="etcd's API the services use (default: PAZ_ETCD_API, the last choice, else v2 when the etcd has it)")
 @click.pass_context
-def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None) -> None:
+def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None) -> None:
     """Start etcd and the services in the background, supervised."""
-    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None)
+    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api)
     if domain and not DOMAIN.match(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
     problems = suite.missing()
@@ -56,6 +60,7 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
         click.echo(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
                    "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
                    "works; deploys answer 503.", err=True)
+    click.echo(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
     tokens_made: list[Path] | None = None
     for part in suite.wanted():
         if part.announced_as and tokens_made is None:
@@ -241,4 +246,25 @@ def docs_serve(folder: Path, port: int) -> None:
         httpd.server_close()
 
 
-COMMANDS = (up, down, status, supervise, suite_logs, token, docs)
+@click.group("etcd")
+def etcd_group() -> None:
+    """etcd's data: moving from the v2 API to v3."""
+
+
+@etcd_group.command("migrate")
+@ETCD_OPTION
+@click.option("--to", default=None, help="the v3 etcd's URLs, when not the same etcd (default: --etcd)")
+def etcd_migrate(etcd: str, to: str | None) -> None:
+    """Copy the /paz tree of etcd's v2 API into v3 keys of the same names (safe to run again)."""
+    try:
+        source = Etcd(parse_endpoints(etcd), 5.0, api="2")
+        target = Etcd(parse_endpoints(to or etcd), 5.0, api="3")
+        done = copy_v2_tree(source, target)
+    except SettingsError as exc:
+        raise PazError(str(exc), USAGE) from None
+    except StoreUnavailable as exc:
+        raise PazError(str(exc), UNREACHABLE) from None
+    click.echo(f"paz etcd migrate: {done.copied} keys copied to the v3 API, {done.unchanged} already there")
+
+
+COMMANDS = (up, down, status, supervise, suite_logs, token, etcd_group, docs)
