@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -283,11 +284,14 @@ def test_one_etcd_watch_per_worker_however_many_streams(own_etcd: EtcdServer, tm
         try:
             own_etcd.put("/paz/directory/services/seen", json.dumps(svcdoc("seen")))
             assert all(stream.next()["data"]["service"] == "seen" for stream in streams)
-            watchers = requests.get(f"{own_etcd.url}/v2/stats/store", timeout=2).json()["watchers"]
+            samples = []  # the view re-issues its watch after each change: a moment may show none
+            for _ in range(10):
+                samples.append(requests.get(f"{own_etcd.url}/v2/stats/store", timeout=2).json()["watchers"])
+                time.sleep(0.1)
         finally:
             for stream in streams:
                 stream.close()
-    assert watchers == 1  # the worker's view; the companion (announcer) watches nothing
+    assert max(samples) == 1, samples  # the worker's view; the companion (announcer) watches nothing
 
 
 def test_a_slow_client_is_cut_off_and_the_others_go_on(own_etcd: EtcdServer, tmp_path: Path) -> None:
