@@ -86,6 +86,9 @@ def test_the_service_keeps_its_documented_contract_under_fuzzing(suite: dict[str
          # a deploy or rollback of a fuzzed service pulls its fuzzed image from a registry this machine
          # cannot reach: the documented 502 (tests/test_web.py deploys and rolls back for real)
          "--exclude-path-regex", "^/services/[^/]+/(deploy|rollback)$",
+         # an item's health answers 503 when it is unhealthy, by design (a monitor reads the status
+         # alone), which the fuzzer counts as a server error whenever it finds an unhealthy unit
+         "--exclude-path-regex", "^/(cluster|services)/.+/health$",
          "--request-timeout", "60", "--no-color", "--generation-database", "none",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,

@@ -18,6 +18,7 @@ master is gone, even one killed with SIGKILL.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import resource
@@ -119,8 +120,10 @@ def _granian(service: Service, settings: Settings) -> None:
     from granian.log import LogLevels
 
     configure_logging(settings.service_name, settings.log_level)
+    os.environ[GRANIAN_PACKAGE] = service.package
+    os.environ[GRANIAN_PARENT] = str(os.getpid())
     server = Granian(
-        f"{service.package}.app:service.create_app", factory=True, interface=Interfaces.WSGI,
+        "paz.server:granian_worker_app", factory=True, interface=Interfaces.WSGI,
         address=settings.host, port=settings.port, workers=settings.workers, blocking_threads=settings.threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
         backlog=2048, log_level=LogLevels(settings.log_level.lower()),
@@ -130,6 +133,23 @@ def _granian(service: Service, settings: Settings) -> None:
     server.on_startup(companion.start)
     server.on_shutdown(companion.stop)
     server.serve()
+
+
+GRANIAN_PACKAGE, GRANIAN_PARENT = "PAZ_GRANIAN_PACKAGE", "PAZ_GRANIAN_PARENT"
+PR_SET_PDEATHSIG = 1
+
+
+def granian_worker_app() -> Flask:
+    """The app of a granian worker, which dies with its main process.
+
+    granian's workers outlive a main process killed with SIGKILL and go on answering on its port
+    (seen when paz up's supervisor restarted the directory: two generations served at once), so
+    each worker asks the kernel for SIGTERM when its parent dies, and exits if that already happened.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(os.environ[GRANIAN_PARENT]):
+        os.kill(os.getpid(), signal.SIGTERM)
+    return declaration(os.environ[GRANIAN_PACKAGE]).create_app()
 
 
 def serve(service: Service) -> None:
