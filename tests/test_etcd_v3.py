@@ -5,27 +5,27 @@ resume from a revision."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from paz import keys
 from paz.etcd_client import Etcd, IndexCleared
 from paz.suite import etcd_api_of
-from paz_directory.store import DirectoryStore
+
 from paz_scheduler.store import SchedulerStore
 from tests.support import EtcdServer, Service, etcdctl_get, free_port, paz_command, wait_until
 
 KEY = "/paz/services/paz-service-directory"
-
 
 @pytest.fixture
 def etcd_v3(tmp_path: Path):
     server = EtcdServer(tmp_path, api="3").start()
     yield server
     server.stop()
-
 
 def test_plain_etcdctl_shows_the_announced_address_on_an_etcd_without_v2(etcd_v3, tmp_path):
     assert etcd_v3.http.get(f"{etcd_v3.url}/v2/keys/", timeout=2).status_code == 404  # no v2 API here
@@ -36,7 +36,6 @@ def test_plain_etcdctl_shows_the_announced_address_on_an_etcd_without_v2(etcd_v3
         service.stop()
     assert etcdctl_get(etcd_v3.url, KEY, api="3") == ""  # withdrawn on a clean stop
 
-
 def test_the_announce_key_goes_within_its_lease_ttl_when_the_whole_process_group_is_killed(etcd_v3, tmp_path):
     ttl = 3
     service = Service("paz-service-directory", etcd_v3, tmp_path, env={"PAZ_ETCD_API": "3", "PAZ_ANNOUNCE_TTL": str(ttl)},
@@ -46,7 +45,6 @@ def test_the_announce_key_goes_within_its_lease_ttl_when_the_whole_process_group
     killed = time.monotonic()
     wait_until(lambda: etcd_v3.get(KEY) is None, ttl + 5, what="the lease to run out")
     assert time.monotonic() - killed <= ttl + 1.5  # etcd checks its leases twice a second
-
 
 def test_a_watch_resumes_from_a_revision_and_a_compacted_one_is_index_cleared(etcd_v3):
     store = Etcd([etcd_v3.url], api="3")
@@ -71,7 +69,6 @@ def test_a_watch_resumes_from_a_revision_and_a_compacted_one_is_index_cleared(et
     with pytest.raises(IndexCleared):
         store.wait("/paz/test/watched", first.modifiedIndex, timeout=5)
 
-
 def test_paz_up_speaks_v3_to_an_etcd_without_v2_and_says_why(etcd_v3, tmp_path):
     v2_etcd = EtcdServer(tmp_path / "v2", api="2")
     (tmp_path / "v2").mkdir()
@@ -86,12 +83,12 @@ def test_paz_up_speaks_v3_to_an_etcd_without_v2_and_says_why(etcd_v3, tmp_path):
     api, reason = etcd_api_of(f"http://127.0.0.1:{free_port()}", "/usr/bin/etcd")  # none runs: the binary decides
     assert (api, reason.split(" has")[0]) == (expected, f"etcd {version}")
 
-
 def test_paz_etcd_migrate_copies_services_versions_and_the_journal_once(tmp_path):
     etcd = EtcdServer(tmp_path, api="2").start()  # etcd 3.4 with --enable-v2 serves both key spaces
     try:
         v2, v3 = Etcd([etcd.url], api="2"), Etcd([etcd.url], api="3")
-        DirectoryStore(v2).create({"name": "shop", "description": "a shop", "dockerRepository": "paz/shop", "config": {}})
+        shop = keys.service_document("shop")
+        v2.write(shop, json.dumps({"name": "shop", "description": "a shop", "dockerRepository": "paz/shop", "config": {}}))
         old = SchedulerStore(v2)
         for status in ("done", "running"):
             number = old.next_version("shop")
@@ -106,7 +103,7 @@ def test_paz_etcd_migrate_copies_services_versions_and_the_journal_once(tmp_path
         assert "7 keys copied to the v3 API, 0 already there" in first.stdout
 
         new = SchedulerStore(v3)
-        assert DirectoryStore(v3).get("shop") == DirectoryStore(v2).get("shop")
+        assert v3.get(shop) == v2.get(shop)
         assert new.history("shop") == old.history("shop") and new.latest_number("shop") == 2
         assert new.journal_entries(None, 10, 0) == old.journal_entries(None, 10, 0)
         assert etcdctl_get(etcd.url, "/paz/services/shop/2/1", api="3") == "127.0.0.1:40001"
