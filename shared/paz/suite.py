@@ -287,12 +287,7 @@ class Suite:
 
     def pid(self, part: Part) -> int | None:
         """The pid of ``part`` if its pid file names a live process running its program."""
-        try:
-            pid = int(self.pid_file(part).read_text().strip())
-        except (OSError, ValueError):
-            return None
-        program = os.path.basename(part.argv[0])
-        return pid if any(os.path.basename(arg) == program for arg in (command(pid) or [])[:2]) else None
+        return running_program(self.pid_file(part), os.path.basename(part.argv[0]))
 
     def missing(self) -> list[str]:
         """One line per required part whose program is not installed, naming how to install it."""
@@ -352,17 +347,20 @@ class Suite:
             _terminate(pid, lambda: self.pid(part) is None, timeout)
         self.pid_file(part).unlink(missing_ok=True)
         for pid_file, program in part.leaves_running:
-            left = _pid_in(pid_file)
-            if left is not None and any(os.path.basename(arg) == program for arg in (command(left) or [])[:1]):
+            left = running_program(pid_file, program)
+            if left is not None:
                 _terminate(left, lambda: not running(left), timeout)
         return pid is not None
 
 
-def _pid_in(path: Path) -> int | None:
+def running_program(pid_file: Path, program: str) -> int | None:
+    """The pid in ``pid_file`` if it names a live process running ``program`` (as the interpreter's
+    script or the binary itself), so a pid reused by another program is never signalled."""
     try:
-        return int(path.read_text().split()[0])
+        pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    return pid if any(os.path.basename(arg) == program for arg in (command(pid) or [])[:2]) else None
 
 
 def _terminate(pid: int, gone: Callable[[], bool], timeout: float) -> None:
