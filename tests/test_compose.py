@@ -11,6 +11,7 @@ through HAProxy. Every port is a free one, passed through the file's ``${PAZ_...
 from __future__ import annotations
 
 import configparser
+import hashlib
 import ipaddress
 import os
 import shutil
@@ -25,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support import ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
+from tests.support import ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 SUITE = {
@@ -47,6 +48,7 @@ PORT_VARIABLES = {
 }
 BASE_IMAGE = "paz-test/base:bookworm"
 BASE_PACKAGES = "python3,python3-venv,haproxy,etcd-server,etcd-client,ca-certificates"
+BASE_CACHE = ROOT / ".paz" / "test-cache" / f"base-bookworm-{hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:12]}.tar"
 
 
 def compose_env(**values: str) -> dict[str, str]:
@@ -100,7 +102,7 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
         assert env["PAZ_ANNOUNCE_HOST"] == name, "announced by its name in the compose network"
         assert env["PAZ_ETCD_ENDPOINTS"] == "http://etcd:2379"
         assert published(service)[port] == ("127.0.0.1", port)
-    assert "--enable-v2" in services["etcd"]["command"]
+    assert "--enable-v2=true" in services["etcd"]["command"] and environment(services["paz-scheduler"])["PAZ_ETCD_API"] == "2"
     assert published(services["etcd"])[2379] == ("127.0.0.1", 2379)
     router = services["paz-haproxy-sync"]
     assert environment(router)["PAZ_HTTP_PORT"] == "80" and environment(router)["PAZ_ROUTER_BIND"] == "0.0.0.0"
@@ -111,9 +113,12 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
     assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), mounts
 
 
-def test_compose_variables_move_every_published_port_and_the_socket() -> None:
+def test_compose_variables_move_every_published_port_and_the_socket_and_choose_the_etcd_api() -> None:
     ports = {var: str(free_port()) for var in PORT_VARIABLES}
-    services = resolved(compose_env(**ports, PAZ_DOCKER_SOCKET="/run/other/docker.sock", PAZ_IMAGE="paz-suite:test"))
+    services = resolved(compose_env(**ports, PAZ_DOCKER_SOCKET="/run/other/docker.sock", PAZ_IMAGE="paz-suite:test",
+                                    PAZ_ETCD_API="3", PAZ_ETCD_ENABLE_V2="false"))
+    assert "--enable-v2=false" in services["etcd"]["command"]
+    assert {environment(services[name])["PAZ_ETCD_API"] for name in SUITE} == {"3"}
     for var, (name, container) in PORT_VARIABLES.items():
         assert published(services[name])[container] == ("127.0.0.1", int(ports[var])), var
     assert services["paz-orchestrator"]["image"] == "paz-suite:test"
@@ -159,10 +164,20 @@ def apt_mirror() -> str:
 
 def base_image(engine: DockerEngine, workdir: Path) -> str:
     """A Debian bookworm image with python3, HAProxy and etcd, made with debootstrap and imported;
-    made once per Docker Engine (its tag is reused while the engine keeps it)."""
+    made once per Docker Engine (its tag is reused while the engine keeps it). Its root file system
+    is kept as a tarball in BASE_CACHE, so a later test run (CI runs the suite once per etcd API)
+    imports it instead of running debootstrap again."""
     client = engine.client()
     if client.images.list(name=BASE_IMAGE):
         return BASE_IMAGE
+    repository, _, tag = BASE_IMAGE.partition(":")
+    if not BASE_CACHE.exists():
+        debootstrap_base(workdir)
+    client.api.import_image_from_file(str(BASE_CACHE), repository=repository, tag=tag)
+    return BASE_IMAGE
+
+
+def debootstrap_base(workdir: Path) -> None:
     debootstrap = need("debootstrap")
     if os.geteuid() != 0:
         message = "debootstrap needs root to make the base image: run the tests as root"
@@ -173,12 +188,11 @@ def base_image(engine: DockerEngine, workdir: Path) -> str:
     run_checked([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), apt_mirror()])
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    repository, _, tag = BASE_IMAGE.partition(":")
-    client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag)
-    assert tar.wait(300) == 0
+    BASE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    partial = BASE_CACHE.with_suffix(".partial")
+    run_checked(["tar", "-C", str(rootfs), "-cf", str(partial), "."], timeout=300)
+    partial.replace(BASE_CACHE)
     shutil.rmtree(rootfs, ignore_errors=True)
-    return BASE_IMAGE
 
 
 def suite_image(engine: DockerEngine, base: str, workdir: Path) -> str:
@@ -214,6 +228,7 @@ class ComposedSuite:
         self.env = compose_env(
             DOCKER_HOST=engine.host, COMPOSE_PROJECT_NAME=f"paz-test-{SESSION_ID}", PAZ_IMAGE=image,
             PAZ_DOCKER_SOCKET=socket, PAZ_INSTANCE_HOST=gateway, PAZ_INSTANCE_LABELS=f"{TEST_LABEL}={SESSION_ID}",
+            PAZ_ETCD_API=ETCD_API, PAZ_ETCD_ENABLE_V2=str(ETCD_API == "2").lower(),  # the test run's API, as its etcds
             **{var: str(port) for var, port in self.ports.items()},
         )
         # Every container the test causes carries the session's label, so cleanup finds exactly these.

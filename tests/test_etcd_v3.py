@@ -29,7 +29,7 @@ def etcd_v3(tmp_path: Path):
 
 def test_plain_etcdctl_shows_the_announced_address_on_an_etcd_without_v2(etcd_v3, tmp_path):
     assert etcd_v3.http.get(f"{etcd_v3.url}/v2/keys/", timeout=2).status_code == 404  # no v2 API here
-    service = Service("paz-service-directory", etcd_v3, tmp_path, env={"PAZ_ETCD_API": "3"}).start()
+    service = Service("paz-service-directory", etcd_v3, tmp_path).start()
     try:
         assert etcdctl_get(etcd_v3.url, KEY, api="3") == f"127.0.0.1:{service.port}"
     finally:
@@ -38,7 +38,7 @@ def test_plain_etcdctl_shows_the_announced_address_on_an_etcd_without_v2(etcd_v3
 
 def test_the_announce_key_goes_within_its_lease_ttl_when_the_whole_process_group_is_killed(etcd_v3, tmp_path):
     ttl = 3
-    service = Service("paz-service-directory", etcd_v3, tmp_path, env={"PAZ_ETCD_API": "3", "PAZ_ANNOUNCE_TTL": str(ttl)},
+    service = Service("paz-service-directory", etcd_v3, tmp_path, env={"PAZ_ANNOUNCE_TTL": str(ttl)},
                       own_group=True).start()
     assert 0 < etcd_v3.get(KEY)["ttl"] <= ttl
     service.process.kill_group()  # master, workers and companion: nobody is left to withdraw the key

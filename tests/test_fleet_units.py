@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Process, need, wait_until
+from tests.support import ETCD_API, ROOT, Process, need, wait_until
 from paz.registry import declaration
 
 FLEET = ROOT / "compose" / "fleet"
@@ -96,32 +96,39 @@ def test_announce_unit_is_a_sidekick_writing_what_the_service_announces(name: st
     start = announce["Service"]["ExecStart"][0]
     assert f'/paz/services/{name} "${{COREOS_PRIVATE_IPV4}}:{port}"' in start
     assert f"http://127.0.0.1:{port}/health" in start
-    assert announce["Service"]["ExecStop"] == [f"-/usr/bin/etcdctl rm /paz/services/{name}"]
+    (stop,) = announce["Service"]["ExecStop"]
+    assert f"ETCDCTL_API=3 /usr/bin/etcdctl del /paz/services/{name};" in stop
+    assert f"ETCDCTL_API=2 /usr/bin/etcdctl rm /paz/services/{name};" in stop
 
 
-def systemd_command(line: str, port: int, real_port: int) -> list[str]:
-    """An Exec line as systemd would run it on a machine at MACHINE_IP, aimed at ``real_port``."""
-    line = line.lstrip("-").replace("${COREOS_PRIVATE_IPV4}", MACHINE_IP).replace(f"127.0.0.1:{port}/", f"127.0.0.1:{real_port}/")
-    return shlex.split(line)
+def systemd_command(line: str, port: int, real_port: int, env: dict[str, str]) -> list[str]:
+    """An Exec line as systemd would run it on a machine at MACHINE_IP with ``env``, aimed at ``real_port``:
+    ``${NAME}`` replaced, then ``$$`` made ``$``, then split into words."""
+    env = {**env, "COREOS_PRIVATE_IPV4": MACHINE_IP}
+    line = re.sub(r"(?<!\$)\$\{(\w+)\}", lambda m: env[m[1]], line.lstrip("-")).replace("$$", "$")
+    return shlex.split(line.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{real_port}/"))
 
 
-def test_sidekick_loop_creates_the_key_while_the_service_answers_and_removes_it_on_stop(directory, own_etcd, tmp_path: Path) -> None:
-    """The directory's sidekick, run as fleet would run it, against a real directory (on a free port
-    instead of 9001) and a fresh etcd: it writes the machine's address with a TTL, and its ExecStop
-    deletes the key at once."""
+@pytest.mark.parametrize("api", ["3"] if ETCD_API == "3" else ["2", "3"])  # etcd with --enable-v2 serves both
+def test_sidekick_loop_creates_the_key_while_the_service_answers_and_removes_it_on_stop(directory, own_etcd, tmp_path: Path, api: str) -> None:
+    """The directory's sidekick, run as fleet would run it with ``PAZ_ETCD_API=<api>`` from
+    /etc/paz.env, against a real directory (on a free port instead of 9001) and a fresh etcd: it
+    writes the machine's address with a TTL (a lease on v3), and its ExecStop deletes the key at once."""
     need("etcdctl")
     need("curl")
     announce = unit(FLEET / "paz-service-directory-announce.service")["Service"]
-    env = dict(pair.split("=", 1) for pair in announce["Environment"][0].split())
+    env = {**dict(pair.split("=", 1) for pair in announce["Environment"][0].split()), "PAZ_ETCD_API": api}
     env["ETCDCTL_ENDPOINTS"] = own_etcd.url
     key = "/paz/services/paz-service-directory"
-    loop = Process(systemd_command(announce["ExecStart"][0], 9001, directory.port), env=env, log_path=tmp_path / "sidekick.log").start()
+    view = own_etcd.speaking(api)
+    loop = Process(systemd_command(announce["ExecStart"][0], 9001, directory.port, env), env=env, log_path=tmp_path / "sidekick.log").start()
     try:
-        node = wait_until(lambda: own_etcd.get(key), 15, what=f"the sidekick to write {key}")
+        node = wait_until(lambda: view.get(key), 15, what=f"the sidekick to write {key}")
     finally:
         loop.stop()
     assert node["value"] == f"{MACHINE_IP}:9001"
     assert 0 < node["ttl"] <= 60
-    stop = subprocess.run(systemd_command(announce["ExecStop"][0], 9001, directory.port), env={**os.environ, **env}, capture_output=True, text=True, timeout=20)
+    stop = subprocess.run(systemd_command(announce["ExecStop"][0], 9001, directory.port, env), env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=20)
     assert stop.returncode == 0, stop.stderr
-    assert own_etcd.get(key) is None
+    assert view.get(key) is None

@@ -286,7 +286,7 @@ def test_one_etcd_watch_per_worker_however_many_streams(own_etcd: EtcdServer, tm
             assert all(stream.next()["data"]["service"] == "seen" for stream in streams)
             samples = []  # the view re-issues its watch after each change: a moment may show none
             for _ in range(10):
-                samples.append(requests.get(f"{own_etcd.url}/v2/stats/store", timeout=2).json()["watchers"])
+                samples.append(own_etcd.watchers())
                 time.sleep(0.1)
         finally:
             for stream in streams:

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 
-from tests.support import SESSION_ID, TEST_LABEL, Process, Service, need, wait_until
+from tests.support import ETCD_API, SESSION_ID, TEST_LABEL, Process, Service, need, wait_until
 from paz_scheduler.drivers.base import InstanceSpec
 from paz_scheduler.drivers.fleet import announce_unit, service_unit, unit_text
 from tests.test_scheduler import deploy, register
@@ -42,7 +42,8 @@ SPEC = InstanceSpec(
 def rendered() -> dict[str, str]:
     return {
         "demo-api-3-2.service": unit_text(service_unit(SPEC, ["db-1-2.service"])),
-        "demo-api-3-2-announce.service": unit_text(announce_unit(SPEC)),
+        "demo-api-3-2-announce.service": unit_text(announce_unit(SPEC, "2")),
+        "demo-api-3-2-announce-v3.service": unit_text(announce_unit(SPEC, "3")),
     }
 
 
@@ -80,8 +81,9 @@ def test_units_run_for_real_keep_hostile_env_values_and_announce(etcd, docker_en
     need("etcdctl")
     spec = InstanceSpec(unique_name, 1, 1, test_image, {"ports": [{"container": 8000}], "env": HOSTILE_ENV})
     service = {o["name"]: o["value"] for o in service_unit(spec, [], {TEST_LABEL: SESSION_ID})}
-    sidekick = {o["name"]: o["value"] for o in announce_unit(spec)}
-    env = {"DOCKER_HOST": docker_engine.host, "COREOS_PRIVATE_IPV4": "127.0.0.1", "ETCDCTL_API": "2", "ETCDCTL_ENDPOINTS": etcd.url}
+    sidekick = {o["name"]: o["value"] for o in announce_unit(spec, ETCD_API)}
+    env = {"DOCKER_HOST": docker_engine.host, "COREOS_PRIVATE_IPV4": "127.0.0.1", "ETCDCTL_ENDPOINTS": etcd.url,
+           **dict([sidekick["Environment"].split("=", 1)])}
     instance = Process(systemd_argv(service["ExecStart"]), env=env, log_path=tmp_path / "instance.log").start()
     announcer = None
     try:

@@ -9,7 +9,6 @@ import time
 
 import psutil
 import pytest
-import requests
 
 from paz.processes import running
 from tests.support import Service, VENV_BIN, etcdctl_get, wait_until
@@ -165,7 +164,7 @@ def test_view_goes_on_from_its_index_when_etcd_restarts_and_reads_again_when_etc
         wait_until(lambda: view.get("/paz/view-test/c") == "3", 10, what="the view to read the new etcd")
         assert view.get("/paz/view-test/a") is None and view.get("/paz/view-test/b") is None
         assert reloads[-1][0] is True  # what it held changed unseen
-        assert view.index == int(requests.get(f"{own_etcd.url}/v2/keys/", timeout=2).headers["X-Etcd-Index"])
+        assert view.index == own_etcd.index()
     finally:
         view.stop()
 
@@ -175,12 +174,14 @@ def test_view_reads_again_when_etcd_cleared_its_index_and_says_whether_anything_
     view, reloads = _following(own_etcd.url)
     try:
         assert view.get("/paz/view-test/a") == "1"
-        session = requests.Session()
-        for i in range(1010):  # outside the view: etcd v2 keeps the last 1000 events
-            session.put(f"{own_etcd.url}/v2/keys/elsewhere/k", data={"value": str(i)}, timeout=2).raise_for_status()
+        before = own_etcd.index()
+        own_etcd.forget_events()  # changes outside the view, then v2 keeps only the last 1000, v3 compacts
+        if own_etcd.api == "3":  # a v3 watch already open outlives a compaction: the view has to watch anew
+            own_etcd.stop()
+            own_etcd.start()
         wait_until(lambda: len(reloads) == 2, 10, what="the view to read again after etcd cleared its index")
         lost, index = reloads[-1]
-        assert lost is False and index > 1010  # nothing below the view changed
+        assert lost is False and index > before  # nothing below the view changed
         own_etcd.put("/paz/view-test/a", "2")
         wait_until(lambda: view.get("/paz/view-test/a") == "2", 5, what="the view to follow from its new index")
     finally:

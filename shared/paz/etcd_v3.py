@@ -112,9 +112,8 @@ class EtcdV3(Etcd):
         super().__init__(endpoints, timeout, tls, api)
         self._clients: dict[str, etcd3gw.Etcd3Client] = {}
         self._preferred = 0
-        self._leftovers = threading.local()
-        """Per thread (each watch loop is one): events of a revision that changed several keys, not yet
-        handed out, by (key, revision)."""
+        self._streams = threading.local()
+        """Per thread (each watch loop is one): the :class:`WatchStream` it reads on."""
 
     # transport ---------------------------------------------------------------------------------
 
@@ -173,53 +172,38 @@ class EtcdV3(Etcd):
         return _result("get", _tree(key, below.get("kvs") or [], bool(kwargs.get("recursive"))), int(below["header"]["revision"]))
 
     def wait(self, key: str, index: int | None, timeout: float, recursive: bool = True) -> Result:
-        """The first change at or below ``key`` from revision ``index`` (from now when None)."""
-        leftovers: dict[tuple[str, int], list[Result]] = self._leftovers.__dict__.setdefault("by_revision", {})
-        pending = leftovers.pop((key, index - 1), None) if index is not None else None
-        if pending:
-            if pending[1:]:
-                leftovers[(key, pending[0].modifiedIndex)] = pending[1:]
-            return pending[0]
+        """The first change at or below ``key`` from revision ``index`` (from now when None).
+
+        A thread that waits again from the revision after the change it was handed reads on from the
+        same watch stream (etcd's watches are made to stay open), so following a prefix costs one
+        stream, not one per change.
+        """
+        stream: WatchStream | None = getattr(self._streams, "stream", None)
+        if stream is None or not stream.follows(key, recursive, index, timeout):
+            if stream is not None:
+                stream.close()
+            stream = self._streams.stream = self._open_watch(key, recursive, index, timeout)
+        try:
+            event, revision = stream.next_event()
+        except (IndexCleared, WatchTimedOut, StoreUnavailable):
+            stream.close()
+            self._streams.stream = None
+            raise
+        return self._event(event, revision)
+
+    def _open_watch(self, key: str, recursive: bool, index: int | None, timeout: float) -> WatchStream:
         request: dict[str, Any] = {"key": _encode(key), "prev_kv": True}
         if recursive:
             request["range_end"] = _prefix_end(key)
         if index is not None:
             request["start_revision"] = index
-        events, revision = self._watch(request, timeout, key if recursive else None)
-        results = [self._event(event, revision) for event in events]
-        if len(results) > 1:  # one revision, several keys (a prefix deleted at once): the rest come next
-            leftovers[(key, results[0].modifiedIndex)] = results[1:]
-        return results[0]
-
-    def _watch(self, request: dict[str, Any], timeout: float, folder: str | None) -> tuple[list[dict[str, Any]], int]:
-        """The events of the first revision a watch reports: (events of one revision, header revision).
-
-        A prefix also matches siblings (``/paz/services-old`` for ``/paz/services``): with ``folder``,
-        only the key itself and the keys below ``folder/`` count.
-        """
         client = self._client_for(self._endpoints_in_order()[0])
-        deadline = time.monotonic() + timeout
         try:
-            with client.session.post(client.get_url("/watch"), json={"create_request": request}, stream=True,
-                                     timeout=(self.timeout, timeout)) as answer:
-                for line in answer.iter_lines():
-                    result = json.loads(line).get("result", {}) if line.strip() else {}
-                    if int(result.get("compact_revision", 0) or 0) > 0:
-                        raise IndexCleared(f"revision {request.get('start_revision')} was compacted",
-                                           {"index": int(result["compact_revision"])})
-                    events = [e for e in result.get("events") or [] if folder is None or _within(_decode(e["kv"]["key"]), folder)]
-                    if events:
-                        first = events[0]["kv"].get("mod_revision")
-                        same = [e for e in events if e["kv"].get("mod_revision") == first]
-                        return same, int(result["header"]["revision"])
-                    if time.monotonic() >= deadline:
-                        break
-        except requests.exceptions.ConnectionError as exc:
-            if time.monotonic() < deadline - 0.05 and "timed out" not in str(exc).lower():
-                raise StoreUnavailable(self.endpoints, exc) from None
-        except requests.exceptions.Timeout:
-            pass
-        raise WatchTimedOut("nothing changed", {})
+            answer = client.session.post(client.get_url("/watch"), json={"create_request": request}, stream=True,
+                                         timeout=(self.timeout, timeout))
+        except requests.exceptions.RequestException as exc:
+            raise StoreUnavailable(self.endpoints, exc) from None
+        return WatchStream(answer, key, recursive, index, timeout, self.endpoints)
 
     def _event(self, event: dict[str, Any], revision: int) -> Result:
         node = _node(event["kv"])
@@ -349,3 +333,54 @@ class EtcdV3(Etcd):
 
     def remove_empty_folders(self, top: str) -> None:
         """Nothing to do: v3 has no folders to leave behind."""
+
+
+class WatchStream:
+    """One open watch on etcd's gateway, read on by consecutive waits of one thread.
+
+    It hands out one event at a time, in revision order (a revision that changed several keys, a
+    prefix deleted at once, gives several). A prefix also matches siblings (``/paz/services-old``
+    for ``/paz/services``): with ``recursive``, only the key itself and the keys below ``key/`` count.
+    """
+
+    def __init__(self, answer: requests.Response, key: str, recursive: bool, index: int | None, timeout: float,
+                 endpoints: tuple[str, ...]) -> None:
+        self.answer, self.lines = answer, answer.iter_lines()
+        self.key, self.recursive, self.timeout, self.endpoints = key, recursive, timeout, endpoints
+        self.start = index
+        self.position = index
+        """The revision the next wait asks for when it reads on from here (None: only a new stream)."""
+        self.pending: list[tuple[dict[str, Any], int]] = []
+
+    def follows(self, key: str, recursive: bool, index: int | None, timeout: float) -> bool:
+        return index is not None and (key, recursive, index, timeout) == (self.key, self.recursive, self.position, self.timeout)
+
+    def close(self) -> None:
+        self.answer.close()
+
+    def next_event(self) -> tuple[dict[str, Any], int]:
+        """The next event and the revision etcd was at when it sent it."""
+        if not self.pending:
+            self.pending = self._read_events()
+        event, revision = self.pending.pop(0)
+        self.position = int(event["kv"].get("mod_revision", 0)) + 1
+        return event, revision
+
+    def _read_events(self) -> list[tuple[dict[str, Any], int]]:
+        deadline = time.monotonic() + self.timeout
+        try:
+            for line in self.lines:
+                result = json.loads(line).get("result", {}) if line.strip() else {}
+                if int(result.get("compact_revision", 0) or 0) > 0:
+                    raise IndexCleared(f"revision {self.start} was compacted", {"index": int(result["compact_revision"])})
+                events = [e for e in result.get("events") or [] if not self.recursive or _within(_decode(e["kv"]["key"]), self.key)]
+                if events:
+                    return [(event, int(result["header"]["revision"])) for event in events]
+                if time.monotonic() >= deadline:
+                    break
+        except requests.exceptions.ConnectionError as exc:
+            if time.monotonic() < deadline - 0.05 and "timed out" not in str(exc).lower():
+                raise StoreUnavailable(self.endpoints, exc) from None
+        except requests.exceptions.Timeout:
+            pass
+        raise WatchTimedOut("nothing changed", {})

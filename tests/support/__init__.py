@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -180,6 +182,12 @@ class EtcdServer:
         if self.process:
             self.process.stop()
 
+    def speaking(self, api: str) -> EtcdServer:
+        """This etcd, read and written through ``api`` (an etcd with ``--enable-v2`` serves both key spaces)."""
+        other = copy.copy(self)
+        other.api = api
+        return other
+
     def v3(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to etcd's v3 JSON gateway (``/v3/<path>``)."""
         answer = self.http.post(f"{self.url}/v3/{path}", json=body, timeout=5)
@@ -254,6 +262,13 @@ class EtcdServer:
             index = change["node"]["modifiedIndex"]
         return actions
 
+    def watchers(self) -> int:
+        """How many watches etcd serves now (v2's store watchers, or v3's watchers from ``/metrics``)."""
+        if self.api == "2":
+            return int(self.http.get(f"{self.url}/v2/stats/store", timeout=2).json()["watchers"])
+        metrics = self.http.get(f"{self.url}/metrics", timeout=2).text
+        return int(float(re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", metrics, re.MULTILINE)[1]))
+
     def index(self) -> int:
         """etcd's index now (v2's X-Etcd-Index, v3's revision)."""
         if self.api == "2":
@@ -300,6 +315,7 @@ class Service:
         self.port = port or free_port()
         self.env = {
             "PAZ_ETCD_ENDPOINTS": etcd.url,
+            "PAZ_ETCD_API": etcd.api,
             "PAZ_HOST": "127.0.0.1",
             "PAZ_PORT": str(self.port),
             "PAZ_ANNOUNCE_TTL": "3",

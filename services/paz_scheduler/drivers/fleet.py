@@ -31,6 +31,7 @@ from .logs import LogQuery, LogStream
 Option = dict[str, str]
 UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service$")
 ANNOUNCE_TTL = 60
+ETCDCTL = "/usr/bin/etcdctl"
 
 
 def systemd_quote(value: str) -> str:
@@ -92,13 +93,24 @@ def service_unit(spec: InstanceSpec, machine_of: list[str], labels: dict[str, st
     return options
 
 
-def announce_unit(spec: InstanceSpec) -> list[Option]:
-    """The sidekick that keeps the instance key alive while the instance runs (none without a port)."""
+def etcdctl_announce(api: str, key: str, value: str) -> str:
+    """The shell command that writes ``key`` = ``value`` for ANNOUNCE_TTL seconds in etcdctl's ``api``
+    (v2: a key with a TTL; v3: a key on a new lease, which etcd revokes when its TTL runs out)."""
+    if api == "3":
+        lease = f"$({ETCDCTL} lease grant {ANNOUNCE_TTL} | cut -d ' ' -f 2)"
+        return f'{ETCDCTL} put --lease="{lease}" {key} {value}'
+    return f"{ETCDCTL} set --ttl {ANNOUNCE_TTL} {key} {value}"
+
+
+def announce_unit(spec: InstanceSpec, etcd_api: str) -> list[Option]:
+    """The sidekick that keeps the instance key alive while the instance runs (none without a port),
+    with etcdctl speaking ``etcd_api``, the API the suite runs on."""
     port = (spec.config.get("ports") or [{}])[0].get("container")
     key = instance_key(spec.service, spec.version, spec.instance)
+    announce = etcdctl_announce(etcd_api, key, '"$COREOS_PRIVATE_IPV4:$port"')
     script = (
         f"while true; do port=$(/usr/bin/docker port {spec.id} {int(port)}/tcp | head -n 1 | sed 's/.*://'); "
-        f'if [ -n "$port" ]; then /usr/bin/etcdctl set --ttl {ANNOUNCE_TTL} {key} "$COREOS_PRIVATE_IPV4:$port" >/dev/null; fi; '
+        f'if [ -n "$port" ]; then {announce} >/dev/null; fi; '
         f"sleep {ANNOUNCE_TTL // 2}; done"
     )
     return [
@@ -106,9 +118,9 @@ def announce_unit(spec: InstanceSpec) -> list[Option]:
         _option("Unit", "BindsTo", f"{spec.id}.service"),
         _option("Unit", "After", f"{spec.id}.service"),
         _option("Service", "EnvironmentFile", "/etc/environment"),
-        _option("Service", "Environment", "ETCDCTL_API=2"),
+        _option("Service", "Environment", f"ETCDCTL_API={etcd_api}"),
         _option("Service", "ExecStart", command("/bin/sh", "-c", script)),
-        _option("Service", "ExecStop", "-" + command("/usr/bin/etcdctl", "rm", key)),
+        _option("Service", "ExecStop", "-" + command(ETCDCTL, "del" if etcd_api == "3" else "rm", key)),
         _option("X-Fleet", "MachineOf", f"{spec.id}.service"),
     ]
 
@@ -163,7 +175,7 @@ class FleetDriver:
         machine_of = self._machine_of(spec)
         self._submit(f"{spec.id}.service", service_unit(spec, machine_of, dict(self.settings.instance_labels)))
         if (spec.config.get("ports") or []):
-            self._submit(f"{spec.id}-announce.service", announce_unit(spec))
+            self._submit(f"{spec.id}-announce.service", announce_unit(spec, self.settings.etcd_api))
         return Unit(spec.id, spec.service, spec.version, spec.instance, None, None, spec.image, None, "launched")
 
     def _submit(self, name: str, options: list[Option]) -> None:
