@@ -304,7 +304,14 @@ class EventStreams:
         return f": {away}; the stream goes on when etcd is back\n\n" if away else ": keep-alive\n\n"
 
     def _from_history(self, cursor: int, wanted: Any) -> Iterator[str]:
-        """The changes after ``cursor`` that the hub never held, read from etcd's history up to the hub's floor."""
+        """The changes after ``cursor`` that the hub never held, read from etcd's history up to the hub's floor
+        (through a watch of this stream's own, closed when done: the hub serves the rest)."""
+        try:
+            return (yield from self._replay(cursor, wanted))
+        finally:
+            self.etcd.end_waits()
+
+    def _replay(self, cursor: int, wanted: Any) -> Iterator[str]:
         until = self.hub.reached
         while not self.hub.holds(cursor):
             try:

@@ -224,6 +224,9 @@ class Etcd:
             kwargs["waitIndex"] = index
         return self._call("read", key, **kwargs)
 
+    def end_waits(self) -> None:
+        """Let go of what this thread's waits hold open between calls (v3 keeps a watch stream; v2 nothing)."""
+
     def read_tree(self, prefix: str, consistent: bool = False) -> Tree:
         """Every key below ``prefix`` with its value, and etcd's index at the read.
 

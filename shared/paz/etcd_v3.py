@@ -186,10 +186,15 @@ class EtcdV3(Etcd):
         try:
             event, revision = stream.next_event()
         except (IndexCleared, WatchTimedOut, StoreUnavailable):
-            stream.close()
-            self._streams.stream = None
+            self.end_waits()
             raise
         return self._event(event, revision)
+
+    def end_waits(self) -> None:
+        stream = getattr(self._streams, "stream", None)
+        if stream is not None:
+            stream.close()
+            self._streams.stream = None
 
     def _open_watch(self, key: str, recursive: bool, index: int | None, timeout: float) -> WatchStream:
         request: dict[str, Any] = {"key": _encode(key), "prev_kv": True}
