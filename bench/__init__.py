@@ -1,0 +1,13 @@
+"""Benchmarks: scripts that print their figures beside a reference measured in the same run (python -m bench.<name>)."""
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def scratch(prefix: str) -> Path:
+    """A folder for one bench run's files (etcd data, logs, HAProxy state), removed when the run ends."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

@@ -16,14 +16,13 @@ Run: .venv/bin/python -m bench.deploy_overhead
 from __future__ import annotations
 
 import statistics
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import requests
 
+from bench import scratch
 from tests.support import DockerEngine, EtcdServer, Service, build_test_image, running, wait_until
 from paz_scheduler.drivers.base import accepts_connections
 
@@ -67,7 +66,7 @@ def paz_round(etcd: EtcdServer, scheduler: Service, name: str, version: int) -> 
     return serve_time, hook_time
 
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="paz-bench-"))
+    workdir = scratch("paz-bench-")
     engine, etcd = DockerEngine(), EtcdServer(workdir)
     with running(engine, etcd):
         image = build_test_image(engine)

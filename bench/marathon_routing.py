@@ -18,12 +18,11 @@ Run: .venv/bin/python -m bench.marathon_routing
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import requests
 
+from bench import scratch
 from tests.support import EtcdServer, HaproxySync, IdServer, KeepAliveLoad, free_port, wait_until
 from tests.support.marathon_standin import MarathonStandIn
 
@@ -99,7 +98,7 @@ def etcd_changes(etcd: EtcdServer, route: tuple[str, str], count: int) -> list[f
 
 
 def main() -> None:
-    folder = Path(tempfile.mkdtemp(prefix="paz-bench-marathon-"))
+    folder = scratch("paz-bench-marathon-")
     etcd = EtcdServer(folder).start()
     marathon = MarathonStandIn().start()
     sync = HaproxySync(etcd, folder).start()

@@ -17,14 +17,13 @@ Prints the medians. Bounded: ROUNDS rounds. Run: .venv/bin/python -m bench.swarm
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 from docker.types import ContainerSpec, EndpointSpec, ServiceMode, TaskTemplate
 
 from bench.deploy_overhead import INSTANCES, ROUNDS, paz_round
+from bench import scratch
 from tests.support import EtcdServer, Service, build_test_image, running, wait_until
 from paz_scheduler.drivers.base import accepts_connections
 from tests.support.swarm import SwarmCluster, swarm_scheduler_env
@@ -53,7 +52,7 @@ def reference_round(cluster: SwarmCluster) -> float:
     return elapsed
 
 def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="paz-bench-"))
+    workdir = scratch("paz-bench-")
     cluster, etcd = SwarmCluster(1, octet=3), EtcdServer(workdir)
     try:
         cluster.start()

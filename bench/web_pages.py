@@ -13,14 +13,13 @@ with ``PAZ_WEB_CACHE_SECONDS=0`` shows what the pages cost without keeping the u
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
 from bench.haproxy_sync import percentile
+from bench import scratch
 from tests.support import SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, HaproxySync, Service, build_test_image, running
 
 DEPLOY_ATTEMPTS = 3
@@ -62,7 +61,7 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="paz-bench-web-"))
+    folder = scratch("paz-bench-web-")
     engine = DockerEngine().start()
     try:
         image = build_test_image(engine)
