@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from paz.processes import command
+
 from tests.support import build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids, wait_until
 
 SERVICES = ("paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator")
@@ -52,6 +54,15 @@ def test_status_and_a_second_up_start_nothing_twice(suite_up):
     again = paz(state, "up", env=env)
     assert again.returncode == 0 and "already running" in again.stdout
     assert pids(state) == before
+
+
+def test_etcd_compacts_its_v3_history_after_an_hour(suite_up):
+    """etcd keeps every v3 revision until told otherwise, until its space quota is full and it refuses
+    every write; the etcd paz up starts compacts what is older than an hour."""
+    state, _ = suite_up
+    argv = command(pids(state)["etcd"])
+    assert argv[argv.index("--auto-compaction-mode") + 1] == "periodic"
+    assert argv[argv.index("--auto-compaction-retention") + 1] == "1h"
 
 
 def test_up_with_a_domain_writes_it_for_the_router(suite_up):

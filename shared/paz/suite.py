@@ -49,6 +49,12 @@ V2_REMOVED_IN = (3, 6)
 """etcd deprecated its v2 API in 3.5 and removed it in 3.6."""
 
 
+ETCD_HISTORY = ("--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h")
+"""etcd's v3 history is kept for an hour, then compacted (v2 keeps its last 1000 changes by itself):
+without it, every revision is kept until etcd's space quota is full and it refuses writes. A watch or
+an ``/events`` resume from a revision older than that gets ``IndexCleared``/``events-lost``."""
+
+
 def etcd_api_of(url: str, binary: str) -> tuple[str, str]:
     """The etcd API to speak (``"2"`` or ``"3"``) with the etcd answering at ``url`` or, when none
     answers, the one ``binary`` will start; and why, in words for ``paz up`` to print."""
@@ -169,7 +175,7 @@ class Suite:
                  *(["--enable-v2"] if self.etcd_api == "2" else []),
                  "--listen-client-urls", url, "--advertise-client-urls", url, "--listen-peer-urls", peers[name],
                  "--initial-advertise-peer-urls", peers[name], "--initial-cluster", cluster,
-                 "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn"],
+                 "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn", *ETCD_HISTORY],
                 url.removeprefix("http://"),
                 ready_urls=[f"{url}/health"] if index == self.etcd_members - 1 else [],
                 install_hint="apt-get install etcd-server",
