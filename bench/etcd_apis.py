@@ -17,12 +17,12 @@ Prints median and p99 of each, and v3 as a share of v2. Run: .venv/bin/python -m
 from __future__ import annotations
 
 import statistics
-import tempfile
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import scratch
 from bench.deploy_overhead import INSTANCES, LABEL, paz_round
 from bench.haproxy_sync import measure_propagation, percentile
 from tests.support import DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, running, wait_until
@@ -77,8 +77,8 @@ def report(what: str, suites: list[Suite], pick) -> None:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="paz-apis-", dir="/tmp") as folder, ExitStack() as stack:
-        work = Path(folder)
+    work = scratch("paz-apis-")
+    with ExitStack() as stack:
         engine = DockerEngine()
         stack.enter_context(running(engine))
         stack.callback(lambda: [c.remove(force=True) for c in engine.client().containers.list(

@@ -180,8 +180,7 @@ class EtcdV3(Etcd):
         """
         stream: WatchStream | None = getattr(self._streams, "stream", None)
         if stream is None or not stream.follows(key, recursive, index, timeout):
-            if stream is not None:
-                stream.close()
+            self.end_waits()
             stream = self._streams.stream = self._open_watch(key, recursive, index, timeout)
         try:
             event, revision = stream.next_event()
