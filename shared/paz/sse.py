@@ -1,9 +1,10 @@
 """Server-Sent Events (``text/event-stream``) read as the WHATWG HTML standard says a browser reads them.
 
-The one parser of the suite's event streams: the ``paz`` command, the dashboard and the tests all
-read the orchestrator's ``/events`` through it. :func:`lines` splits bytes at CRLF, LF or CR (also
-when a CRLF is cut between two chunks) and drops a leading BOM; :class:`EventParser` turns lines
-into :class:`Event`\\s; :func:`events` does both over a streamed ``requests`` answer.
+The one parser of the suite's event streams: the ``paz`` command, the dashboard and the tests read
+the orchestrator's ``/events`` through it, and haproxy-sync reads Marathon's. :func:`lines` splits
+bytes at CRLF, LF or CR (also when a CRLF is cut between two chunks) and drops a leading BOM;
+:class:`EventParser` turns lines into :class:`Event`\\s; :func:`events` does both over a streamed
+``requests`` answer.
 """
 
 from __future__ import annotations
