@@ -34,6 +34,7 @@ def test_an_address_becomes_ip_and_port(raw: str, address: str) -> None:
     ("10.0.0.5:65536", "outside 1-65535"),
     ("10.0.0.5:80\nserver evil 1.2.3.4:80", "is not host:port"),
     ("10.0.0.5:80 check", "is not host:port"),
+    ("10.0.0.5:80\n", "is not host:port"),
     ("$(reboot):80", "is not host:port"),
     ("a;b:80", "is not host:port"),
     ("-bad-.:80", "does not name a host"),
@@ -60,6 +61,8 @@ def test_an_announcement_is_a_server_of_its_service(key: str, instance: Instance
     ("/paz/services/web/3 check/1", "version and instance must be"),
     ("/paz/services/web/3/1;x", "version and instance must be"),
     ("/paz/services/web/-3/1", "version and instance must be"),
+    ("/paz/services/web/3/1\n", "version and instance must be"),
+    ("/paz/services/web\n/3/1", "is not a lowercase DNS label"),
 ])
 def test_a_key_that_is_not_an_announcement_is_refused(key: str, problem: str) -> None:
     with pytest.raises(Malformed, match=problem) as refused:
@@ -120,6 +123,8 @@ def test_an_unreadable_document_refuses_the_service(raw: str) -> None:
     {"users": [{"username": "ann", "passwordHash": "plain"}]},
     {"users": [{"username": "ann\nuser evil", "passwordHash": HASH}]},
     {"users": [{"username": "a b", "passwordHash": HASH}]},
+    {"users": [{"username": "ann\n", "passwordHash": HASH}]},
+    {"users": [{"username": "ann", "passwordHash": HASH + "\n"}]},
     {"users": [{"username": "ann", "passwordHash": HASH + " insecure-password x"}]},
     {"users": []},
     {"users": "ann"},
@@ -130,7 +135,7 @@ def test_a_bad_basic_auth_refuses_the_service_instead_of_exposing_it(auth: objec
     assert settings.auth is None and settings.refused and problems == [settings.refused]
 
 
-@pytest.mark.parametrize("realm", ['a"b', "a\\b", "a\nb", "", 7, "x" * 65])
+@pytest.mark.parametrize("realm", ['a"b', "a\\b", "a\nb", "Staff\n", "", 7, "x" * 65])
 def test_a_realm_that_cannot_be_quoted_safely_becomes_the_default(realm: object) -> None:
     auth = {"realm": realm, "users": [{"username": "ann", "passwordHash": HASH}]}
     settings, _ = parse_router_settings("web", document(basicAuth=auth))
@@ -139,7 +144,7 @@ def test_a_realm_that_cannot_be_quoted_safely_becomes_the_default(realm: object)
 
 @pytest.mark.parametrize("check", [
     {"path": "/health\n    server evil 1.2.3.4:80"}, {"path": '/h"'}, {"path": "/h#x"}, {"path": "/h$x"}, {"path": "/h\\x"},
-    {"path": "/h x"}, {"path": "health"}, {"path": "/h", "intervalSeconds": 0}, {"path": "/h", "timeoutSeconds": 3601},
+    {"path": "/h x"}, {"path": "/h\n"}, {"path": "health"}, {"path": "/h", "intervalSeconds": 0}, {"path": "/h", "timeoutSeconds": 3601},
     {"path": "/h", "intervalSeconds": True}, {"path": "/h", "intervalSeconds": "5"}, "/health",
 ])
 def test_a_bad_health_check_is_dropped_and_said(check: object) -> None:

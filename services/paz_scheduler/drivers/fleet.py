@@ -29,7 +29,7 @@ from .base import DeployFailed, InstanceSpec, Unit, instance_key
 from .logs import LogQuery, LogStream
 
 Option = dict[str, str]
-UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service$")
+UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service\Z")
 ANNOUNCE_TTL = 60
 ETCDCTL = "/usr/bin/etcdctl"
 
