@@ -27,6 +27,17 @@ def etcd(workdir: Path) -> Iterator[EtcdServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def dual_etcd(workdir: Path) -> Iterator[EtcdServer]:
+    """An etcd serving both APIs (etcd 3.4 with ``--enable-v2`` keeps a v2 key space beside v3's), for
+    what must work on either whatever API the run speaks: ``dual_etcd.speaking(api)``."""
+    folder = workdir / "etcd-dual"
+    folder.mkdir()
+    server = EtcdServer(folder, api="2").start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def own_etcd(tmp_path: Path) -> Iterator[EtcdServer]:
     """An etcd for one test, which that test may stop, restart or wipe."""

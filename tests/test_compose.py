@@ -102,7 +102,7 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
         assert env["PAZ_ANNOUNCE_HOST"] == name, "announced by its name in the compose network"
         assert env["PAZ_ETCD_ENDPOINTS"] == "http://etcd:2379"
         assert published(service)[port] == ("127.0.0.1", port)
-    assert "--enable-v2=true" in services["etcd"]["command"] and environment(services["paz-scheduler"])["PAZ_ETCD_API"] == "2"
+    assert "--enable-v2=false" in services["etcd"]["command"] and environment(services["paz-scheduler"])["PAZ_ETCD_API"] == "3"
     assert published(services["etcd"])[2379] == ("127.0.0.1", 2379)
     router = services["paz-haproxy-sync"]
     assert environment(router)["PAZ_HTTP_PORT"] == "80" and environment(router)["PAZ_ROUTER_BIND"] == "0.0.0.0"
@@ -116,9 +116,9 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
 def test_compose_variables_move_every_published_port_and_the_socket_and_choose_the_etcd_api() -> None:
     ports = {var: str(free_port()) for var in PORT_VARIABLES}
     services = resolved(compose_env(**ports, PAZ_DOCKER_SOCKET="/run/other/docker.sock", PAZ_IMAGE="paz-suite:test",
-                                    PAZ_ETCD_API="3", PAZ_ETCD_ENABLE_V2="false"))
-    assert "--enable-v2=false" in services["etcd"]["command"]
-    assert {environment(services[name])["PAZ_ETCD_API"] for name in SUITE} == {"3"}
+                                    PAZ_ETCD_API="2", PAZ_ETCD_ENABLE_V2="true"))
+    assert "--enable-v2=true" in services["etcd"]["command"]
+    assert {environment(services[name])["PAZ_ETCD_API"] for name in SUITE} == {"2"}
     for var, (name, container) in PORT_VARIABLES.items():
         assert published(services[name])[container] == ("127.0.0.1", int(ports[var])), var
     assert services["paz-orchestrator"]["image"] == "paz-suite:test"

@@ -1,23 +1,21 @@
-"""The suite on etcd's v3 API (``PAZ_ETCD_API=3``), on an etcd started without the v2 API, whatever API
-the rest of this test run uses: what a person with plain ``etcdctl`` sees, leases, and watches that
-resume from a revision."""
+"""The suite on etcd's v3 API, on an etcd started without the v2 API, whatever API the rest of this
+test run uses: what a person with plain ``etcdctl`` sees, a lease that outlives its holder by its TTL
+only, and ``paz etcd migrate`` for an install moving from v2. The operations themselves are in
+``test_etcd_contract``."""
 
 from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from paz import keys
-from paz.etcd_client import Etcd, IndexCleared
-from paz.suite import etcd_api_of
 
 from paz_scheduler.store import SchedulerStore
-from tests.support import EtcdServer, Service, etcdctl_get, free_port, paz_command, wait_until
+from tests.support import EtcdServer, Service, etcdctl_get, paz_command, wait_until
 
 KEY = "/paz/services/paz-service-directory"
 
@@ -46,56 +44,19 @@ def test_the_announce_key_goes_within_its_lease_ttl_when_the_whole_process_group
     wait_until(lambda: etcd_v3.get(KEY) is None, ttl + 5, what="the lease to run out")
     assert time.monotonic() - killed <= ttl + 1.5  # etcd checks its leases twice a second
 
-def test_a_watch_resumes_from_a_revision_and_a_compacted_one_is_index_cleared(etcd_v3):
-    store = Etcd([etcd_v3.url], api="3")
-    first = store.write("/paz/test/watched/a", "1")
-    store.write("/paz/test/watched-sibling", "not below the folder")
-    store.write("/paz/test/watched/a", "2", prevIndex=first.modifiedIndex)
-    store.delete("/paz/test/watched/a")
-    store.write("/paz/test/watched/b/1", "x")
-    store.write("/paz/test/watched/b/2", "y")
-    store.delete("/paz/test/watched/b", recursive=True)  # two keys gone in one revision
-
-    seen = []
-    index = first.modifiedIndex
-    for _ in range(7):
-        event = store.wait("/paz/test/watched", index, timeout=5)
-        seen.append((event.action, event.value, event._prev_node.value if getattr(event, "_prev_node", None) else None))
-        index = event.modifiedIndex + 1
-    assert seen == [("create", "1", None), ("set", "2", "1"), ("delete", None, "2"), ("create", "x", None),
-                    ("create", "y", None), ("delete", None, "x"), ("delete", None, "y")]
-
-    etcd_v3.v3("kv/compaction", {"revision": etcd_v3.index(), "physical": True})
-    with pytest.raises(IndexCleared):
-        store.wait("/paz/test/watched", first.modifiedIndex, timeout=5)
-
-def test_paz_up_speaks_v3_to_an_etcd_without_v2_and_says_why(etcd_v3, tmp_path):
-    v2_etcd = EtcdServer(tmp_path / "v2", api="2")
-    (tmp_path / "v2").mkdir()
-    v2_etcd.start()
-    try:
-        assert etcd_api_of(etcd_v3.url, "/usr/bin/etcd") == ("3", f"the etcd at {etcd_v3.url} has no v2 API")
-        assert etcd_api_of(v2_etcd.url, "/usr/bin/etcd") == ("2", f"the etcd at {v2_etcd.url} has the v2 API")
-    finally:
-        v2_etcd.stop()
-    version = subprocess.run(["/usr/bin/etcd", "--version"], capture_output=True, text=True).stdout.split()[2]
-    expected = "2" if tuple(int(n) for n in version.split(".")[:2]) < (3, 6) else "3"
-    api, reason = etcd_api_of(f"http://127.0.0.1:{free_port()}", "/usr/bin/etcd")  # none runs: the binary decides
-    assert (api, reason.split(" has")[0]) == (expected, f"etcd {version}")
-
 def test_paz_etcd_migrate_copies_services_versions_and_the_journal_once(tmp_path):
     etcd = EtcdServer(tmp_path, api="2").start()  # etcd 3.4 with --enable-v2 serves both key spaces
     try:
-        v2, v3 = Etcd([etcd.url], api="2"), Etcd([etcd.url], api="3")
+        v2, v3 = etcd.store(), etcd.speaking("3").store()
         shop = keys.service_document("shop")
-        v2.write(shop, json.dumps({"name": "shop", "description": "a shop", "dockerRepository": "paz/shop", "config": {}}))
+        v2.put(shop, json.dumps({"name": "shop", "description": "a shop", "dockerRepository": "paz/shop", "config": {}}))
         old = SchedulerStore(v2)
         for status in ("done", "running"):
             number = old.next_version("shop")
             old.create_version({"service": "shop", "version": number, "status": status})
             old.journal("deploy", "shop", f"version {number} {status}", number)
-        v2.write("/paz/services/shop/2/1", "127.0.0.1:40001", ttl=60)
-        v2.write("/paz/scheduler/locks/empty-folder/x", "gone")
+        v2.put("/paz/services/shop/2/1", "127.0.0.1:40001", v2.grant(60))
+        v2.put("/paz/scheduler/locks/empty-folder/x", "gone")
         v2.delete("/paz/scheduler/locks/empty-folder/x")  # leaves an empty v2 folder behind
 
         first = paz_command(tmp_path / "state", "etcd", "migrate", "--etcd", etcd.url, env={"PAZ_ETCD_API": "2"}, timeout=60)
@@ -103,7 +64,7 @@ def test_paz_etcd_migrate_copies_services_versions_and_the_journal_once(tmp_path
         assert "7 keys copied to the v3 API, 0 already there" in first.stdout
 
         new = SchedulerStore(v3)
-        assert v3.get(shop) == v2.get(shop)
+        assert v3.value(shop) == v2.value(shop)
         assert new.history("shop") == old.history("shop") and new.latest_number("shop") == 2
         assert new.journal_entries(None, 10, 0) == old.journal_entries(None, 10, 0)
         assert etcdctl_get(etcd.url, "/paz/services/shop/2/1", api="3") == "127.0.0.1:40001"

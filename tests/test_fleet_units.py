@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ETCD_API, ROOT, Process, need, wait_until
+from tests.support import ROOT, Process, need, wait_until
 from paz.registry import declaration
 
 FLEET = ROOT / "compose" / "fleet"
@@ -109,18 +109,18 @@ def systemd_command(line: str, port: int, real_port: int, env: dict[str, str]) -
     return shlex.split(line.replace(f"127.0.0.1:{port}/", f"127.0.0.1:{real_port}/"))
 
 
-@pytest.mark.parametrize("api", ["3"] if ETCD_API == "3" else ["2", "3"])  # etcd with --enable-v2 serves both
-def test_sidekick_loop_creates_the_key_while_the_service_answers_and_removes_it_on_stop(directory, own_etcd, tmp_path: Path, api: str) -> None:
+@pytest.mark.parametrize("api", ["2", "3"])
+def test_sidekick_loop_creates_the_key_while_the_service_answers_and_removes_it_on_stop(directory, dual_etcd, tmp_path: Path, api: str) -> None:
     """The directory's sidekick, run as fleet would run it with ``PAZ_ETCD_API=<api>`` from
-    /etc/paz.env, against a real directory (on a free port instead of 9001) and a fresh etcd: it
+    /etc/paz.env, against a real directory (on a free port instead of 9001) and an etcd serving both APIs: it
     writes the machine's address with a TTL (a lease on v3), and its ExecStop deletes the key at once."""
     need("etcdctl")
     need("curl")
     announce = unit(FLEET / "paz-service-directory-announce.service")["Service"]
     env = {**dict(pair.split("=", 1) for pair in announce["Environment"][0].split()), "PAZ_ETCD_API": api}
-    env["ETCDCTL_ENDPOINTS"] = own_etcd.url
+    env["ETCDCTL_ENDPOINTS"] = dual_etcd.url
     key = "/paz/services/paz-service-directory"
-    view = own_etcd.speaking(api)
+    view = dual_etcd.speaking(api)
     loop = Process(systemd_command(announce["ExecStart"][0], 9001, directory.port, env), env=env, log_path=tmp_path / "sidekick.log").start()
     try:
         node = wait_until(lambda: view.get(key), 15, what=f"the sidekick to write {key}")

@@ -21,7 +21,6 @@ import pytest
 import requests
 
 from paz.auth import TokenStore
-from paz.etcd_client import Etcd
 from paz.registry import declarations
 from tests.support import SESSION_ID, TEST_LABEL, VENV_BIN, EtcdServer, HaproxySync, Service
 from tests.test_scheduler import scheduler_env
@@ -82,7 +81,7 @@ def test_every_reference_in_the_document_resolves(suite: dict[str, Service], nam
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [service.name for service in declarations()])
 def test_the_service_keeps_its_documented_contract_under_fuzzing(suite: dict[str, Service], name: str, tmp_path: Path) -> None:
-    admin_token, _ = TokenStore(Etcd([suite[name].etcd.url])).create("admin", f"schemathesis {name}")
+    admin_token, _ = TokenStore(suite[name].etcd.store()).create("admin", f"schemathesis {name}")
     result = subprocess.run(
         [str(VENV_BIN / "schemathesis"), "run", f"{suite[name].url}/openapi.json", "--checks", CHECKS,
          "--max-examples", MAX_EXAMPLES, "--exclude-path", "/events", "--seed", "1",

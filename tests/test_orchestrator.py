@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.support import EtcdServer, EventStream, Service, free_port, running, wait_until
 

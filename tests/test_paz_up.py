@@ -6,6 +6,7 @@ the state in a temporary folder and the tests' own Docker Engine (DOCKER_HOST).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ SERVICES = ("paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-o
 
 
 @pytest.fixture(scope="module")
-def suite_up(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Iterator[tuple[Path, dict[str, str]]]:
+def suite_up(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Iterator[tuple[Path, dict[str, str], str]]:
     for binary in ("etcd", "haproxy", "etcdctl"):
         need(binary)
     state = tmp_path_factory.mktemp("paz-up")
@@ -29,13 +30,16 @@ def suite_up(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Iterato
     started = paz(state, "up", env=env)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        yield state, env
+        yield state, env, started.stdout
     finally:
         paz(state, "down", env=env)
 
 
 def test_up_announces_every_service_and_routes_through_haproxy(suite_up):
-    state, _ = suite_up
+    state, _, output = suite_up
+    if "PAZ_ETCD_API" not in os.environ:  # a fresh machine: the v3 API, which plain etcdctl speaks
+        assert "etcd API           v3: the default" in output, output
+        assert etcdctl_get("http://127.0.0.1:2379", "/paz/services/paz-scheduler", api="3") == "127.0.0.1:9002"
     for name in SERVICES:
         address = etcdctl_get("http://127.0.0.1:2379", f"/paz/services/{name}")
         assert address.startswith("127.0.0.1:"), (name, address)
@@ -45,7 +49,7 @@ def test_up_announces_every_service_and_routes_through_haproxy(suite_up):
 
 
 def test_status_and_a_second_up_start_nothing_twice(suite_up):
-    state, env = suite_up
+    state, env, _ = suite_up
     before = pids(state)
     status = paz(state, "status", env=env)
     assert status.returncode == 0, status.stdout
@@ -59,14 +63,14 @@ def test_status_and_a_second_up_start_nothing_twice(suite_up):
 def test_etcd_compacts_its_v3_history_after_an_hour(suite_up):
     """etcd keeps every v3 revision until told otherwise, until its space quota is full and it refuses
     every write; the etcd paz up starts compacts what is older than an hour."""
-    state, _ = suite_up
+    state, _, _ = suite_up
     argv = command(pids(state)["etcd"])
     assert argv[argv.index("--auto-compaction-mode") + 1] == "periodic"
     assert argv[argv.index("--auto-compaction-retention") + 1] == "1h"
 
 
 def test_up_with_a_domain_writes_it_for_the_router(suite_up):
-    state, env = suite_up
+    state, env, _ = suite_up
     refused = paz(state, "up", "--domain", "not a domain;", env=env)
     assert refused.returncode == 2 and "--domain" in refused.stderr
     assert etcdctl_get("http://127.0.0.1:2379", "/paz/config/domain") == ""
@@ -77,7 +81,7 @@ def test_up_with_a_domain_writes_it_for_the_router(suite_up):
 
 
 def test_logs_show_each_part(suite_up):
-    state, env = suite_up
+    state, env, _ = suite_up
     logs = paz(state, "logs", "service-directory", "-n", "5", env=env)
     assert logs.returncode == 0 and logs.stdout.startswith("service-directory: ")
     unknown = paz(state, "logs", "nonsense", env=env)
@@ -86,7 +90,7 @@ def test_logs_show_each_part(suite_up):
 
 def test_the_seed_walkthrough_runs_as_written(suite_up, docker_engine, test_image):
     """The curl walkthrough of the paz Orchestrator README (seeds/000_...txt), against ``paz up``."""
-    state, _ = suite_up
+    state, _, _ = suite_up
     orchestrator, scheduler = "http://127.0.0.1:9000", "http://127.0.0.1:9002"
     admin = {"Authorization": f"Bearer {(state / 'admin.token').read_text().strip()}"}  # made by paz up
     client = docker_engine.client()

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import requests
 
-from tests.support import ETCD_API, SESSION_ID, TEST_LABEL, Process, Service, need, wait_until
+from tests.support import SESSION_ID, TEST_LABEL, Process, Service, need, wait_until
 from paz_scheduler.drivers.base import InstanceSpec
 from paz_scheduler.drivers.fleet import announce_unit, service_unit, unit_text
 from tests.test_scheduler import deploy, register
@@ -74,14 +74,16 @@ def systemd_argv(line: str) -> list[str]:
     return [bare or unescape(quoted).replace("$$", "$") for quoted, bare in words]
 
 
-def test_units_run_for_real_keep_hostile_env_values_and_announce(etcd, docker_engine, test_image, unique_name, tmp_path):
+@pytest.mark.parametrize("api", ["2", "3"])
+def test_units_run_for_real_keep_hostile_env_values_and_announce(dual_etcd, api, docker_engine, test_image, unique_name, tmp_path):
     """The rendered commands run as systemd would run them: docker's own CLI starts the instance
     (on the tests' Docker Engine), the sidekick's loop announces it in a real etcd, its ExecStop
     removes the key. Env values with quotes, newlines, ``$()`` and ``;`` arrive byte for byte."""
     need("etcdctl")
     spec = InstanceSpec(unique_name, 1, 1, test_image, {"ports": [{"container": 8000}], "env": HOSTILE_ENV})
     service = {o["name"]: o["value"] for o in service_unit(spec, [], {TEST_LABEL: SESSION_ID})}
-    sidekick = {o["name"]: o["value"] for o in announce_unit(spec, ETCD_API)}
+    sidekick = {o["name"]: o["value"] for o in announce_unit(spec, api)}
+    etcd = dual_etcd.speaking(api)
     env = {"DOCKER_HOST": docker_engine.host, "COREOS_PRIVATE_IPV4": "127.0.0.1", "ETCDCTL_ENDPOINTS": etcd.url,
            **dict([sidekick["Environment"].split("=", 1)])}
     instance = Process(systemd_argv(service["ExecStart"]), env=env, log_path=tmp_path / "instance.log").start()

@@ -11,11 +11,11 @@ import psutil
 import pytest
 
 from paz.processes import running
-from tests.support import Service, VENV_BIN, etcdctl_get, wait_until
+from tests.support import EtcdServer, Service, VENV_BIN, etcdctl_get, wait_until
 from paz import keys
 from paz.view import EtcdView, Listener
 from paz.discovery import Discovery, ServiceNotAnnounced
-from paz.etcd_client import Etcd, StoreUnavailable
+from paz.etcd import StoreUnavailable, connect
 from paz.settings import Settings, SettingsError
 
 KEY = "/paz/services/paz-service-directory"
@@ -56,7 +56,7 @@ def test_one_announcer_per_service_however_many_workers(own_etcd, tmp_path):
 
 
 def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
-    discovery = Discovery(EtcdView(Etcd([own_etcd.url]), (keys.SERVICES,)))
+    discovery = Discovery(EtcdView(own_etcd.store(), (keys.SERVICES,)))
     with pytest.raises(ServiceNotAnnounced, match="paz-service-directory is not announced"):
         discovery.address("paz-service-directory")
     first = Service("paz-service-directory", own_etcd, tmp_path).start()
@@ -77,7 +77,7 @@ def test_discovery_finds_the_directory_and_follows_a_move(own_etcd, tmp_path):
 
 def test_discovery_address_can_be_pinned_by_environment(own_etcd):
     settings = Settings(name="orchestrator", port=9000)
-    discovery = Discovery(EtcdView(Etcd([own_etcd.url]), (keys.SERVICES,)), settings)
+    discovery = Discovery(EtcdView(own_etcd.store(), (keys.SERVICES,)), settings)
     assert settings.override("paz-scheduler", {"PAZ_SCHEDULER_ADDR": "127.0.0.1:1234"}) == "127.0.0.1:1234"
     assert settings.override("paz-service-directory", {"PAZ_SERVICE_DIRECTORY_ADDR": "127.0.0.2:9"}) == "127.0.0.2:9"
     try:
@@ -89,11 +89,11 @@ def test_discovery_address_can_be_pinned_by_environment(own_etcd):
 
 def test_etcd_client_fails_over_to_the_endpoint_that_answers(own_etcd):
     dead = "http://127.0.0.1:1"
-    store = Etcd([dead, own_etcd.url], timeout=1)
-    store.write("/paz/test/failover", "ok")
-    assert store.get("/paz/test/failover") == "ok"
+    store = connect([dead, own_etcd.url], timeout=1, api=own_etcd.api)
+    store.put("/paz/test/failover", "ok")
+    assert store.value("/paz/test/failover") == "ok"
     with pytest.raises(StoreUnavailable, match="etcd is unreachable at http://127.0.0.1:1"):
-        Etcd([dead], timeout=1).get("/paz/test/failover")
+        connect([dead], timeout=1, api=own_etcd.api).get("/paz/test/failover")
 
 
 @pytest.mark.parametrize(
@@ -136,9 +136,9 @@ def test_a_killed_service_withdraws_its_key_at_once_through_its_companion(own_et
     wait_until(lambda: not any(running(pid) for pid in workers), 5, what="its workers to exit, not go on serving its port")
 
 
-def _following(etcd_url: str, prefix: str = "/paz/view-test") -> tuple[EtcdView, list[tuple[bool, int]]]:
+def _following(server: EtcdServer, prefix: str = "/paz/view-test") -> tuple[EtcdView, list[tuple[bool, int]]]:
     """A view of ``prefix`` and the list of its reloads ``(lost, index)``."""
-    view = EtcdView(Etcd([etcd_url], timeout=1), (prefix,))
+    view = EtcdView(server.store(timeout=1), (prefix,))
     view.POLL_SECONDS = 1.0  # re-asks etcd every second, so a cleared index is met quickly
     reloads: list[tuple[bool, int]] = []
     view.listen(Listener(changed=lambda change: None, reloaded=lambda lost, index: reloads.append((lost, index))))
@@ -147,7 +147,7 @@ def _following(etcd_url: str, prefix: str = "/paz/view-test") -> tuple[EtcdView,
 
 def test_view_goes_on_from_its_index_when_etcd_restarts_and_reads_again_when_etcd_is_new(own_etcd):
     own_etcd.put("/paz/view-test/a", "1")
-    view, reloads = _following(own_etcd.url)
+    view, reloads = _following(own_etcd)
     try:
         assert view.get("/paz/view-test/a") == "1"
         own_etcd.stop()
@@ -171,7 +171,7 @@ def test_view_goes_on_from_its_index_when_etcd_restarts_and_reads_again_when_etc
 
 def test_view_reads_again_when_etcd_cleared_its_index_and_says_whether_anything_was_lost(own_etcd):
     own_etcd.put("/paz/view-test/a", "1")
-    view, reloads = _following(own_etcd.url)
+    view, reloads = _following(own_etcd)
     try:
         assert view.get("/paz/view-test/a") == "1"
         before = own_etcd.index()

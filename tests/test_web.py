@@ -22,7 +22,6 @@ import pytest
 import requests
 
 from paz.auth import TokenStore
-from paz.etcd_client import Etcd
 from tests.support import (
     ROOT, SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, HaproxySync, Service, free_port, need, running, wait_until,
 )
@@ -282,7 +281,7 @@ def test_changes_are_made_with_the_logged_in_persons_token(own_etcd: EtcdServer,
     directory = Service("paz-service-directory", own_etcd, workdir, env=required)
     orchestrator = Service("paz-orchestrator", own_etcd, workdir, env=required)
     web = Service("paz-web", own_etcd, workdir, env={"PAZ_WEB_SECRET_FILE": str(workdir / "web-secret-auth"), **required})
-    tokens = TokenStore(Etcd([own_etcd.url]))
+    tokens = TokenStore(own_etcd.store())
     deploy_token, _ = tokens.create("deploy", "web test")
     admin_token, _ = tokens.create("admin", "web test")
     name = f"w-{uuid.uuid4().hex[:8]}"

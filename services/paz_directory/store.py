@@ -13,7 +13,7 @@ from typing import Any
 
 from paz import keys
 from paz.errors import Conflict, NotFound
-from paz.etcd_client import AlreadyExists, Etcd, KeyNotFound
+from paz.etcd import AlreadyExists, KeyNotFound, Store
 from paz.view import EtcdView
 
 from .schemas import ServiceOut, merge_config
@@ -68,7 +68,7 @@ def _answer(key: str, value: str) -> bytes:
 class DirectoryStore:
     """Create, read, patch and delete service documents; every update is a compare-and-swap."""
 
-    def __init__(self, etcd: Etcd, view: EtcdView) -> None:
+    def __init__(self, etcd: Store, view: EtcdView) -> None:
         self.etcd = etcd
         self.view = view
 
@@ -76,19 +76,19 @@ class DirectoryStore:
         """The document as stored, and the etcd index of the write."""
         document = {**document, "config": merge_config({}, document["config"])}
         try:
-            written = self.etcd.write(keys.service_document(document["name"]), json.dumps(document, sort_keys=True), prevExist=False)
+            written = self.etcd.create(keys.service_document(document["name"]), json.dumps(document, sort_keys=True))
         except AlreadyExists:
             raise Conflict(
                 f"A service named {document['name']!r} already exists; PATCH /services/{document['name']}/config "
                 "to change it, or DELETE it first.",
                 details={"name": document["name"]},
             ) from None
-        return document, written.modifiedIndex
+        return document, written.revision
 
     def all(self, consistent: bool = False) -> list[dict[str, Any]]:
         """Every service document; a malformed value is left out with a warning naming its key."""
         documents = []
-        nodes = self.etcd.children(keys.DIRECTORY, consistent=True) if consistent else self.view.children(keys.DIRECTORY)
+        nodes = self.etcd.list_prefix(keys.DIRECTORY, consistent=True).nodes if consistent else self.view.children(keys.DIRECTORY)
         for node in nodes:
             try:
                 documents.append(_parsed(node.key, node.value))
@@ -105,7 +105,7 @@ class DirectoryStore:
 
     def _stored(self, name: str, consistent: bool) -> tuple[str, str]:
         key = keys.service_document(name)
-        value = self.etcd.get(key, consistent=True) if consistent else self.view.get(key)
+        value = self.etcd.value(key, consistent=True) if consistent else self.view.get(key)
         if value is None:
             raise _missing(name)
         return key, value
@@ -135,7 +135,7 @@ class DirectoryStore:
 
     def delete(self, name: str) -> int:
         """The etcd index of the delete."""
-        try:
-            return self.etcd.delete(keys.service_document(name)).modifiedIndex
-        except KeyNotFound:
-            raise _missing(name) from None
+        revision = self.etcd.delete(keys.service_document(name))
+        if revision is None:
+            raise _missing(name)
+        return revision

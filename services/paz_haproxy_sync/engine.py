@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from paz import keys
-from paz.etcd_client import Change, Etcd
+from paz import etcd, keys
+from paz.etcd import PUT, Change, Store
 from paz.names import is_service_name
 from paz.view import EtcdView, Listener, below
 
@@ -63,7 +63,7 @@ class Engine:
     SAVE_AT_LEAST_EVERY = 2.0
     MAX_RUNTIME_COMMANDS = 400
 
-    def __init__(self, settings: SyncSettings, etcd: Etcd) -> None:
+    def __init__(self, settings: SyncSettings, etcd: Store) -> None:
         self.settings = settings
         self.haproxy = Haproxy(settings)
         self._lock = threading.RLock()
@@ -81,9 +81,10 @@ class Engine:
         self._status = StatusFile(settings.status_path)
         self._etcd = etcd
         self._marathon: dict[str, MarathonApp] | None = None  # None until Marathon's apps were read (or found unconfigured)
-        self.marathon = MarathonSource(settings, etcd, self._on_marathon, lambda status: self._status.update(marathon=status))
+        self.marathon = MarathonSource(settings, self._on_marathon, lambda status: self._status.update(marathon=status))
         self.followed: dict[str, Callable[..., None]] = {
             keys.SERVICES: self._on_instance, keys.DIRECTORY: self._on_document, keys.DOMAIN: self._on_domain,
+            keys.MARATHON: self._on_marathon_urls,
         }
         self.view = EtcdView(etcd, tuple(self.followed))
 
@@ -136,9 +137,10 @@ class Engine:
             self._instances.clear()
             self._routers.clear()
             self._domain = None
+            self.marathon.set_urls(self.view.get(keys.MARATHON))
             for prefix, on_change in self.followed.items():
                 for node in self.view.nodes(prefix):
-                    on_change(Change(node.key, "set", node.value, node.modified_index), wake=False)
+                    on_change(Change(node.key, PUT, node.value, node.revision), wake=False)
             self._loaded = True
         log.info("read from etcd", extra={"keys": sum(len(self.view.nodes(p)) for p in self.followed)})
         self._wake.set()
@@ -147,7 +149,7 @@ class Engine:
         with self._lock:
             for key in [k for k in self._instances if k == event.key or k.startswith(event.key + "/")]:
                 del self._instances[key]
-            if event.action not in keys.GONE and not event.dir:
+            if not event.gone:
                 try:
                     self._instances[event.key] = parse_instance(event.key, event.value)
                 except Malformed as exc:
@@ -158,9 +160,9 @@ class Engine:
     def _on_document(self, event: Change, wake: bool = True) -> None:
         name = event.key.removeprefix(keys.DIRECTORY + "/")
         with self._lock:
-            if event.action in keys.GONE and below(keys.DIRECTORY, event.key):
+            if event.gone and below(keys.DIRECTORY, event.key):
                 self._routers.clear()
-            elif event.action in keys.GONE or event.dir:
+            elif event.gone:
                 self._routers.pop(name, None)
             elif not is_service_name(name):
                 log.warning("skipped a directory document", extra={"key": event.key, "reason": "not a service name"})
@@ -173,7 +175,7 @@ class Engine:
 
     def _on_domain(self, event: Change, wake: bool = True) -> None:
         try:
-            domain = None if event.action in keys.GONE or event.dir else parse_domain(event.value)
+            domain = None if event.gone else parse_domain(event.value)
         except Malformed as exc:
             log.warning("skipped the domain", extra={"key": event.key, "reason": str(exc)})
             domain = None
@@ -181,6 +183,9 @@ class Engine:
             self._domain = domain
         if wake:
             self._wake.set()
+
+    def _on_marathon_urls(self, event: Change, wake: bool = True) -> None:
+        self.marathon.set_urls(None if event.gone else event.value)
 
     def _on_marathon(self, apps: dict[str, MarathonApp]) -> None:
         with self._lock:
@@ -328,5 +333,5 @@ class Engine:
 
 def start_engine(settings: SyncSettings) -> Engine:
     """The background task :func:`paz.server.serve` runs once per service."""
-    return Engine(settings, Etcd.from_settings(settings)).start()
+    return Engine(settings, etcd.from_settings(settings)).start()
 

@@ -22,10 +22,9 @@ from urllib.parse import urlsplit
 import requests
 
 from paz import keys
-from paz.etcd_client import Etcd, KeyNotFound, Result, StoreUnavailable
+from paz.etcd import Store, StoreUnavailable
 from paz.settings import parse_base_urls
 from paz.sse import EventParser, response_lines
-from paz.watch import Watcher
 
 from .marathon_model import MarathonApp, SeedReader, parse_apps
 from .model import Malformed
@@ -77,13 +76,12 @@ class MarathonSource:
     READ_SECONDS = 5.0
     MAX_BACKOFF_SECONDS = 5.0
 
-    def __init__(self, settings: SyncSettings, etcd: Etcd, on_apps: Callable[[dict[str, MarathonApp]], None],
+    def __init__(self, settings: SyncSettings, on_apps: Callable[[dict[str, MarathonApp]], None],
                  on_status: Callable[[dict[str, Any]], None]) -> None:
         self.settings = settings
         self.on_apps = on_apps
         self.on_status = on_status
         self.seed = SeedReader(settings.marathon_settings)
-        self.watcher = Watcher(etcd, keys.MARATHON, self._on_key, self._on_key_reset)
         self._etcd_urls: tuple[str, ...] = ()
         self._current = 0
         self._reread = threading.Event()
@@ -107,7 +105,6 @@ class MarathonSource:
         self._hints.bind(str(hint_socket(self.settings)))
         self._hints.settimeout(1.0)
         self._reread.set()  # a first read (or, with no Marathon, a first empty answer) at once
-        self.watcher.start()
         for target, name in ((self._read_loop, "read"), (self._stream_loop, "stream"), (self._hint_loop, "hints")):
             thread = threading.Thread(target=target, name=f"paz-marathon-{name}", daemon=True)
             thread.start()
@@ -117,7 +114,6 @@ class MarathonSource:
     def stop(self) -> None:
         self._stop.set()
         self._reread.set()
-        self.watcher.stop()
         self._close_stream()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -126,15 +122,10 @@ class MarathonSource:
 
     # -- where Marathon is ---------------------------------------------------------------------
 
-    def _on_key(self, event: Result) -> None:
-        self._set_urls("" if event.action in keys.GONE or event.dir else event.value or "")
-
-    def _on_key_reset(self, tree: Result | None) -> None:
-        self._set_urls(tree.value or "" if tree is not None and not tree.dir else "")
-
-    def _set_urls(self, raw: str) -> None:
+    def set_urls(self, raw: str | None) -> None:
+        """Follow the Marathon URLs of ``/paz/config/marathon`` (None: the key is not there)."""
         try:
-            urls = parse_base_urls(raw)
+            urls = parse_base_urls(raw or "")
         except ValueError as exc:
             log.warning("skipped Marathon's URLs", extra={"key": keys.MARATHON, "reason": str(exc)})
             urls = ()
@@ -281,7 +272,7 @@ class MarathonSource:
                 log.warning("could not register the callback with Marathon", extra={"url": url, "reason": str(exc)[:300]})
 
 
-def publish(etcd: Etcd, before: dict[str, MarathonApp], after: dict[str, MarathonApp]) -> None:
+def publish(etcd: Store, before: dict[str, MarathonApp], after: dict[str, MarathonApp]) -> None:
     """Write what changed to ``/paz/marathon/apps`` so the orchestrator's event stream tells it.
 
     With nothing routed before (a start), keys left by an earlier run for apps now gone are removed too.
@@ -289,13 +280,13 @@ def publish(etcd: Etcd, before: dict[str, MarathonApp], after: dict[str, Maratho
     try:
         if not before:
             names = {app.name for app in after.values()}
-            for node in etcd.children(keys.MARATHON_APPS):
+            for node in etcd.list_prefix(keys.MARATHON_APPS).nodes:
                 if keys.relative(node.key, keys.MARATHON_APPS) not in names:
                     etcd.delete(node.key)
         for backend, app in after.items():
             if backend not in before or before[backend].published() != app.published():
-                etcd.write(keys.marathon_app(app.name), app.published())
+                etcd.put(keys.marathon_app(app.name), app.published())
         for backend in before.keys() - after.keys():
             etcd.delete(keys.marathon_app(before[backend].name))
-    except (StoreUnavailable, KeyNotFound) as exc:
+    except StoreUnavailable as exc:
         log.warning("could not publish Marathon's apps to etcd", extra={"reason": str(exc)})

@@ -33,7 +33,7 @@ from typing import Any
 from paz import keys
 from paz.errors import Unavailable
 from paz.names import marathon_name
-from paz.etcd_client import Change, Etcd, IndexCleared, StoreUnavailable, WatchTimedOut
+from paz.etcd import EXPIRE, Change, HistoryCompacted, Store, StoreUnavailable, Watch
 from paz.view import EtcdView, Listener
 
 from .settings import OrchestratorSettings
@@ -72,8 +72,8 @@ def _document(value: str | None) -> dict[str, Any]:
 
 
 def _directory_event(result: Change, name: str) -> Event | None:
-    index = result.modifiedIndex
-    if result.action in keys.GONE:
+    index = result.revision
+    if result.gone:
         return Event(index, "service-deleted", name)
     document = _document(result.value)
     if result.previous is None:
@@ -89,16 +89,16 @@ def _directory_event(result: Change, name: str) -> Event | None:
 def _instance_event(result: Change, path: str) -> Event | None:
     """``<svc>/<version>/<instance>`` keys: instance-up when an address appears, instance-down when it goes."""
     parts = path.split("/")
-    if len(parts) != 3 or result.dir:
+    if len(parts) != 3 or result.folder:
         return None
     service, version, instance = parts
     data = {"unit": f"{service}-{version}-{instance}", "version": version, "instance": instance}
-    if result.action in keys.GONE:
-        reason = "expired" if result.action == "expire" else "withdrawn"
-        return Event(result.modifiedIndex, "instance-down", service, {**data, "reason": reason})
+    if result.gone:
+        reason = "expired" if result.kind == EXPIRE else "withdrawn"
+        return Event(result.revision, "instance-down", service, {**data, "reason": reason})
     if result.previous == result.value:
         return None  # the same address written again (after an etcd outage): nothing changed
-    return Event(result.modifiedIndex, "instance-up", service, {**data, "address": result.value})
+    return Event(result.revision, "instance-up", service, {**data, "address": result.value})
 
 
 DEPLOY_EVENTS = {"deploying": "deploy-started", "running": "deploy-finished", "failed": "deploy-failed"}
@@ -107,7 +107,7 @@ DEPLOY_EVENTS = {"deploying": "deploy-started", "running": "deploy-finished", "f
 
 def _scheduler_event(result: Change) -> Event | None:
     """Version documents tell a deploy's progress; journal entries everything else the scheduler did."""
-    if result.action not in keys.WRITTEN:
+    if result.gone:
         return None
     document = _document(result.value)
     version = keys.parse_version_document(result.key)
@@ -120,10 +120,10 @@ def _scheduler_event(result: Change) -> Event | None:
         if event_type is None:
             return None
         shown = ("version", "dockerRepository", "status", "pushedAt", "deployedAt", "message")
-        return Event(result.modifiedIndex, event_type, version[0], {k: document[k] for k in shown if k in document})
+        return Event(result.revision, event_type, version[0], {k: document[k] for k in shown if k in document})
     entry = keys.relative(result.key, keys.JOURNAL)
     if entry and "/" not in entry and result.previous is None:
-        return Event(result.modifiedIndex, "journal", document.get("service"), {"entry": document})
+        return Event(result.revision, "journal", document.get("service"), {"entry": document})
     return None
 
 
@@ -132,7 +132,7 @@ def _progress_event(result: Change, version: tuple[str, int], document: dict[str
     progress = document.get("progress")
     if not isinstance(progress, dict) or progress == before.get("progress"):
         return None
-    return Event(result.modifiedIndex, "deploy-progress", version[0], {"version": document.get("version"), **progress})
+    return Event(result.revision, "deploy-progress", version[0], {"version": document.get("version"), **progress})
 
 
 
@@ -140,13 +140,13 @@ def _marathon_event(result: Change) -> Event | None:
     """haproxy-sync's routes of Marathon apps, and changes the orchestrator forwarded to Marathon."""
     name = keys.relative(result.key, keys.MARATHON_APPS)
     if name and "/" not in name:
-        if result.action in keys.GONE:
-            return Event(result.modifiedIndex, "marathon-app-unrouted", name, {"source": "marathon"})
-        return Event(result.modifiedIndex, "marathon-app-routed", name, {"source": "marathon", **_document(result.value)})
-    if keys.relative(result.key, keys.MARATHON_CHANGES) and result.action in keys.WRITTEN:
+        if result.gone:
+            return Event(result.revision, "marathon-app-unrouted", name, {"source": "marathon"})
+        return Event(result.revision, "marathon-app-routed", name, {"source": "marathon", **_document(result.value)})
+    if keys.relative(result.key, keys.MARATHON_CHANGES) and not result.gone:
         change = _document(result.value)
         routed = marathon_name(str(change.get("app", ""))) or None
-        return Event(result.modifiedIndex, "marathon-change-forwarded", routed, {"source": "marathon", **change})
+        return Event(result.revision, "marathon-change-forwarded", routed, {"source": "marathon", **change})
     return None
 
 
@@ -228,7 +228,7 @@ class EventHub:
             if event is not None:
                 self._events.append(event)
                 self._trim()
-            self._reached = max(self._reached, change.modifiedIndex)
+            self._reached = max(self._reached, change.revision)
             self._changed.notify_all()
 
     def _on_reload(self, lost: bool, index: int) -> None:
@@ -253,7 +253,7 @@ class EventStreams:
 
     HISTORY_WAIT_SECONDS = 1.0
 
-    def __init__(self, etcd: Etcd, view: EtcdView, settings: OrchestratorSettings) -> None:
+    def __init__(self, etcd: Store, view: EtcdView, settings: OrchestratorSettings) -> None:
         self.etcd = etcd
         self.view = view
         self.hub = EventHub(view, settings.events_buffer).follow()
@@ -306,27 +306,30 @@ class EventStreams:
     def _from_history(self, cursor: int, wanted: Any) -> Iterator[str]:
         """The changes after ``cursor`` that the hub never held, read from etcd's history up to the hub's floor
         (through a watch of this stream's own, closed when done: the hub serves the rest)."""
-        try:
-            return (yield from self._replay(cursor, wanted))
-        finally:
-            self.etcd.end_waits()
-
-    def _replay(self, cursor: int, wanted: Any) -> Iterator[str]:
         until = self.hub.reached
-        while not self.hub.holds(cursor):
-            try:
-                change = self.etcd.next_change(WATCHED, cursor + 1, timeout=self.HISTORY_WAIT_SECONDS)
-            except IndexCleared:
-                yield _lost(cursor + 1, until).sse()
-                return until
-            except WatchTimedOut:
-                return until  # nothing more happened below /paz
-            except StoreUnavailable as exc:
-                yield f": {exc}; retrying\n\n"
-                time.sleep(self.HISTORY_WAIT_SECONDS)
-                continue
-            event = describe(change)
-            if event is not None and wanted(event):
-                yield event.sse()
-            cursor = change.modifiedIndex
-        return cursor
+        watch: Watch | None = None
+        try:
+            while not self.hub.holds(cursor):
+                try:
+                    watch = watch or self.etcd.watch(WATCHED, cursor + 1)
+                    change = watch.next(self.HISTORY_WAIT_SECONDS)
+                except HistoryCompacted:
+                    yield _lost(cursor + 1, until).sse()
+                    return until
+                except StoreUnavailable as exc:
+                    if watch is not None:
+                        watch.close()
+                    watch = None
+                    yield f": {exc}; retrying\n\n"
+                    time.sleep(self.HISTORY_WAIT_SECONDS)
+                    continue
+                if change is None:
+                    return until  # nothing more happened below /paz
+                event = describe(change)
+                if event is not None and wanted(event):
+                    yield event.sse()
+                cursor = change.revision
+            return cursor
+        finally:
+            if watch is not None:
+                watch.close()

@@ -22,7 +22,7 @@ from marshmallow import ValidationError
 
 from paz import keys
 from paz.errors import BadGateway, BadRequest, Conflict, NotFound, Unavailable
-from paz.etcd_client import Etcd, StoreUnavailable
+from paz.etcd import Store, StoreUnavailable
 from paz.names import MARATHON_APP_ID
 from paz.settings import parse_base_urls
 
@@ -58,7 +58,7 @@ def _message(answer: requests.Response) -> tuple[str, Any]:
 class MarathonForwarder:
     """Sends app changes to the first Marathon that answers."""
 
-    def __init__(self, etcd: Etcd, urls: tuple[str, ...], timeout: float) -> None:
+    def __init__(self, etcd: Store, urls: tuple[str, ...], timeout: float) -> None:
         self.etcd = etcd
         self.pinned = urls
         self.timeout = timeout
@@ -67,7 +67,7 @@ class MarathonForwarder:
         if self.pinned:
             return self.pinned
         try:
-            raw = self.etcd.get(keys.MARATHON) or ""
+            raw = self.etcd.value(keys.MARATHON) or ""
         except StoreUnavailable as exc:
             raise Unavailable(f"Marathon's URLs cannot be read from {keys.MARATHON}: {exc}") from None
         try:
@@ -117,6 +117,6 @@ class MarathonForwarder:
     def _record(self, method: str, result: dict[str, Any], change: dict[str, Any]) -> None:
         entry = {**result, "method": method, "changed": sorted(change), "at": time.time()}
         try:
-            self.etcd.write(keys.MARATHON_CHANGES, json.dumps(entry), append=True, ttl=CHANGE_TTL_SECONDS)
+            self.etcd.append(keys.MARATHON_CHANGES, json.dumps(entry), self.etcd.grant(CHANGE_TTL_SECONDS))
         except StoreUnavailable as exc:
             log.warning("a forwarded change could not be written to etcd for /events", extra={"reason": str(exc), **result})

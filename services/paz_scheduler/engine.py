@@ -31,7 +31,7 @@ from typing import Any
 
 from paz.waiting import poll
 from paz.errors import ApiError, NotFound, Unavailable
-from paz.etcd_client import Etcd, KeyNotFound, StoreUnavailable
+from paz.etcd import KeyNotFound, Store, StoreUnavailable
 from paz.upstream import Upstream
 
 from .drivers.base import Driver, InstanceSpec, Unit
@@ -55,7 +55,7 @@ class Scheduler:
         self.followers = threading.BoundedSemaphore(settings.logs_max_followers)
 
     @property
-    def etcd(self) -> Etcd:
+    def etcd(self) -> Store:
         return self.store.etcd
 
     # -- the directory ---------------------------------------------------------------------------

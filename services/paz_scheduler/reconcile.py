@@ -29,9 +29,10 @@ from typing import Any
 
 from paz import keys
 from paz.announce import Announcer
-from paz.etcd_client import Etcd, Result, StoreUnavailable
+from paz import etcd
 from paz.errors import ApiError
-from paz.watch import Watcher
+from paz.etcd import Change, StoreUnavailable
+from paz.view import EtcdView, Listener
 
 from .drivers import make_driver
 from .drivers.base import DIED, GONE, STARTED, STOPPING, Driver, Unit, UnitEvent, accepts_connections, ready
@@ -48,7 +49,7 @@ class InstanceAnnouncer:
 
     def __init__(self, settings: Any, driver: Driver) -> None:
         self.settings = settings
-        self.etcd = Etcd.from_settings(settings)
+        self.etcd = etcd.from_settings(settings)
         self.store = SchedulerStore(self.etcd)
         self.driver = driver
         self.announcer = Announcer(self.etcd, settings.instance_ttl)
@@ -60,12 +61,12 @@ class InstanceAnnouncer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._events: Any = None
-        self._watcher = Watcher(self.etcd, keys.SCHEDULER_SERVICES, self._on_change, self._on_reset)
+        self.view = EtcdView(self.etcd, (keys.SCHEDULER_SERVICES,))
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="paz-probe")
 
     def start(self) -> "InstanceAnnouncer":
         self.announcer.start()
-        self._watcher.start()
+        self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
         for target, name in ((self._loop, "paz-reconcile"), (self._follow_runtime, "paz-runtime-events")):
             threading.Thread(target=target, name=name, daemon=True).start()
         return self
@@ -73,7 +74,7 @@ class InstanceAnnouncer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._watcher.stop()
+        self.view.stop()
         events = self._events
         if events is not None:
             events.close()
@@ -82,9 +83,9 @@ class InstanceAnnouncer:
 
     # -- versions' status, from etcd -------------------------------------------------------------
 
-    def _on_reset(self, tree: Result | None) -> None:
+    def _on_reload(self, _lost: bool, _index: int) -> None:
         versions = {}
-        for node in tree.leaves if tree is not None else []:
+        for node in self.view.nodes(keys.SCHEDULER_SERVICES):
             parsed = keys.parse_version_document(node.key)
             if parsed and node.value:
                 versions[parsed] = json.loads(node.value)
@@ -92,14 +93,14 @@ class InstanceAnnouncer:
             self.versions = versions
         self._wake.set()
 
-    def _on_change(self, event: Result) -> None:
-        parsed = keys.parse_version_document(event.key)
+    def _on_change(self, change: Change) -> None:
+        parsed = keys.parse_version_document(change.key)
         if not parsed:
             return
         with self._lock:
             before = (self.versions.get(parsed) or {}).get("status")
-            if event.value and event.action not in keys.GONE:
-                self.versions[parsed] = json.loads(event.value)
+            if change.value and not change.gone:
+                self.versions[parsed] = json.loads(change.value)
             else:
                 self.versions.pop(parsed, None)
             changed = (self.versions.get(parsed) or {}).get("status") != before

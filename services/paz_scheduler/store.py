@@ -14,14 +14,14 @@ from typing import Any
 from paz import keys
 from paz.waiting import poll
 from paz.errors import Conflict, NotFound
-from paz.etcd_client import AlreadyExists, CompareFailed, Etcd, KeyNotFound, StoreUnavailable
+from paz.etcd import AlreadyExists, CompareFailed, Store, StoreUnavailable
 
 from .schemas import iso_now
 
 class SchedulerStore:
     """Versions, the journal and deploy locks, every read-modify-write a compare-and-swap."""
 
-    def __init__(self, etcd: Etcd) -> None:
+    def __init__(self, etcd: Store) -> None:
         self.etcd = etcd
 
     def next_version(self, name: str) -> int:
@@ -29,19 +29,19 @@ class SchedulerStore:
         return self.etcd.update_json(keys.latest_version(name), lambda n: n + 1, create=0)[0]
 
     def latest_number(self, name: str) -> int | None:
-        value = self.etcd.get(keys.latest_version(name))
+        value = self.etcd.value(keys.latest_version(name))
         return int(value) if value is not None else None
 
     def create_version(self, document: dict[str, Any]) -> dict[str, Any]:
         key = keys.version_document(document["service"], document["version"])
-        self.etcd.write(key, json.dumps(document, sort_keys=True), prevExist=False)
+        self.etcd.create(key, json.dumps(document, sort_keys=True))
         return document
 
     def update_version(self, name: str, version: int, **changes: Any) -> dict[str, Any]:
         return self.etcd.update_json(keys.version_document(name, version), lambda doc: {**doc, **changes})[0]
 
     def version(self, name: str, version: int) -> dict[str, Any]:
-        value = self.etcd.get(keys.version_document(name, version))
+        value = self.etcd.value(keys.version_document(name, version))
         if value is None:
             raise NotFound(
                 f"{name} has no version {version}; GET /config/{name}/history lists its versions.",
@@ -57,7 +57,7 @@ class SchedulerStore:
 
     def history(self, name: str) -> list[dict[str, Any]]:
         """Every version of ``name``, newest first."""
-        nodes = self.etcd.children(keys.versions(name))
+        nodes = self.etcd.list_prefix(keys.versions(name)).nodes
         return sorted((json.loads(n.value) for n in nodes), key=lambda d: d["version"], reverse=True)
 
     def versions_with_status(self, name: str, *statuses: str) -> list[dict[str, Any]]:
@@ -68,12 +68,12 @@ class SchedulerStore:
         if version is not None:
             entry["version"] = version
         entry["message"] = message
-        node = self.etcd.write(keys.JOURNAL, json.dumps(entry), append=True)
+        node = self.etcd.append(keys.JOURNAL, json.dumps(entry))
         return {"id": node.key.rsplit("/", 1)[-1], **entry}
 
     def journal_entries(self, service: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Journal entries, newest first, optionally of one service only."""
-        nodes = self.etcd.children(keys.JOURNAL)
+        nodes = self.etcd.list_prefix(keys.JOURNAL).nodes
         entries = [{"id": n.key.rsplit("/", 1)[-1], **json.loads(n.value)} for n in nodes]
         entries.sort(key=lambda e: e["id"], reverse=True)
         if service:
@@ -92,7 +92,7 @@ class DeployLock:
 
     POLL_SECONDS = 0.1
 
-    def __init__(self, etcd: Etcd, key: str, owner: str, ttl: int, wait: float, service: str) -> None:
+    def __init__(self, etcd: Store, key: str, owner: str, ttl: int, wait: float, service: str) -> None:
         self.etcd, self.key, self.owner, self.ttl, self.wait, self.service = etcd, key, owner, ttl, wait, service
 
     def __enter__(self) -> "DeployLock":
@@ -106,14 +106,14 @@ class DeployLock:
 
     def _take(self) -> bool:
         try:
-            self.etcd.write(self.key, self.owner, ttl=self.ttl, prevExist=False)
+            self.etcd.create(self.key, self.owner, self.etcd.grant(self.ttl))
             return True
         except AlreadyExists:
             return False
 
     def __exit__(self, *_: Any) -> None:
         try:
-            self.etcd.delete(self.key, prevValue=self.owner)
-        except (KeyNotFound, CompareFailed, StoreUnavailable):
+            self.etcd.delete(self.key, if_value=self.owner)
+        except (CompareFailed, StoreUnavailable):
             pass  # gone already, or left to its TTL
 

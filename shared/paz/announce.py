@@ -1,10 +1,10 @@
 """Keeping keys alive in etcd: a service's own ``/paz/services/paz-<name>`` and, in the scheduler,
 its instances' keys.
 
-A key is written with a TTL and refreshed every third of it; etcd's ``refresh`` extends the TTL
-without waking watchers, so haproxy-sync sees a change only when an address really changes. When
-etcd is unreachable, the announcer retries every second and writes the key again once etcd is back,
-even if etcd lost it.
+A key is put with a lease of its own, kept alive every third of its TTL; keeping a lease alive does
+not wake watchers, so haproxy-sync sees a change only when an address really changes. When etcd is
+unreachable, the announcer retries every second and puts the key again (on a new lease) once etcd
+is back, even if etcd lost it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import threading
 
 from . import keys
-from .etcd_client import CompareFailed, Etcd, KeyNotFound, StoreUnavailable
+from .etcd import CompareFailed, Lease, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +22,12 @@ class Announcer:
 
     RETRY_SECONDS = 1.0
 
-    def __init__(self, etcd: Etcd, ttl: int) -> None:
+    def __init__(self, etcd: Store, ttl: int) -> None:
         self.etcd = etcd
         self.ttl = ttl
         self._wanted: dict[str, str] = {}
-        self._written: set[str] = set()
+        self._leases: dict[str, Lease] = {}
+        """The lease each key was put with, while it is believed to be in etcd."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -36,20 +37,20 @@ class Announcer:
         """Keep ``key`` = ``value`` in etcd from now on (written at once when etcd answers)."""
         with self._lock:
             self._wanted[key] = value
-            self._written.discard(key)
+            self._leases.pop(key, None)
         self._beat_key(key, value)
 
     def withdraw(self, key: str) -> None:
         """Stop announcing ``key`` and delete it, if it still holds what this announcer wrote."""
         with self._lock:
             value = self._wanted.pop(key, None)
-            self._written.discard(key)
+            self._leases.pop(key, None)
         if value is None:
             return
         try:
-            self.etcd.delete(key, prevValue=value)
+            self.etcd.delete(key, if_value=value)
             self.etcd.remove_empty_parents(key, keys.SERVICES)
-        except (KeyNotFound, StoreUnavailable) as exc:
+        except StoreUnavailable as exc:
             log.info("withdraw left nothing to delete", extra={"key": key, "reason": str(exc)})
         except CompareFailed as exc:  # someone else owns the key now
             log.info("withdraw skipped", extra={"key": key, "reason": str(exc)})
@@ -85,28 +86,25 @@ class Announcer:
             self._wake.clear()
 
     def _beat_key(self, key: str, value: str) -> bool:
-        """Refresh ``key``, writing it again when etcd lost it; False when etcd is unreachable."""
+        """Keep ``key``'s lease alive, putting the key again on a new one when etcd lost it; False when
+        etcd is unreachable."""
         try:
             with self._lock:
                 if key not in self._wanted:
                     return True
-                written = key in self._written
-            if written:
-                try:
-                    node = self.etcd.refresh(key, self.ttl)
-                    if node.value == value:
-                        return True
-                except KeyNotFound:
-                    pass
-            self.etcd.write(key, value, ttl=self.ttl)
+                lease = self._leases.get(key)
+            if lease is not None and lease.keep_alive():
+                return True
+            again = lease is not None
+            lease = self.etcd.grant(self.ttl)
+            self.etcd.put(key, value, lease)
             with self._lock:
                 if key in self._wanted:
-                    self._written.add(key)
-            if not written:
-                log.info("announced", extra={"key": key, "value": value, "ttl": self.ttl})
+                    self._leases[key] = lease
+            log.info("announced", extra={"key": key, "value": value, "ttl": self.ttl, "again": again})
             return True
         except StoreUnavailable as exc:
             with self._lock:
-                self._written.discard(key)
+                self._leases.pop(key, None)
             log.warning("announce failed, retrying", extra={"key": key, "reason": str(exc)})
             return False

@@ -32,7 +32,7 @@ from flask import Flask, current_app, g, request
 
 from . import keys
 from .errors import ApiError, Forbidden, NotFound, Unauthorized
-from .etcd_client import Etcd
+from .etcd import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def now() -> str:
 class TokenStore:
     """Tokens in etcd, by the digest of their secret."""
 
-    def __init__(self, etcd: Etcd) -> None:
+    def __init__(self, etcd: Store) -> None:
         self.etcd = etcd
 
     def create(self, role: str, name: str = "") -> tuple[str, dict[str, Any]]:
@@ -63,22 +63,22 @@ class TokenStore:
         secret = PREFIX + secrets.token_urlsafe(32)
         key = digest(secret)
         record = {"id": key[:12], "name": name, "role": role, "createdAt": now()}
-        self.etcd.write(keys.token(key), json.dumps(record, sort_keys=True), prevExist=False)
+        self.etcd.create(keys.token(key), json.dumps(record, sort_keys=True))
         return secret, record
 
     def records(self) -> list[dict[str, Any]]:
         """Every token's record (no secrets: etcd has none), oldest first."""
-        found = [_record(node.value) for node in self.etcd.children(keys.TOKENS)]
+        found = [_record(node.value) for node in self.etcd.list_prefix(keys.TOKENS).nodes]
         return sorted((r for r in found if r), key=lambda r: (r["createdAt"], r["id"]))
 
     def role_of(self, secret: str) -> tuple[str, str] | None:
         """``(token id, role)`` of the token with this secret, or None when there is none."""
-        record = _record(self.etcd.get(keys.token(digest(secret))))
+        record = _record(self.etcd.value(keys.token(digest(secret))))
         return (record["id"], record["role"]) if record else None
 
     def revoke(self, token: str) -> dict[str, Any]:
         """End the token given by its secret or its id; its record. NotFound when there is none."""
-        for node in self.etcd.children(keys.TOKENS):
+        for node in self.etcd.list_prefix(keys.TOKENS).nodes:
             key = node.key.rsplit("/", 1)[-1]
             if hmac.compare_digest(key, digest(token)) or key[:12] == token:
                 self.etcd.delete(node.key)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from . import keys
 from .errors import ApiError
-from .etcd_client import StoreUnavailable
+from .etcd import StoreUnavailable
 from .settings import Settings
 from .view import EtcdView
 
@@ -37,7 +37,7 @@ class Discovery:
         """``host:port`` of suite service ``name`` (e.g. ``paz-scheduler``).
 
         Raises :class:`ServiceNotAnnounced` when it has no key, and
-        :class:`~paz.etcd_client.StoreUnavailable` when etcd has not been read once yet.
+        :class:`~paz.etcd.StoreUnavailable` when etcd has not been read once yet.
         """
         pinned = self.settings.override(name) if self.settings else None
         if pinned:

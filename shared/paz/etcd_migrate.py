@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 
 from . import keys
-from .etcd_client import Etcd
+from .etcd import Store
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,15 @@ class Migration:
     unchanged: int
 
 
-def copy_v2_tree(source: Etcd, target: Etcd, top: str = keys.ROOT) -> Migration:
-    """Copy every key below ``top`` from ``source`` (a v2 handle) to ``target`` (a v3 handle)."""
+def copy_v2_tree(source: Store, target: Store, top: str = keys.ROOT) -> Migration:
+    """Copy every key below ``top`` from ``source`` (a v2 store) to ``target`` (a v3 store); v2's empty
+    folders are not keys, so nothing is made of them."""
     copied = unchanged = 0
-    for node in source.children(top, recursive=True):
-        if node.dir:
-            continue  # an empty v2 folder: v3 has no folders
-        if target.get(node.key) == node.value:
+    for node in source.list_prefix(top).nodes:
+        if target.value(node.key) == node.value:
             unchanged += 1
             continue
-        target.write(node.key, node.value, **({"ttl": node.ttl} if node.ttl else {}))
+        target.put(node.key, node.value, target.grant(node.ttl) if node.ttl else None)
         log.info("copied", extra={"key": node.key, "ttl": node.ttl})
         copied += 1
     return Migration(copied, unchanged)

@@ -38,10 +38,6 @@ SCHEDULER_SERVICES = f"{SCHEDULER}/services"
 JOURNAL = f"{SCHEDULER}/journal"
 LOCKS = f"{SCHEDULER}/locks"
 
-WRITTEN = frozenset({"set", "create", "update", "compareAndSwap"})
-"""etcd v2 actions after which a key holds a (new) value."""
-GONE = frozenset({"delete", "expire", "compareAndDelete"})
-"""etcd v2 actions after which a key (or a directory) no longer exists."""
 
 _VERSION_DOCUMENT = re.compile(rf"^{SCHEDULER_SERVICES}/([^/]+)/versions/(\d+)$")
 

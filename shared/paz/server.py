@@ -32,9 +32,8 @@ from typing import Any, Protocol
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import keys
+from . import etcd, keys
 from .announce import Announcer
-from .etcd_client import Etcd
 from .logs import configure_logging, logging_config
 from .registry import declaration
 from .service import Service
@@ -189,7 +188,7 @@ def run_companion(master: int, package: str) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    announcer = Announcer(Etcd.from_settings(settings), settings.announce_ttl)
+    announcer = Announcer(etcd.from_settings(settings), settings.announce_ttl)
     announcer.announce(keys.suite_service(settings.service_name), settings.address)
     running: list[Stoppable] = [announcer.start()]
     running.extend(task(settings) for task in service.tasks)

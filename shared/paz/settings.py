@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import etcd
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value the suite cannot use."""
@@ -184,18 +186,6 @@ def parse_log_level(raw: str) -> str:
     return level
 
 
-ETCD_APIS = ("2", "3")
-
-
-def etcd_api_from_environment() -> str:
-    """Which etcd API the suite speaks (``PAZ_ETCD_API``): 2 (python-etcd, etcd with ``--enable-v2``) or 3."""
-    raw = os.environ.get("PAZ_ETCD_API", "2")
-    try:
-        return parse_choice(*ETCD_APIS)(raw)
-    except ValueError as exc:
-        raise ValueError(f"PAZ_ETCD_API={raw!r}: {exc}") from None
-
-
 def env(var: str, parse: Callable[[str], Any], default: Any) -> Any:
     """A settings field read from environment variable ``var`` through ``parse``."""
     return field(default=default, metadata={"env": var, "parse": parse})
@@ -215,7 +205,7 @@ class Settings:
     etcd_ca: str = env("PAZ_ETCD_CA", parse_readable_file, "")
     etcd_cert: str = env("PAZ_ETCD_CERT", parse_readable_file, "")
     etcd_key: str = env("PAZ_ETCD_KEY", parse_readable_file, "")
-    etcd_api: str = env("PAZ_ETCD_API", parse_choice(*ETCD_APIS), "2")
+    etcd_api: str = env("PAZ_ETCD_API", parse_choice(*etcd.API_VERSIONS), etcd.DEFAULT_API)
     workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
     worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gevent")
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)

@@ -35,7 +35,8 @@ from .auth import TokenStore
 from .processes import command, running
 from .registry import declarations
 from .waiting import poll
-from .etcd_client import Etcd, StoreUnavailable
+from . import etcd
+from .etcd import Store, StoreUnavailable
 
 ETCD_URL = "http://127.0.0.1:2379"
 ETCD_PORTS = ((2379, 2380), (22379, 22380), (32379, 32380), (42379, 42380), (52379, 52380))
@@ -45,34 +46,10 @@ STATS_PORT = 1936
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
-V2_REMOVED_IN = (3, 6)
-"""etcd deprecated its v2 API in 3.5 and removed it in 3.6."""
-
-
 ETCD_HISTORY = ("--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h")
 """etcd's v3 history is kept for an hour, then compacted (v2 keeps its last 1000 changes by itself):
 without it, every revision is kept until etcd's space quota is full and it refuses writes. A watch or
-an ``/events`` resume from a revision older than that gets ``IndexCleared``/``events-lost``."""
-
-
-def etcd_api_of(url: str, binary: str) -> tuple[str, str]:
-    """The etcd API to speak (``"2"`` or ``"3"``) with the etcd answering at ``url`` or, when none
-    answers, the one ``binary`` will start; and why, in words for ``paz up`` to print."""
-    session = requests.Session()
-    session.trust_env = False
-    try:
-        answer = session.get(f"{url}/v2/keys/", timeout=1)
-    except requests.RequestException:
-        answer = None
-    if answer is not None:
-        return ("2", f"the etcd at {url} has the v2 API") if answer.ok else ("3", f"the etcd at {url} has no v2 API")
-    first_line = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout.split("\n")[0]
-    version = first_line.rsplit(" ", 1)[-1]
-    try:
-        has_v2 = tuple(int(part) for part in version.split(".")[:2]) < V2_REMOVED_IN
-    except ValueError:
-        return "3", f"etcd's version is unknown ({first_line!r}), so the v3 API"
-    return ("2", f"etcd {version} has the v2 API (started with --enable-v2)") if has_v2 else ("3", f"etcd {version} has no v2 API")
+an ``/events`` resume from a revision older than that gets ``events-lost``."""
 
 
 @dataclass
@@ -138,21 +115,21 @@ class Suite:
         self.choices_file.write_text(json.dumps(choices) + "\n")
 
     def _choose_etcd_api(self, asked: str | None, saved: str | None) -> tuple[str, str]:
-        """``--etcd-api``, else ``PAZ_ETCD_API``, else what paz up chose last, else what etcd offers."""
-        if asked in ("2", "3"):
+        """``--etcd-api``, else ``PAZ_ETCD_API``, else what paz up chose last, else v3."""
+        if asked in etcd.API_VERSIONS:
             return asked, "asked with --etcd-api"
-        if self.environ.get("PAZ_ETCD_API") in ("2", "3"):
+        if self.environ.get("PAZ_ETCD_API") in etcd.API_VERSIONS:
             return self.environ["PAZ_ETCD_API"], "asked with PAZ_ETCD_API"
-        if saved in ("2", "3"):
+        if saved in etcd.API_VERSIONS:
             return saved, f"chosen by an earlier paz up ({self.choices_file})"
-        return etcd_api_of(self.etcd_endpoints[0], _program("etcd", "/usr/bin/etcd"))
+        return etcd.DEFAULT_API, "the default (--etcd-api 2 keeps an install on the v2 API)"
 
     @property
     def etcd_endpoints(self) -> list[str]:
         return [f"http://127.0.0.1:{client}" for client, _ in ETCD_PORTS[: self.etcd_members]]
 
-    def etcd(self, timeout: float = 2.0) -> Etcd:
-        return Etcd(self.etcd_endpoints, timeout, api=self.etcd_api)
+    def etcd(self, timeout: float = 2.0) -> Store:
+        return etcd.connect(self.etcd_endpoints, timeout, api=self.etcd_api)
 
     def _etcd_members(self) -> list[Part]:
         """One etcd, or a cluster of ``etcd_members`` on loopback (etcd-1, etcd-2, ...), with the v2 API
@@ -265,11 +242,10 @@ class Suite:
 
     def set_domain(self, domain: str) -> None:
         """Route ``<service>.<domain>`` for public-facing services; an empty ``domain`` stops it."""
-        etcd = self.etcd()
         if domain:
-            etcd.write(keys.DOMAIN, domain)
-        elif etcd.get(keys.DOMAIN) is not None:
-            etcd.delete(keys.DOMAIN)
+            self.etcd().put(keys.DOMAIN, domain)
+        else:
+            self.etcd().delete(keys.DOMAIN)
 
     def can_start_docker(self) -> bool:
         return os.geteuid() == 0 and bool(shutil.which("dockerd") or os.access("/usr/sbin/dockerd", os.X_OK))

@@ -13,8 +13,8 @@ resuming from the index it reached after every change, so nothing is missed:
 
 :attr:`EtcdView.index` is the etcd index the view has reached: every change up to it below the
 watched subtrees is applied. :meth:`EtcdView.wait_for` lets a read wait for a client's own write.
-The view depends only on :class:`~paz.etcd_client.Etcd`'s ``read_tree``/``next_change`` surface and
-its own :class:`~paz.etcd_client.Node`/:class:`~paz.etcd_client.Change`.
+It is the suite's one way of following etcd: services read through it, the orchestrator's event
+hub, haproxy-sync's engine and the scheduler's announcer listen to it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import keys
-from .etcd_client import Change, Etcd, IndexCleared, Node, StoreUnavailable, Tree, WatchTimedOut
+from .etcd import Change, HistoryCompacted, Listing, Node, Store, StoreUnavailable, Watch
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class EtcdView:
     POLL_SECONDS = 25.0
     RETRY_SECONDS = 0.5
 
-    def __init__(self, etcd: Etcd, prefixes: tuple[str, ...], load_timeout: float | None = None) -> None:
+    def __init__(self, etcd: Store, prefixes: tuple[str, ...], load_timeout: float | None = None) -> None:
         self.etcd = etcd
         self.prefixes = _covering(prefixes)
         self.root = posixpath.commonpath(self.prefixes) if len(self.prefixes) > 1 else self.prefixes[0]
@@ -149,51 +148,55 @@ class EtcdView:
     # -- following etcd -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        away = False
+        away = compacted = False
+        watch: Watch | None = None
         while not self._stop.is_set():
             try:
-                if not self._loaded:
-                    self._install(self._read(), lost=False)
+                if not self._loaded or compacted:
+                    self._install(self._read(), lost=None if compacted else False)
                 elif away:
                     self._resume()
-                away, self.away = False, None
-                self._apply(self.etcd.next_change(self.root, self._index + 1, self.POLL_SECONDS))
-            except WatchTimedOut:
-                continue
-            except IndexCleared:
+                away = compacted = False
+                self.away = None
+                watch = watch or self.etcd.watch(self.root, self._index + 1)
+                change = watch.next(self.POLL_SECONDS)
+                if change is not None:
+                    self._apply(change)
+            except HistoryCompacted:
                 log.info("etcd no longer holds the view's next index; reading again", extra={"index": self._index})
-                self._install(self._read(), lost=None)
+                compacted, watch = True, _closed(watch)
             except StoreUnavailable as exc:
                 if not away:
                     log.warning("etcd away; the view keeps what it holds", extra={"root": self.root, "reason": str(exc)})
-                away, self.away = True, str(exc)
+                away, self.away, watch = True, str(exc), _closed(watch)
                 self._stop.wait(self.RETRY_SECONDS)
             except Exception:
                 log.exception("the view failed to follow etcd; reading again", extra={"root": self.root})
-                away = True
+                away, watch = True, _closed(watch)
                 self._stop.wait(self.RETRY_SECONDS)
+        _closed(watch)
 
-    def _read(self) -> dict[str, Tree]:
-        return {prefix: self.etcd.read_tree(prefix) for prefix in self.prefixes}
+    def _read(self) -> dict[str, Listing]:
+        return {prefix: self.etcd.list_prefix(prefix) for prefix in self.prefixes}
 
     def _resume(self) -> None:
         """After an outage: go on from the reached index, unless etcd went back (a new member)."""
         trees = self._read()
-        if min(tree.index for tree in trees.values()) < self._index:
+        if min(tree.revision for tree in trees.values()) < self._index:
             log.warning("etcd's index went back (a new member?); reading again", extra={"index": self._index})
             self._install(trees, lost=None)
         else:
             log.info("etcd is back; the view goes on from its index", extra={"index": self._index})
 
-    def _install(self, trees: dict[str, Tree], lost: bool | None) -> None:
+    def _install(self, trees: dict[str, Listing], lost: bool | None) -> None:
         """Hold ``trees`` from now on; ``lost=None`` compares them with what was held to find out."""
         nodes = {node.key: node for tree in trees.values() for node in tree.nodes}
-        index = min(tree.index for tree in trees.values())
+        index = min(tree.revision for tree in trees.values())
         with self._changed:
             if lost is None:
                 lost = nodes != self._nodes
             self._nodes, self._index, self._loaded = nodes, index, True
-            self._skip_until = {prefix: tree.index for prefix, tree in trees.items()}
+            self._skip_until = {prefix: tree.revision for prefix, tree in trees.items()}
             listeners = list(self._listeners)
             self._changed.notify_all()
         log.info("read from etcd", extra={"root": self.root, "keys": len(nodes), "index": index, "lost": lost})
@@ -202,20 +205,28 @@ class EtcdView:
 
     def _apply(self, change: Change) -> None:
         prefix = next((p for p in self.prefixes if below(change.key, p) or below(p, change.key)), None)
-        relevant = prefix is not None and change.modifiedIndex > self._skip_until.get(prefix, 0)
+        relevant = prefix is not None and change.revision > self._skip_until.get(prefix, 0)
         with self._changed:
             if relevant:
                 self._store(change)
-            self._index = max(self._index, change.modifiedIndex)
+            self._index = max(self._index, change.revision)
             listeners = list(self._listeners) if relevant else []
             self._changed.notify_all()
         for listener in listeners:
             listener.changed(change)
 
     def _store(self, change: Change) -> None:
-        if change.action in keys.GONE or change.dir:
+        if change.folder:
             for key in [k for k in self._nodes if below(k, change.key)]:
                 del self._nodes[key]
-        if change.action not in keys.GONE and not change.dir and change.value is not None:
+        elif change.gone:
+            self._nodes.pop(change.key, None)
+        elif change.value is not None:
             if any(below(change.key, p) for p in self.prefixes):
-                self._nodes[change.key] = Node(change.key, change.value, change.modifiedIndex)
+                self._nodes[change.key] = Node(change.key, change.value, change.revision)
+
+
+def _closed(watch: Watch | None) -> None:
+    """Close ``watch`` (when there is one); None, for the caller to hold instead."""
+    if watch is not None:
+        watch.close()

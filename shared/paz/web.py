@@ -28,11 +28,11 @@ from flask import Flask, current_app, g, jsonify, render_template, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
-from . import __version__, auth
+from . import __version__, auth, etcd
 from .api import Blueprint, make_api
 from .discovery import Discovery
 from .errors import ApiError, BadRequest
-from .etcd_client import Etcd, StoreUnavailable
+from .etcd import Store, StoreUnavailable
 from .keys import DOMAIN, SERVICES
 from .logs import configure_logging
 from .settings import Settings
@@ -54,7 +54,7 @@ class Paz:
     """What a service's routes reach through :func:`paz_context`."""
 
     settings: Settings
-    etcd: Etcd
+    etcd: Store
     view: EtcdView
     discovery: Discovery
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
@@ -71,7 +71,7 @@ def create_app(service: "Service", settings: Settings) -> Flask:
     app = Flask(settings.service_name, template_folder="templates", root_path=__file__.rsplit("/", 1)[0])
     app.json.sort_keys = False
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    store = Etcd.from_settings(settings)
+    store = etcd.from_settings(settings)
     view = EtcdView(store, (SERVICES, *service.watches))
     paz = Paz(settings=settings, etcd=store, view=view, discovery=Discovery(view, settings))
     paz.health_checks["etcd"] = lambda: _check_etcd(store)
@@ -87,7 +87,7 @@ def create_app(service: "Service", settings: Settings) -> Flask:
     return app
 
 
-def _check_etcd(store: Etcd) -> dict[str, Any]:
+def _check_etcd(store: Store) -> dict[str, Any]:
     store.get(DOMAIN)
     return {"endpoints": list(store.endpoints)}
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from paz import sse
+from paz import etcd, sse
 from paz.processes import command
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -111,7 +111,7 @@ class Process:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
-ETCD_API = os.environ.get("PAZ_ETCD_API", "2")
+ETCD_API = os.environ.get("PAZ_ETCD_API") or etcd.DEFAULT_API
 """The etcd API this test run speaks (``PAZ_ETCD_API``, inherited by every service the tests start)."""
 
 
@@ -182,6 +182,10 @@ class EtcdServer:
     def stop(self) -> None:
         if self.process:
             self.process.stop()
+
+    def store(self, timeout: float = 2.0) -> etcd.Store:
+        """The suite's own client of this etcd, in its API: for tests that use the suite's library, not for checks."""
+        return etcd.connect([self.url], timeout, api=self.api)
 
     def speaking(self, api: str) -> EtcdServer:
         """This etcd, read and written through ``api`` (an etcd with ``--enable-v2`` serves both key spaces)."""

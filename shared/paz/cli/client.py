@@ -10,8 +10,8 @@ from typing import Any
 
 import requests
 
-from .. import keys, sse
-from ..etcd_client import Etcd, StoreUnavailable
+from .. import etcd, keys, sse
+from ..etcd import StoreUnavailable
 from ..settings import SettingsError, parse_endpoints, parse_url
 from .output import UNREACHABLE, USAGE, PazError, exit_code_of
 
@@ -19,18 +19,27 @@ ORCHESTRATOR = "paz-orchestrator"
 DEPLOY_SECONDS = 600.0
 
 
+def etcd_of(endpoints: str, timeout: float = 2.0) -> etcd.Store:
+    """etcd at ``endpoints`` (comma-separated URLs), spoken to in the API ``PAZ_ETCD_API`` names (default v3)."""
+    api = os.environ.get("PAZ_ETCD_API") or etcd.DEFAULT_API
+    try:
+        return etcd.connect(parse_endpoints(endpoints), timeout, api=etcd.parse_api(api))
+    except (SettingsError, ValueError) as exc:
+        raise PazError(f"{exc} (PAZ_ETCD_ENDPOINTS, PAZ_ETCD_API)", USAGE) from None
+
+
 def orchestrator_url(given: str | None) -> str:
     """``given`` (``--url`` or ``PAZ_URL``), else the orchestrator's address announced in etcd."""
     try:
         if given:
             return parse_url(given).rstrip("/")
-        endpoints = parse_endpoints(os.environ.get("PAZ_ETCD_ENDPOINTS", "http://127.0.0.1:2379"))
     except SettingsError as exc:
         raise PazError(str(exc), USAGE) from None
+    store = etcd_of(os.environ.get("PAZ_ETCD_ENDPOINTS", "http://127.0.0.1:2379"))
     try:
-        address = Etcd(endpoints).get(keys.suite_service(ORCHESTRATOR))
+        address = store.value(keys.suite_service(ORCHESTRATOR))
     except StoreUnavailable:
-        raise PazError(f"etcd does not answer at {', '.join(endpoints)}, so the orchestrator cannot be found: start the "
+        raise PazError(f"etcd does not answer at {', '.join(store.endpoints)}, so the orchestrator cannot be found: start the "
                        "suite (paz up), or set PAZ_URL to the orchestrator's URL.", UNREACHABLE) from None
     if not address:
         raise PazError(f"The orchestrator is not announced in etcd ({keys.suite_service(ORCHESTRATOR)}): start it "

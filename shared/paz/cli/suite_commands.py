@@ -14,7 +14,7 @@ import click
 from .. import docs as api_docs
 from ..auth import ROLES, TokenStore
 from ..errors import ApiError
-from ..etcd_client import Etcd, StoreUnavailable
+from ..etcd import API_VERSIONS, StoreUnavailable, connect
 from ..etcd_migrate import copy_v2_tree
 from ..logs import configure_logging
 from ..names import DOMAIN
@@ -22,6 +22,7 @@ from ..registry import declarations
 from ..settings import SettingsError, parse_endpoints
 from ..suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 from ..supervisor import Supervisor, read_restarts
+from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
 
 T = TypeVar("T")
@@ -43,8 +44,8 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
               help="the scheduler's runtime (PAZ_DRIVER, default docker); swarm makes the engine a swarm manager")
 @click.option("--etcd-members", type=click.Choice(["1", "3", "5"]), default=None,
               help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
-@click.option("--etcd-api", type=click.Choice(["2", "3"]), default=None,
-              help="etcd's API the services use (default: PAZ_ETCD_API, the last choice, else v2 when the etcd has it)")
+@click.option("--etcd-api", type=click.Choice(API_VERSIONS), default=None,
+              help="etcd's API the services use (default: PAZ_ETCD_API, else the last choice, else 3)")
 @click.pass_context
 def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None) -> None:
     """Start etcd and the services in the background, supervised."""
@@ -136,10 +137,7 @@ ETCD_OPTION = click.option("--etcd", envvar="PAZ_ETCD_ENDPOINTS", default=ETCD_U
 
 
 def token_store(etcd: str) -> TokenStore:
-    try:
-        return TokenStore(Etcd(parse_endpoints(etcd), 3.0))
-    except SettingsError as exc:
-        raise PazError(str(exc), USAGE) from None
+    return TokenStore(etcd_of(etcd, 3.0))
 
 
 @click.group()
@@ -257,8 +255,8 @@ def etcd_group() -> None:
 def etcd_migrate(etcd: str, to: str | None) -> None:
     """Copy the /paz tree of etcd's v2 API into v3 keys of the same names (safe to run again)."""
     try:
-        source = Etcd(parse_endpoints(etcd), 5.0, api="2")
-        target = Etcd(parse_endpoints(to or etcd), 5.0, api="3")
+        source = connect(parse_endpoints(etcd), 5.0, api="2")
+        target = connect(parse_endpoints(to or etcd), 5.0, api="3")
         done = copy_v2_tree(source, target)
     except SettingsError as exc:
         raise PazError(str(exc), USAGE) from None
