@@ -7,7 +7,7 @@ import json
 import pytest
 
 from paz_haproxy_sync.marathon_model import SeedFile, parse_app
-from paz_haproxy_sync.model import Instance, RouterSettings, Table, parse_instance, parse_router_settings
+from paz_haproxy_sync.model import RouterSettings, Table, parse_instance, parse_router_settings
 from paz_haproxy_sync.render import render, server_line
 from paz_haproxy_sync.settings import SyncSettings
 
