@@ -13,7 +13,7 @@ from paz.api import Blueprint
 from paz.auth import OPEN
 from paz.contracts.cluster import BackendOut
 from paz.errors import Forbidden, Unavailable
-from paz.web import paz_context
+from paz.context import paz_context
 
 from .haproxy import Haproxy, HaproxyError
 from .marathon import EVENT_TYPES, send_hint

@@ -20,7 +20,8 @@ from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
 from paz.contracts.service_document import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
-from paz.web import error_response, paz_context
+from paz.context import paz_context
+from paz.web import error_response
 
 from .events import EventStreams
 from .marathon import MarathonForwarder

@@ -12,6 +12,8 @@
 * ``GET /health`` (etcd plus the service's own checks), ``GET /openapi.json`` made by flask-smorest
   from the views' schemas (:mod:`paz.api`), and ``GET /docs`` rendered from it with a local
   template (no CDN).
+
+The service's routes reach the app's settings, etcd and view through :func:`paz.context.paz_context`.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from flask import Flask, current_app, g, jsonify, render_template, request
 from marshmallow import Schema, fields
@@ -30,43 +31,26 @@ from werkzeug.exceptions import HTTPException
 
 from . import __version__, auth
 from .api import Blueprint, make_api
+from .context import Paz, paz_context
 from .discovery import Discovery
 from .errors import ApiError, BadRequest
 from .etcd_client import Etcd, StoreUnavailable
 from .keys import DOMAIN, SERVICES
 from .logs import configure_logging
+from .service import Service
 from .settings import Settings
 from .view import EtcdView
-
-if TYPE_CHECKING:
-    from .service import Service
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 """A larger body answers 413: no document of the suite comes near it."""
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-HealthCheck = Callable[[], dict[str, Any]]
 
 
-@dataclass
-class Paz:
-    """What a service's routes reach through :func:`paz_context`."""
-
-    settings: Settings
-    etcd: Etcd
-    view: EtcdView
-    discovery: Discovery
-    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
-    spec: dict[str, Any] | None = None
-
-
-def paz_context() -> Paz:
-    return current_app.extensions["paz"]
-
-
-def create_app(service: "Service", settings: Settings) -> Flask:
-    """The Flask app of ``service``, configured by ``settings``, with the suite's common routes."""
+def create_app(service: Service, settings: Settings | None = None) -> Flask:
+    """The Flask app of ``service``, configured by ``settings`` (by default, from the environment), with the suite's common routes."""
+    settings = settings or service.settings_from_env()
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(settings.service_name, template_folder="templates", root_path=__file__.rsplit("/", 1)[0])
     app.json.sort_keys = False
