@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from paz.api import ErrorSchema
 from paz.auth import ROLES
+from paz.contracts.common import ErrorSchema
 from paz.contracts.cluster import BackendOut, HostOut
 from paz.names import IMAGE_REFERENCE
 

@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask, current_app, g, jsonify, render_template, request
-from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from . import __version__, auth
 from .api import Blueprint, make_api
 from .context import Paz, paz_context
+from .contracts.common import HealthOut
 from .discovery import Discovery
 from .errors import ApiError, BadRequest
 from .etcd_client import Etcd, StoreUnavailable
@@ -175,14 +175,6 @@ def _install_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception):
         log.exception("unhandled error")
         return error_response(500, "An unexpected error occurred; the logs carry this request id.")
-
-
-class HealthOut(Schema):
-    service = fields.String(required=True)
-    status = fields.String(required=True, metadata={"description": "ok, or degraded when a check fails"})
-    address = fields.String(required=True)
-    version = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True, metadata={"description": "per dependency: {ok, error?, ...what it found}"})
 
 
 common = Blueprint("common", __name__, description="What every paz service answers.")
