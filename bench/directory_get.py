@@ -57,7 +57,7 @@ def granian_directory(etcd: EtcdServer, tmp: Path, workers: int, threads: int) -
     port = free_port()
     argv = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--factory", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
-            "paz_directory.app:service.create_app"]
+            "paz_directory:create_app"]
     process = Process(argv, env={"PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_LOG_LEVEL": "WARNING"}, log_path=tmp / "granian.log").start()
     process.port = port
     wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/services/{NAME}", timeout=1).ok, 20, what="granian")

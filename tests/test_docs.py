@@ -15,6 +15,7 @@ import requests
 from tests.support import ROOT, VENV_BIN, Process, free_port, wait_until
 
 from paz.registry import PACKAGES, declaration
+from paz.web import create_app
 
 NOTHING_RUNNING = {
     "PAZ_ETCD_ENDPOINTS": f"http://127.0.0.1:{free_port()}",
@@ -37,7 +38,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def flask_paths(package: str, pages: bool = False) -> set[str]:
     """Every API route of a service's app (or, with ``pages``, its HTML pages: paz-web's), in OpenAPI's ``{name}`` form."""
-    app = declaration(package).create_app()
+    app = create_app(declaration(package))
     return {
         re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule) for rule in app.url_map.iter_rules()
         if rule.endpoint != "static" and rule.endpoint.startswith("pages.") == pages

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 
 from paz import keys
+from paz.context import Paz
 from paz.service import Service
-from paz.web import Paz
 
 from .fast import FastReads
 from .routes import bp

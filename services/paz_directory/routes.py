@@ -7,11 +7,11 @@ from typing import Any
 from flask import current_app, jsonify, url_for
 
 from paz.api import NAMED, Blueprint, ReadQuery
+from paz.contracts.service_document import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz.errors import BadRequest
 from paz.names import checked_name
 from paz.web import read_from_etcd, wrote
 
-from .schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from .store import DirectoryStore
 
 bp = Blueprint(

@@ -12,11 +12,12 @@ import logging
 from typing import Any
 
 from paz import keys
+from paz.contracts.service_document import ServiceOut
 from paz.errors import Conflict, NotFound
 from paz.etcd import AlreadyExists, KeyNotFound, Store
 from paz.view import EtcdView
 
-from .schemas import ServiceOut, merge_config
+from .schemas import merge_config
 
 log = logging.getLogger(__name__)
 

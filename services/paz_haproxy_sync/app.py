@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from paz.context import Paz
 from paz.service import Service
-from paz.web import Paz
 
 from .engine import start_engine
 from .haproxy import Haproxy

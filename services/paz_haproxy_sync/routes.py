@@ -11,14 +11,15 @@ from flask import Response, current_app, request
 
 from paz.api import Blueprint
 from paz.auth import OPEN
+from paz.contracts.cluster import BackendOut
 from paz.errors import Forbidden, Unavailable
-from paz.web import paz_context
+from paz.context import paz_context
 
 from .haproxy import Haproxy, HaproxyError
 from .marathon import EVENT_TYPES, send_hint
 from .marathon_model import BACKEND_PREFIX
 from .render import UNKNOWN_BACKEND
-from .schemas import BackendOut, MarathonEventIn, MarathonEventOut
+from .schemas import MarathonEventIn, MarathonEventOut
 from .status import StatusFile
 
 bp = Blueprint("haproxy_sync", __name__, description="The HAProxy config in force and its backends.")

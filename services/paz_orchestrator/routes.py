@@ -14,12 +14,14 @@ from flask import Response, current_app, request
 
 from paz.api import NAMED
 from paz.auth import TokenStore
+from paz.contracts.cluster import HostOut, UnitOut
+from paz.contracts.deploys import HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, VersionOut
+from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
+from paz.contracts.service_document import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
-from paz.web import error_response, paz_context
-from paz_directory.schemas import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
-from paz_scheduler.routes import HOOK_ERRORS, LOG_ERRORS, LOG_FORMATS
-from paz_scheduler.schemas import HostOut, JournalEntryOut, JournalQuery, LogsQuery, RollbackSchema, UnitOut, VersionOut
+from paz.context import paz_context
+from paz.web import error_response
 
 from .events import EventStreams
 from .marathon import MarathonForwarder

@@ -1,19 +1,18 @@
 """What the orchestrator accepts and answers of its own.
 
 Answers relayed from the directory and the scheduler keep their shapes, so the routes document them
-with those services' own schemas (:mod:`paz_directory.schemas`, :mod:`paz_scheduler.schemas`,
-:mod:`paz_haproxy_sync.schemas`); this module has the cluster views, health, stats and queries.
+with the schemas those services answer (:mod:`paz.contracts`); this module has the cluster views,
+health, stats and queries.
 """
 
 from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from paz.api import ErrorSchema
 from paz.auth import ROLES
+from paz.contracts.common import ErrorSchema
+from paz.contracts.cluster import BackendOut, HostOut
 from paz.names import IMAGE_REFERENCE
-from paz_haproxy_sync.schemas import BackendOut
-from paz_scheduler.schemas import HostOut
 
 NOT_AN_EVENT_ID = "is not an event id (a whole number, the etcd index of an event)"
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from paz.context import Paz
 from paz.service import Service
 from paz.settings import (
     Settings, SettingsError, env, parse_choice, parse_host, parse_labels, parse_positive_float,
     parse_positive_int, parse_seconds, parse_url,
 )
 from paz.upstream import Upstream
-from paz.web import Paz
 
 from .drivers import make_driver
 from .engine import Scheduler

@@ -9,23 +9,17 @@ from typing import Any
 from flask import Response, current_app, jsonify, url_for
 
 from paz.api import NAMED, Blueprint
+from paz.contracts.cluster import HostOut, UnitOut
+from paz.contracts.deploys import HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, ServiceQuery, VersionOut
+from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
 from paz.errors import NotFound
 from paz.names import checked_name
 
 from .drivers.logs import LogLine, LogQuery
 from .engine import Scheduler
-from .schemas import (
-    DeployHookSchema, DockerHubHookSchema, HostOut, IgnoredPushOut, JournalEntryOut, JournalQuery, LogsQuery, RollbackSchema,
-    ServiceQuery, StoppedOut, UnitOut, VersionOut,
-)
+from .schemas import DeployHookSchema, DockerHubHookSchema, IgnoredPushOut, StoppedOut
 
 bp = Blueprint("scheduler", __name__, description="Deploys, versions, the journal, units and hosts.")
-
-HOOK_ERRORS = (400, 401, 404, 409, 422, 502)
-"""What a deploy can answer besides success: a bad body or token, an unknown service, another deploy
-holding the service, a version that did not serve (the old one keeps serving), an image that could
-not be pulled."""
-
 
 def scheduler() -> Scheduler:
     return current_app.extensions["paz.scheduler"]
@@ -160,11 +154,6 @@ def host(host_id: str):
         if found["id"] == host_id:
             return found
     raise NotFound(f"No host {host_id!r}; GET /hosts lists them.", {"host": host_id})
-
-
-LOG_FORMATS = {"text": "text/plain; charset=utf-8", "json": "application/x-ndjson"}
-LOG_ERRORS = (400, 404, 501, 502)
-"""An invalid query or name, an unknown service or unit, a driver that keeps no logs (fleet), an engine that failed."""
 
 
 def log_route(path: str, description: str):

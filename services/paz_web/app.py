@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from paz.api import Blueprint
+from paz.context import Paz
 from paz.service import Service
 from paz.upstream import Upstream
-from paz.web import Paz
 
 from .cache import EventCache
 from .orchestrator import ORCHESTRATOR, Orchestrator

@@ -2,7 +2,7 @@
 
 A service's views carry ``@bp.arguments(Schema)`` for what they accept, ``@bp.response(status,
 Schema)`` for what they answer and ``@bp.errors(400, 404, ...)`` for every failure they can answer,
-so the document cannot drift from the code. Every failure has one JSON shape, :class:`ErrorSchema`;
+so the document cannot drift from the code. Every failure has one JSON shape, :class:`paz.contracts.common.ErrorSchema`;
 every operation also declares 503, since any of them can meet etcd (or another service) down.
 """
 
@@ -20,6 +20,7 @@ from marshmallow import Schema, fields
 from webargs.flaskparser import FlaskParser
 
 from . import auth
+from .contracts.common import ErrorSchema
 from .errors import BadRequest, PayloadTooDeep
 from .names import SERVICE_NAME
 
@@ -46,19 +47,6 @@ class ReadQuery(Schema):
                                  "the X-Paz-Index request header does the same"},
     )
     consistent = fields.Boolean(metadata={"description": "true reads etcd itself (a quorum read) instead of this process's view"})
-
-
-class ErrorDetail(Schema):
-    status = fields.Integer(required=True, metadata={"description": "the HTTP status again"})
-    message = fields.String(required=True, metadata={"description": "what went wrong and what to do, in one or two sentences"})
-    details = fields.Raw(metadata={"description": "per-field problems, or the values concerned"})
-    requestId = fields.String(required=True, metadata={"description": "also in the X-Request-Id header and every log line"})
-
-
-class ErrorSchema(Schema):
-    """``{"error": {status, message, details?, requestId}}``: every answer that is not a success."""
-
-    error = fields.Nested(ErrorDetail, required=True)
 
 
 class BodyParser(FlaskParser):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .registry import declarations
-from .web import openapi_spec, render_docs
+from .web import create_app, openapi_spec, render_docs
 
 INDEX = "index.html"
 
@@ -24,7 +24,7 @@ INDEX = "index.html"
 def build(out: Path) -> list[Path]:
     """Write ``<service>.openapi.json`` for every service and ``index.html`` with all of them into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    apps = [service.create_app() for service in declarations()]
+    apps = [create_app(service) for service in declarations()]
     written: list[Path] = []
     specs: list[dict[str, Any]] = []
     for app in apps:

@@ -26,8 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
@@ -36,22 +35,15 @@ from . import etcd, keys
 from .announce import Announcer
 from .logs import configure_logging, logging_config
 from .registry import declaration
-from .service import Service
+from .service import Service, Stoppable
 from .settings import Settings, SettingsError
+from .web import create_app
 
 log = logging.getLogger(__name__)
 
 STOP_SECONDS = 20
 HEADER_SECONDS = 5
 """How long a client may take to send a request's headers (gunicorn's async workers: its keep-alive)."""
-
-
-class Stoppable(Protocol):
-    def stop(self) -> None: ...
-
-
-BackgroundTask = Callable[[Settings], Stoppable]
-"""A module-level callable, found again through the service's declaration in the companion process."""
 
 
 class Companion:
@@ -108,7 +100,7 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return self.service.create_app(self.settings)
+        return create_app(self.service, self.settings)
 
 
 def _granian(service: Service, settings: Settings) -> None:
@@ -148,7 +140,7 @@ def granian_worker_app() -> Flask:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(os.environ[GRANIAN_PARENT]):
         os.kill(os.getpid(), signal.SIGTERM)
-    return declaration(os.environ[GRANIAN_PACKAGE]).create_app()
+    return create_app(declaration(os.environ[GRANIAN_PACKAGE]))
 
 
 def serve(service: Service) -> None:

@@ -1,4 +1,4 @@
-"""A suite service, declared once.
+"""A suite service, declared once: plain data, which nothing here runs.
 
 Each service package declares itself in its ``app.py``::
 
@@ -8,25 +8,32 @@ Each service package declares itself in its ``app.py``::
         blueprint=bp, extend=attach_store,
     )
 
-and everything else reads that declaration: the app factory (:meth:`Service.create_app`), the
-gunicorn runner and its companion process (:mod:`paz.server`), ``paz docs build`` and ``paz up``
-(through :mod:`paz.registry`, which lists the packages).
+and everything else reads that declaration: the app factory (:func:`paz.web.create_app`), the
+gunicorn runner and its companion process (:func:`paz.server.serve`), ``paz docs build`` and
+``paz up`` (through :mod:`paz.registry`, which lists the packages).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .settings import Settings
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: loading a declaration loads no web framework and no etcd client
     from flask import Flask
 
     from .api import Blueprint
-    from .server import BackgroundTask
-    from .web import Paz
+    from .context import Paz
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+BackgroundTask = Callable[[Settings], Stoppable]
+"""A module-level callable, found again through the service's declaration in the companion process."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class Service:
     watches: tuple[str, ...] = ()
     """The etcd subtrees its workers read on hot paths, kept in the process's view (:mod:`paz.view`);
     ``/paz/services`` (discovery) always is."""
-    tasks: tuple["BackgroundTask", ...] = ()
+    tasks: tuple[BackgroundTask, ...] = ()
     """Run once per service, in its companion process (see :mod:`paz.server`)."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Settings this service defaults differently from the rest, e.g. ``{"threads": 32}``."""
@@ -65,13 +72,3 @@ class Service:
 
     def settings_from_env(self, environ: Mapping[str, str] | None = None) -> Settings:
         return self.settings.from_env(environ, name=self.name, port=self.port, **self.defaults)
-
-    def create_app(self, settings: Settings | None = None) -> "Flask":
-        from .web import create_app
-
-        return create_app(self, settings or self.settings_from_env())
-
-    def main(self) -> None:
-        from .server import serve
-
-        serve(self)

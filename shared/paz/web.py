@@ -12,6 +12,8 @@
 * ``GET /health`` (etcd plus the service's own checks), ``GET /openapi.json`` made by flask-smorest
   from the views' schemas (:mod:`paz.api`), and ``GET /docs`` rendered from it with a local
   template (no CDN).
+
+The service's routes reach the app's settings, etcd and view through :func:`paz.context.paz_context`.
 """
 
 from __future__ import annotations
@@ -20,53 +22,35 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from flask import Flask, current_app, g, jsonify, render_template, request
-from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from . import __version__, auth, etcd
 from .api import Blueprint, make_api
+from .context import Paz, paz_context
+from .contracts.common import HealthOut
 from .discovery import Discovery
 from .errors import ApiError, BadRequest
 from .etcd import Store, StoreUnavailable
 from .keys import DOMAIN, SERVICES
 from .logs import configure_logging
+from .service import Service
 from .settings import Settings
 from .view import EtcdView
-
-if TYPE_CHECKING:
-    from .service import Service
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 """A larger body answers 413: no document of the suite comes near it."""
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-HealthCheck = Callable[[], dict[str, Any]]
 
 
-@dataclass
-class Paz:
-    """What a service's routes reach through :func:`paz_context`."""
-
-    settings: Settings
-    etcd: Store
-    view: EtcdView
-    discovery: Discovery
-    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
-    spec: dict[str, Any] | None = None
-
-
-def paz_context() -> Paz:
-    return current_app.extensions["paz"]
-
-
-def create_app(service: "Service", settings: Settings) -> Flask:
-    """The Flask app of ``service``, configured by ``settings``, with the suite's common routes."""
+def create_app(service: Service, settings: Settings | None = None) -> Flask:
+    """The Flask app of ``service``, configured by ``settings`` (by default, from the environment), with the suite's common routes."""
+    settings = settings or service.settings_from_env()
     configure_logging(settings.service_name, settings.log_level)
     app = Flask(settings.service_name, template_folder="templates", root_path=__file__.rsplit("/", 1)[0])
     app.json.sort_keys = False
@@ -191,14 +175,6 @@ def _install_error_handlers(app: Flask) -> None:
     def unexpected(exc: Exception):
         log.exception("unhandled error")
         return error_response(500, "An unexpected error occurred; the logs carry this request id.")
-
-
-class HealthOut(Schema):
-    service = fields.String(required=True)
-    status = fields.String(required=True, metadata={"description": "ok, or degraded when a check fails"})
-    address = fields.String(required=True)
-    version = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True, metadata={"description": "per dependency: {ok, error?, ...what it found}"})
 
 
 common = Blueprint("common", __name__, description="What every paz service answers.")

@@ -1,0 +1,35 @@
+"""What a service's routes reach in the running app: its settings, etcd, the process's view, discovery.
+
+:func:`paz.web.create_app` makes one :class:`Paz` per app and hands it to the service's ``extend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from .discovery import Discovery
+from .etcd import Store
+from .settings import Settings
+from .view import EtcdView
+
+HealthCheck = Callable[[], dict[str, Any]]
+
+
+@dataclass
+class Paz:
+    """What a service's routes reach through :func:`paz_context`."""
+
+    settings: Settings
+    etcd: Store
+    view: EtcdView
+    discovery: Discovery
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    spec: dict[str, Any] | None = None
+
+
+def paz_context() -> Paz:
+    return current_app.extensions["paz"]

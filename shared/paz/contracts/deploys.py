@@ -1,0 +1,51 @@
+"""Deploys as the scheduler answers them and the orchestrator relays them: versions, rollbacks, the journal."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
+STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
+"""A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
+``failed`` (never served), ``replaced`` (a newer version took over) or ``stopped`` (service stopped)."""
+HOOK_ERRORS = (400, 401, 404, 409, 422, 502)
+"""What a deploy can answer besides success: a bad body or token, an unknown service, another deploy
+holding the service, a version that did not serve (the old one keeps serving), an image that could
+not be pulled."""
+
+
+class RollbackSchema(Schema):
+    version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+
+
+class ServiceQuery(Schema):
+    service = fields.String(metadata={"description": "only this service's"})
+
+
+class JournalQuery(ServiceQuery):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+
+
+class VersionOut(Schema):
+    """A deployed (or attempted) version of a service."""
+
+    service = fields.String()
+    version = fields.Integer()
+    dockerRepository = fields.String(metadata={"description": "the image run, with its tag"})
+    config = fields.Dict()
+    pushedAt = fields.String(allow_none=True)
+    deployedAt = fields.String(allow_none=True)
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    rollbackOf = fields.Integer(metadata={"description": "the version this one restored, for a rollback"})
+    message = fields.String(metadata={"description": "why a deploy failed"})
+    progress = fields.Dict(metadata={"description": "the deploy's last step: image-pulled, instance-started (started of total), old-stopped"})
+
+
+class JournalEntryOut(Schema):
+    id = fields.String()
+    at = fields.String()
+    type = fields.String(validate=validate.OneOf(JOURNAL_TYPES))
+    service = fields.String()
+    version = fields.Integer()
+    message = fields.String()
