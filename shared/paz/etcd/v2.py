@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import etcd
 
-from . import (
+from .base import (
     DELETE,
     EXPIRE,
     PUT,

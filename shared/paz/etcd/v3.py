@@ -25,7 +25,7 @@ import etcd3gw
 import requests
 from etcd3gw import exceptions as gw_errors
 
-from . import (
+from .base import (
     DELETE,
     EXPIRE,
     PUT,
