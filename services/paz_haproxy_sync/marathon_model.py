@@ -167,7 +167,7 @@ class MarathonApp:
 
 def routed_name(app_id: Any) -> str:
     """``c-b-a`` for ``/a/b/c`` (Mesos-DNS's naming); :class:`Malformed` for an id Marathon would not make."""
-    if not isinstance(app_id, str) or not MARATHON_APP_ID.match(app_id):
+    if not isinstance(app_id, str) or not MARATHON_APP_ID.fullmatch(app_id):
         raise Malformed(f"app id {app_id!r} is not /<label>[/<label>...] of lowercase letters, digits and '-'")
     name = marathon_name(app_id)
     if len(name) > 63:

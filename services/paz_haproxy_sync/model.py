@@ -164,13 +164,13 @@ def basic_auth(raw: Any) -> tuple[BasicAuth | None, str | None]:
         (user["username"], user["passwordHash"])
         for user in raw["users"]
         if isinstance(user, dict)
-        and isinstance(user.get("username"), str) and USERNAME.match(user["username"])
-        and isinstance(user.get("passwordHash"), str) and CRYPT_HASH.match(user["passwordHash"])
+        and isinstance(user.get("username"), str) and USERNAME.fullmatch(user["username"])
+        and isinstance(user.get("passwordHash"), str) and CRYPT_HASH.fullmatch(user["passwordHash"])
     )
     if len(users) != len(raw["users"]) or not users:
         return None, "basicAuth has a user without a valid username and crypt passwordHash"
     realm = raw.get("realm")
-    return BasicAuth(realm if isinstance(realm, str) and REALM.match(realm) else DEFAULT_REALM, users), None
+    return BasicAuth(realm if isinstance(realm, str) and REALM.fullmatch(realm) else DEFAULT_REALM, users), None
 
 
 def _health_check(raw: Any) -> HealthCheck | None:

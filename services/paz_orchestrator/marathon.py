@@ -37,7 +37,7 @@ CHANGE_TTL_SECONDS = 86400
 def checked_app_id(raw: str) -> str:
     """``/group/app`` from the path's ``group/app``; a 400 saying the rule otherwise."""
     app_id = "/" + raw.strip("/")
-    if not MARATHON_APP_ID.match(app_id):
+    if not MARATHON_APP_ID.fullmatch(app_id):
         raise BadRequest(
             f"{raw!r} is not a Marathon app id the suite forwards: /group/app, each part lowercase letters, digits and '-'",
             {"app": raw},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from paz.api import Pattern
 from paz.auth import ROLES
 from paz.contracts.common import ErrorSchema
 from paz.contracts.cluster import BackendOut, HostOut
@@ -133,7 +134,7 @@ class LoadBalancerOut(Schema):
 
 class TokenIn(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES), metadata={"description": "read, deploy or admin"})
-    name = fields.String(load_default="", validate=validate.Regexp(r"^[A-Za-z0-9 ._@-]{0,64}$", error="up to 64 letters, digits, spaces, '.', '_', '@' or '-'"),
+    name = fields.String(load_default="", validate=Pattern(r"^[A-Za-z0-9 ._@-]{0,64}$", error="up to 64 letters, digits, spaces, '.', '_', '@' or '-'"),
                          metadata={"description": "who or what it is for"})
 
 
@@ -163,11 +164,11 @@ class EventsHeaders(Schema):
     lastEventId = event_id("the id of the last event received: the stream goes on after it", data_key="Last-Event-ID")
 
 
-_LABEL_VALUE = validate.Regexp(r"^[^\x00]*$", error="must not hold NUL characters")
+_LABEL_VALUE = Pattern(r"^[^\x00]*$", error="must not hold NUL characters")
 
 
 class MarathonDocker(Schema):
-    image = fields.String(required=True, validate=validate.Regexp(IMAGE_REFERENCE, error="is not a Docker image reference"))
+    image = fields.String(required=True, validate=Pattern(IMAGE_REFERENCE, error="is not a Docker image reference"))
 
 
 class MarathonContainer(Schema):
@@ -178,7 +179,7 @@ class MarathonPortDefinition(Schema):
     port = fields.Integer(required=True, strict=True, validate=validate.Range(0, 65535),
                           metadata={"description": "the service port (0: Marathon picks one)"})
     protocol = fields.String(validate=validate.OneOf(["tcp", "udp", "udp,tcp"]))
-    name = fields.String(validate=validate.Regexp(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", error="is not a lowercase DNS label"))
+    name = fields.String(validate=Pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", error="is not a lowercase DNS label"))
     labels = fields.Dict(keys=fields.String(validate=validate.Length(1, 255)), values=fields.String(validate=_LABEL_VALUE))
 
 
@@ -188,7 +189,7 @@ class MarathonAppChange(Schema):
     instances = fields.Integer(strict=True, validate=validate.Range(0, 10000))
     cpus = fields.Float(validate=validate.Range(min=0.001, max=1024))
     mem = fields.Float(validate=validate.Range(min=1, max=10_000_000), metadata={"description": "MiB"})
-    env = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$", error="is not a variable name")),
+    env = fields.Dict(keys=fields.String(validate=Pattern(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$", error="is not a variable name")),
                       values=fields.String(validate=_LABEL_VALUE))
     labels = fields.Dict(keys=fields.String(validate=validate.Length(1, 255)), values=fields.String(validate=_LABEL_VALUE))
     container = fields.Nested(MarathonContainer, metadata={"description": "only container.docker.image"})

@@ -10,6 +10,7 @@ import datetime as dt
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from paz.api import Pattern
 from paz.contracts.times import Timestamp, iso
 from paz.names import IMAGE_REFERENCE
 
@@ -21,7 +22,7 @@ def iso_now() -> str:
 def _image(required: bool = True) -> fields.String:
     return fields.String(
         required=required,
-        validate=validate.Regexp(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo:1.0'"),
+        validate=Pattern(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo:1.0'"),
     )
 
 
@@ -37,14 +38,14 @@ class DockerHubRepository(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    repo_name = fields.String(required=True, validate=validate.Regexp(IMAGE_REFERENCE, error="is not a repository name"))
+    repo_name = fields.String(required=True, validate=Pattern(IMAGE_REFERENCE, error="is not a repository name"))
 
 
 class DockerHubPushData(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    tag = fields.String(load_default="latest", validate=validate.Regexp(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", error="is not a Docker tag"))
+    tag = fields.String(load_default="latest", validate=Pattern(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", error="is not a Docker tag"))
     pushed_at = Timestamp(load_default=None)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import flask_smorest
 from flask import Flask
 from apispec.ext.marshmallow import MarshmallowPlugin
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields, validate
 from webargs.flaskparser import FlaskParser
 
 from . import auth
@@ -37,6 +37,15 @@ NAMED = [{
 }]
 """The ``<name>`` path parameter of ``/services/<name>...`` routes, as the documents show it."""
 
+
+class Pattern(validate.Regexp):
+    """``validate.Regexp`` over the whole value: Python's ``$`` also matches before a final newline,
+    which would let ``"web\\n"`` through; the pattern itself stays as the OpenAPI document shows it."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 class ReadQuery(Schema):
     """How fresh a read from the process's view of etcd must be (see :func:`paz.web.read_from_etcd`)."""

@@ -1,9 +1,9 @@
 """The suite's shared vocabulary: what a service name and an image reference may be.
 
 Every service that takes a name or an image checks it here, so the directory, the scheduler and
-the orchestrator refuse the same things with the same words. Each pattern ends in ``$(?!\\n)``: Python's
-``$`` also matches before a final newline, and these patterns are JSON Schema patterns in the OpenAPI
-documents too, where ``\\Z`` does not exist.
+the orchestrator refuse the same things with the same words. The patterns are JSON Schema patterns
+in the OpenAPI documents too; Python checks a value with ``fullmatch`` (or :class:`paz.api.Pattern`),
+since Python's ``$`` also matches before a final newline, so ``"web\\n"`` is no service name.
 """
 
 from __future__ import annotations
@@ -16,22 +16,22 @@ NAME_RULE = (
     "a service name is 3 to 63 characters of lowercase letters, digits and '-', "
     "starting with a letter and not ending with '-' (a DNS label, as it becomes <name>.paz)"
 )
-SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$(?!\n)")
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 IMAGE_REFERENCE = re.compile(
     r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$(?!\n)"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 """A Docker image reference: ``[registry[:port]/]path[:tag][@sha256:digest]``."""
-USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$(?!\n)")
+USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 """A router basic-auth user name."""
-CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$(?!\n)")
+CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
 """A crypt(3) password hash HAProxy's userlist reads."""
-DOMAIN = re.compile(r"^(?=.{1,253}$(?!\n))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$(?!\n)")
+DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 """A public domain such as ``example.com``: services are routed as ``<service>.<domain>``."""
-REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$(?!\n)")
+REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
 """A basic-auth realm: it is quoted in haproxy.cfg, so no quote or backslash."""
 
-MARATHON_APP_ID = re.compile(r"^(/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$(?!\n)")
+MARATHON_APP_ID = re.compile(r"^(/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
 """A Marathon app id as the suite routes and forwards it: ``/group/app``, each part a lowercase DNS label
 (Marathon also allows dots and ``..``; the suite does not, so an id always makes a host name)."""
 
@@ -42,12 +42,12 @@ def marathon_name(app_id: str) -> str:
 
 
 def is_service_name(name: str) -> bool:
-    return bool(SERVICE_NAME.match(name))
+    return bool(SERVICE_NAME.fullmatch(name))
 
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a service name, or None when it can."""
-    if SERVICE_NAME.match(name):
+    if SERVICE_NAME.fullmatch(name):
         return None
     if len(name) > 63:
         return f"is {len(name)} characters long: {NAME_RULE}"

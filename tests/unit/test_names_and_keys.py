@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from marshmallow import ValidationError
 
 from paz import keys
+from paz.api import Pattern
 from paz.errors import BadRequest
-from paz.names import IMAGE_REFERENCE, checked_name, is_service_name, marathon_name, name_problem
+from paz.names import IMAGE_REFERENCE, SERVICE_NAME, checked_name, is_service_name, marathon_name, name_problem
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +53,7 @@ def test_a_name_that_cannot_be_a_dns_label_is_refused_saying_why(name: str, prob
     "ghcr.io/a/b/c:v1.2-rc_3", "web@sha256:" + "a" * 64, "web:3@sha256:" + "0" * 64, "a__b", "a---b",
 ])
 def test_a_docker_image_reference_is_accepted(image: str) -> None:
-    assert IMAGE_REFERENCE.match(image)
+    assert IMAGE_REFERENCE.fullmatch(image)
 
 
 @pytest.mark.parametrize("image", [
@@ -59,7 +61,7 @@ def test_a_docker_image_reference_is_accepted(image: str) -> None:
     "web:" + "t" * 129, "web\nFROM evil",
 ])
 def test_anything_else_is_not_an_image(image: str) -> None:
-    assert not IMAGE_REFERENCE.match(image)
+    assert not IMAGE_REFERENCE.fullmatch(image)
 
 
 @pytest.mark.parametrize(("app_id", "name"), [("/web", "web"), ("/shop/cart", "cart-shop"), ("/a/b/c", "c-b-a"), ("a/b/", "b-a")])
@@ -99,3 +101,14 @@ def test_a_version_document_key_is_read_back(key: str, found: tuple[str, int] | 
 ])
 def test_a_key_relative_to_a_prefix(key: str, rest: str | None) -> None:
     assert keys.relative(key, keys.SERVICES) == rest
+
+
+@pytest.mark.parametrize("value, valid", [("web", True), ("web\n", False), ("web\nx", False), ("\nweb", False)])
+def test_a_schema_pattern_holds_for_the_whole_value_and_shows_as_written(value: str, valid: bool) -> None:
+    pattern = Pattern(SERVICE_NAME, error="not a name")
+    if valid:
+        assert pattern(value) == value
+    else:
+        with pytest.raises(ValidationError, match="not a name"):
+            pattern(value)
+    assert pattern.regex.pattern.endswith("$")  # what the OpenAPI documents show, in ECMA-262's terms

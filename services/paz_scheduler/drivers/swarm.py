@@ -274,7 +274,7 @@ class SwarmDriver(DockerDriver):
         """Whether a labelled Swarm service is a version the scheduler made: a service name and a version
         number in its labels. Anything else (made around paz) is left out, with one warning naming it."""
         labels = (service.get("Spec") or {}).get("Labels") or {}
-        if SERVICE_NAME.match(labels.get("paz.service", "")) and labels.get("paz.version", "").isdigit():
+        if SERVICE_NAME.fullmatch(labels.get("paz.service", "")) and labels.get("paz.version", "").isdigit():
             return True
         if service.get("ID") not in self._skipped:
             self._skipped.add(service.get("ID"))

@@ -50,7 +50,7 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
 def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None) -> None:
     """Start etcd and the services in the background, supervised."""
     suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api)
-    if domain and not DOMAIN.match(domain):
+    if domain and not DOMAIN.fullmatch(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
     problems = suite.missing()
     if problems:

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, pre_load, va
 
 from passlib.hash import sha512_crypt
 
-from paz.api import ReadQuery
+from paz.api import Pattern, ReadQuery
 from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -49,7 +49,7 @@ class PortSchema(Schema):
 class HealthCheckSchema(Schema):
     path = fields.String(
         required=True,
-        validate=validate.Regexp(_HTTP_PATH, error="must start with '/' and hold no spaces, quotes or line breaks"),
+        validate=Pattern(_HTTP_PATH, error="must start with '/' and hold no spaces, quotes or line breaks"),
     )
     intervalSeconds = fields.Integer(strict=True, load_default=2, validate=validate.Range(1, 3600))
     timeoutSeconds = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 600))
@@ -59,10 +59,10 @@ class UserSchema(Schema):
     """A router basic-auth user; a plain ``password`` is stored only as its SHA-512 crypt hash."""
 
     username = fields.String(
-        required=True, validate=validate.Regexp(USERNAME, error="1 to 64 letters, digits, '.', '_' or '-'")
+        required=True, validate=Pattern(USERNAME, error="1 to 64 letters, digits, '.', '_' or '-'")
     )
     password = fields.String(load_only=True, validate=[validate.Length(1, 256), _no_nul])
-    passwordHash = fields.String(validate=validate.Regexp(CRYPT_HASH, error="must be a crypt(3) hash ($6$, $5$, $y$ or $2b$)"))
+    passwordHash = fields.String(validate=Pattern(CRYPT_HASH, error="must be a crypt(3) hash ($6$, $5$, $y$ or $2b$)"))
 
     @post_load
     def hash_password(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -75,7 +75,7 @@ class UserSchema(Schema):
 
 
 class BasicAuthSchema(Schema):
-    realm = fields.String(load_default="paz", validate=validate.Regexp(REALM, error="1 to 64 letters, digits, spaces, '.', '_' or '-'"))
+    realm = fields.String(load_default="paz", validate=Pattern(REALM, error="1 to 64 letters, digits, spaces, '.', '_' or '-'"))
     users = fields.List(fields.Nested(UserSchema), required=True, validate=validate.Length(min=1, max=100))
 
 
@@ -98,7 +98,7 @@ class ConfigSchema(Schema):
     publicFacing = fields.Boolean(load_default=False)
     loadBalanced = fields.Boolean(load_default=True)
     ports = fields.List(fields.Nested(PortSchema), load_default=list, validate=validate.Length(max=32))
-    env = fields.Dict(keys=fields.String(validate=validate.Regexp(_ENV_NAME, error="env names are letters, digits and '_', not starting with a digit")),
+    env = fields.Dict(keys=fields.String(validate=Pattern(_ENV_NAME, error="env names are letters, digits and '_', not starting with a digit")),
                       values=fields.String(allow_none=True, validate=_no_nul), load_default=dict)
     volume = fields.Dict(keys=fields.String(validate=_absolute_path), values=fields.String(allow_none=True, validate=_absolute_path), load_default=dict)
     numInstances = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 100))
@@ -125,7 +125,7 @@ class ServiceSchema(Schema):
     description = fields.String(load_default="", validate=[validate.Length(max=1000), _no_nul])
     dockerRepository = fields.String(
         required=True,
-        validate=validate.Regexp(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo' or 'user/repo:1.0'"),
+        validate=Pattern(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo' or 'user/repo:1.0'"),
     )
     config = fields.Nested(ConfigSchema, load_default=lambda: ConfigSchema().load({}))
 
