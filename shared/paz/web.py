@@ -82,7 +82,7 @@ def request_id() -> str:
 
 def request_id_from(given: str) -> str:
     """The caller's ``X-Request-Id`` when it is sane, else a new one."""
-    return given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if _SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def log_request(method: str, path: str, status: int, started: float, **extra: Any) -> None:

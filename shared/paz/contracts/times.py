@@ -41,7 +41,7 @@ class Since(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         text = str(value).strip()
-        duration = DURATION.match(text)
+        duration = DURATION.fullmatch(text)
         if duration:
             return dt.datetime.now(dt.timezone.utc).timestamp() - float(duration[1]) * DURATION_SECONDS[duration[2]]
         try:
