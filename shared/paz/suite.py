@@ -326,8 +326,10 @@ class Suite:
         """
         try:
             failing: list[str] = []
+            token = self.service_token_file.read_text().strip() if self.service_token_file.exists() else ""
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
             for url in part.ready_urls:
-                answer = requests.get(url, timeout=2)
+                answer = requests.get(url, timeout=2, headers=headers)
                 if url.endswith("/health") and not answer.ok:
                     checks = answer.json().get("checks") if answer.status_code == 503 else None
                     if not isinstance(checks, dict):
