@@ -81,6 +81,8 @@ def test_service_unit_runs_the_suite_image_and_announces_the_machine_address(nam
     assert start[:3] == ["/usr/bin/docker", "run", "--rm"]
     assert start[-2:] == ["${PAZ_IMAGE}", name], "the container runs the service's console script"
     assert "PAZ_ANNOUNCE_HOST=${COREOS_PRIVATE_IPV4}" in start
+    assert "PAZ_ETCD_API=${PAZ_ETCD_API}" in start, "every service speaks the etcd API /etc/paz.env names"
+    assert "PAZ_ETCD_API=3" in service["Environment"][0].split(), "v3 unless /etc/paz.env says otherwise"
     assert "/etc/environment" in service["EnvironmentFile"]
     scripts = configparser.ConfigParser()
     scripts.read(ROOT / "setup.cfg")
