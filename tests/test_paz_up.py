@@ -134,3 +134,17 @@ def test_the_seed_walkthrough_runs_as_written(suite_up, docker_engine, test_imag
 def _through_haproxy(name: str) -> str | None:
     answer = requests.get("http://127.0.0.1:8080/cgi-bin/index", headers={"Host": f"{name}.paz"}, timeout=5)
     return answer.text if answer.status_code == 200 else None
+
+
+def test_up_serves_paz_names_on_the_docker_bridge(suite_up, docker_engine):
+    from dnslib import DNSRecord
+
+    from paz.suite import bridge_gateway
+
+    _, _, output = suite_up
+    gateway = bridge_gateway(docker_engine.host)
+    assert f"name server {gateway}:53" in output and "resolvectl domain docker0 '~paz'" in output, output
+    found = DNSRecord.parse(DNSRecord.question("paz-orchestrator.paz").send(gateway, 53, timeout=3))
+    assert [str(rr.rdata) for rr in found.rr] == [gateway]
+    through = requests.get(f"http://{gateway}/health", headers={"Host": "paz-orchestrator.paz"}, timeout=5)
+    assert through.status_code == 200 and through.json()["service"] == "paz-orchestrator"

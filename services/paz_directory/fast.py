@@ -5,7 +5,8 @@ so the answer is a dictionary look-up and a write. Flask, flask-smorest and thei
 cost about ten times that (see the README's directory benchmark), so a plain read skips them.
 Anything else, including a read with a query string or an ``X-Paz-Index`` header and every failure
 (no such service, a bad name, etcd never read), goes to the Flask app, which answers it as the
-OpenAPI document says.
+OpenAPI document says. It answers before the token check, so it is not installed when reads need a
+token (``PAZ_AUTH_READS=token``).
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from paz.etcd import PUT, Change, Store
 from paz.names import is_service_name
 from paz.view import EtcdView, Listener, below
 
+from .dns import NameServer
 from .haproxy import Haproxy, HaproxyError
 from .marathon import MarathonSource, publish
 from .marathon_model import MarathonApp
@@ -78,6 +79,7 @@ class Engine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.name_server: NameServer | None = None
         self._status = StatusFile(settings.status_path)
         self._etcd = etcd
         self._marathon: dict[str, MarathonApp] | None = None  # None until Marathon's apps were read (or found unconfigured)
@@ -101,6 +103,9 @@ class Engine:
         self._status.update(haproxyPid=self.haproxy.master_pid())
         self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
         self.marathon.start()
+        if self.settings.router_listen:
+            self.name_server = NameServer(self.settings.router_listen, self.settings.dns_port, self.settings.router_address,
+                                          self.routed_names, self.settings.dns_upstream).start()
         self._thread = threading.Thread(target=self._run, name="paz-haproxy-apply", daemon=True)
         self._thread.start()
         return self
@@ -111,6 +116,8 @@ class Engine:
         self._wake.set()
         self.marathon.stop()
         self.view.stop()
+        if self.name_server:
+            self.name_server.stop()
         if self._thread:
             self._thread.join(timeout=10)
         if not self.settings.keep_haproxy:
@@ -209,6 +216,11 @@ class Engine:
             for backend, app in marathon.items():
                 routed[backend], routers[backend] = app.servers, app.router
             return Table(self._domain, routed, routers, dict(marathon))
+
+    def routed_names(self) -> set[str]:
+        """The services the router serves as ``<service>.paz``: what the name server answers in ``.paz``."""
+        table = self.table()
+        return set(table.services) - set(table.marathon) if table else set()
 
     # -- applying ----------------------------------------------------------------------------
 

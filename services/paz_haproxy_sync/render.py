@@ -11,6 +11,8 @@ from .model import RouterSettings, Table
 from .settings import SyncSettings
 
 UNKNOWN_BACKEND = "paz_unknown"
+ROUTER_PORT = 80
+"""The port the router also listens on at ``PAZ_ROUTER_ADDRESS``, where ``http://<service>.paz/`` goes."""
 TEXT = 'content-type "text/plain; charset=utf-8"'
 
 
@@ -65,7 +67,7 @@ def _global(settings: SyncSettings) -> list[str]:
 def _frontend(table: Table, settings: SyncSettings) -> list[str]:
     lines = [
         "frontend paz_router",
-        f"    bind {settings.router_bind}:{settings.http_port}",
+        *(f"    bind {address}" for address in router_binds(settings)),
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
     ]
     for name in sorted(table.services, key=lambda n: (n in table.marathon, n)):  # paz's own services win a host name
@@ -77,6 +79,17 @@ def _frontend(table: Table, settings: SyncSettings) -> list[str]:
         lines.append(f"    use_backend {name} if {{ var(txn.host) -m str {' '.join(hosts)} }}")
     lines += [f"    default_backend {UNKNOWN_BACKEND}", ""]
     return lines
+
+
+def router_binds(settings: SyncSettings) -> list[str]:
+    """``host:port`` the router serves on: ``PAZ_ROUTER_BIND`` and, for containers, port 80 of the
+    router address (unless the first already covers it)."""
+    binds = [f"{settings.router_bind}:{settings.http_port}"]
+    extra = settings.router_listen
+    wildcard = settings.router_bind in ("0.0.0.0", "::") and settings.http_port == ROUTER_PORT
+    if extra and not wildcard and f"{extra}:{ROUTER_PORT}" not in binds:
+        binds.append(f"{extra}:{ROUTER_PORT}")
+    return binds
 
 
 def _service_ports(table: Table, settings: SyncSettings) -> list[str]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paz.settings import (
-    Settings, env, parse_base_urls, parse_bool, parse_host, parse_port, parse_positive_float, parse_seconds_up_to,
+    Settings, env, parse_base_urls, parse_bool, parse_host, parse_ip, parse_ip_ports, parse_port, parse_positive_float, parse_seconds_up_to,
     parse_socket_dir, parse_url,
 )
 
@@ -27,12 +27,26 @@ class SyncSettings(Settings):
     haproxy_dir: str = env("PAZ_HAPROXY_DIR", parse_socket_dir, ".paz/haproxy")
     haproxy_bin: str = env("PAZ_HAPROXY_BIN", str, default_haproxy())
     router_bind: str = env("PAZ_ROUTER_BIND", parse_host, "127.0.0.1")
+    router_address: str = env("PAZ_ROUTER_ADDRESS", parse_ip, "")
+    """Where containers reach the router (port 80) and the name server (port 53), and what
+    ``<service>.paz`` resolves to; empty: no name server, and the router on ``PAZ_ROUTER_BIND`` only."""
+    dns_bind: str = env("PAZ_DNS_BIND", parse_ip, "")
+    """Where the name server and the router's port 80 listen, when not on ``PAZ_ROUTER_ADDRESS``
+    itself (compose: 0.0.0.0 inside the container, published on the router address)."""
+    dns_port: int = env("PAZ_DNS_PORT", parse_port, 53)
+    dns_upstream: tuple[tuple[str, int], ...] = env("PAZ_DNS_UPSTREAM", parse_ip_ports, ())
+    """Where names outside .paz are asked; by default the nameservers of /etc/resolv.conf."""
     keep_haproxy: bool = env("PAZ_HAPROXY_KEEP", parse_bool, False)
     marathon_urls: tuple[str, ...] = env("PAZ_MARATHON_URLS", parse_base_urls, ())
     marathon_settings: str = env("PAZ_MARATHON_SETTINGS", str, "")
     marathon_silence: float = env("PAZ_MARATHON_SILENCE_SECONDS", parse_positive_float, 30.0)
     marathon_resync: float = env("PAZ_MARATHON_RESYNC_SECONDS", parse_seconds_up_to(60.0), 60.0)  # at least every minute
     marathon_callback_url: str = env("PAZ_MARATHON_CALLBACK_URL", parse_url, "")
+
+    @property
+    def router_listen(self) -> str:
+        """The address the name server and the router's port 80 bind, or empty when there is no router address."""
+        return (self.dns_bind or self.router_address) if self.router_address else ""
 
     @property
     def state_dir(self) -> Path:

@@ -10,7 +10,7 @@ from flask import Flask
 from paz.context import Paz
 from paz.service import Service
 from paz.settings import (
-    Settings, SettingsError, env, parse_choice, parse_host, parse_labels, parse_positive_float,
+    Settings, SettingsError, env, parse_choice, parse_host, parse_ip, parse_labels, parse_positive_float,
     parse_positive_int, parse_seconds, parse_url,
 )
 from paz.upstream import Upstream
@@ -30,6 +30,9 @@ class SchedulerSettings(Settings):
     docker_host: str = env("DOCKER_HOST", str, "")
     instance_host: str = env("PAZ_INSTANCE_HOST", parse_host, "127.0.0.1")
     instance_labels: tuple[tuple[str, str], ...] = env("PAZ_INSTANCE_LABELS", parse_labels, ())
+    instance_dns: str = env("PAZ_INSTANCE_DNS", parse_ip, "")
+    """The name server of instances (Docker's ``dns`` option): the suite's, which answers ``<service>.paz``
+    and forwards every other name; empty: Docker's default."""
     instance_ttl: int = env("PAZ_INSTANCE_TTL", parse_positive_int, 30)
     fleet_url: str = env("PAZ_FLEET_URL", parse_url, "")
     deploy_timeout: float = env("PAZ_DEPLOY_TIMEOUT", parse_positive_float, 60.0)

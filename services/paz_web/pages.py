@@ -19,7 +19,7 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from paz.auth import DELEGATED
+from paz.auth import DELEGATED, reads_need_token
 from paz.errors import ApiError, BadRequest, NotFound
 from paz.names import checked_name
 
@@ -54,6 +54,9 @@ SECURITY_HEADERS = {
 pages = Blueprint("pages", __name__, template_folder="templates", static_folder="static", static_url_path="/assets/paz")
 
 
+LOGIN = ("pages.login_page", "pages.login")
+
+
 def attach_pages(app: Flask, settings: WebSettings) -> None:
     app.secret_key = settings.session_secret()
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_NAME="paz-web")
@@ -81,9 +84,13 @@ def live_trigger() -> str:
 
 
 @pages.before_request
-def carry_token() -> None:
-    """The token of the person logged in goes with every call to the orchestrator (paz.auth)."""
+def carry_token() -> Any:
+    """The token of the person logged in goes with every call to the orchestrator (paz.auth); with
+    ``PAZ_AUTH_READS=token`` a person not logged in is shown the login form (401) instead of a page."""
     g.bearer = session.get("token")
+    if not g.bearer and request.endpoint not in LOGIN and reads_need_token(current_app.extensions["paz"].settings):
+        return render_template("login.html", error="Reading this dashboard needs a token: log in with one."), 401
+    return None
 
 
 @pages.before_request

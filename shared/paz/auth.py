@@ -123,6 +123,19 @@ def role_needed(method: str, declaration: dict[str, Any], reads_need_token: bool
     return "read" if reads_need_token else None
 
 
+def reads_need_token(settings: Any) -> bool:
+    return settings.auth != "off" and settings.auth_reads == "token"
+
+
+def may_read() -> bool:
+    """Whether this request may see what a read shows: reads are open, or it carries a valid token."""
+    paz = current_app.extensions["paz"]
+    if current_app.config.get(DELEGATED) or not reads_need_token(paz.settings):
+        return True
+    given = _given_token({})
+    return bool(given) and TokenStore(paz.etcd).role_of(given) is not None
+
+
 def _given_token(declaration: dict[str, Any]) -> str:
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():

@@ -143,6 +143,25 @@ def parse_host(raw: str) -> str:
     raise ValueError("expected an IP address or a host name")
 
 
+def parse_ip(raw: str) -> str:
+    """An IP address, or the empty string for none."""
+    try:
+        return str(ipaddress.ip_address(raw)) if raw else ""
+    except ValueError:
+        raise ValueError("expected an IP address") from None
+
+
+def parse_ip_ports(raw: str) -> tuple[tuple[str, int], ...]:
+    """``10.0.0.2,127.0.0.1:5353`` into ``(address, port)`` pairs, port 53 unless given (IPv4 only then)."""
+    pairs = []
+    for item in (part.strip() for part in raw.split(",") if part.strip()):
+        host, port = item.split(":") if item.count(":") == 1 else (item, "53")
+        if not host:
+            raise ValueError(f"{item!r} names no address")
+        pairs.append((parse_ip(host), parse_port(port)))
+    return tuple(pairs)
+
+
 def parse_endpoints(raw: str) -> tuple[str, ...]:
     """``http://a:2379,http://b:2379`` into a tuple of base URLs."""
     endpoints = tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())

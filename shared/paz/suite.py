@@ -77,6 +77,15 @@ def _program(name: str, *fallbacks: str) -> str:
     return shutil.which(name) or next((path for path in fallbacks if os.access(path, os.X_OK)), name)
 
 
+def bridge_gateway(host: str) -> str | None:
+    """The address of the host on the engine's default bridge: where its containers reach the host."""
+    try:
+        network = docker.DockerClient(base_url=host, timeout=3).networks.get("bridge")
+        return next((c["Gateway"] for c in network.attrs["IPAM"]["Config"] if c.get("Gateway")), None)
+    except Exception:  # any failure to ask the engine means: no address known
+        return None
+
+
 def docker_answers(host: str) -> bool:
     try:
         return bool(docker.DockerClient(base_url=host, timeout=3).ping())
@@ -215,6 +224,22 @@ class Suite:
             return DEFAULT_DOCKER_HOST
         return self.own_docker_host if self.can_start_docker() else None
 
+    @cached_property
+    def router_address(self) -> str | None:
+        """Where containers reach the router and the suite's name server: ``PAZ_ROUTER_ADDRESS``, else the
+        host's address on the Docker Engine's default bridge; None when neither is known."""
+        given = self.environ.get("PAZ_ROUTER_ADDRESS")
+        if given is not None:
+            return given or None
+        return bridge_gateway(self.docker_host) if self.docker_host else None
+
+    def dns_env(self, part: Part) -> dict[str, str]:
+        """What haproxy-sync (the name server and router) and the scheduler (its instances' name server) add,
+        asked when the part starts: the engine paz up starts itself answers only then."""
+        if part.name not in ("haproxy-sync", "scheduler") or not self.router_address:
+            return {}
+        return {"PAZ_ROUTER_ADDRESS" if part.name == "haproxy-sync" else "PAZ_INSTANCE_DNS": self.router_address}
+
     @property
     def admin_token_file(self) -> Path:
         return self.state_dir / "admin.token"
@@ -282,7 +307,7 @@ class Suite:
     def start(self, part: Part) -> subprocess.Popen[bytes]:
         for folder in ("run", "logs"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
-        env = {**self.environ, **part.env}
+        env = {**self.environ, **part.env, **self.dns_env(part)}
         if part.announced_as and self.service_token_file.exists():
             env["PAZ_TOKEN"] = self.service_token_file.read_text().strip()
         with open(self.log_file(part), "ab") as log:
@@ -301,8 +326,10 @@ class Suite:
         """
         try:
             failing: list[str] = []
+            token = self.service_token_file.read_text().strip() if self.service_token_file.exists() else ""
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
             for url in part.ready_urls:
-                answer = requests.get(url, timeout=2)
+                answer = requests.get(url, timeout=2, headers=headers)
                 if url.endswith("/health") and not answer.ok:
                     checks = answer.json().get("checks") if answer.status_code == 503 else None
                     if not isinstance(checks, dict):

@@ -181,10 +181,16 @@ common = Blueprint("common", __name__, description="What every paz service answe
 
 
 @common.get("/health")
+@common.requires(auth.OPEN)
 @common.response(200, HealthOut, description="Everything this service needs answers")
 @common.alt_response(503, schema=HealthOut, description="A dependency is failing; see checks")
 def health():
-    """Health of this service and of what it depends on."""
+    """Health of this service and of what it depends on.
+
+    Open to all, for probes and load balancers that carry no token: the status code and ``status``
+    say live and healthy. With ``PAZ_AUTH_READS=token`` the rest (address, version, each check and
+    its error, which name hosts and ports) is shown only to a request with a valid token.
+    """
     paz = paz_context()
     checks: dict[str, Any] = {}
     for name, check in paz.health_checks.items():
@@ -193,13 +199,9 @@ def health():
         except Exception as exc:  # a failing check is reported, never raised
             checks[name] = {"ok": False, "error": str(exc)}
     healthy = all(check["ok"] for check in checks.values())
-    body = {
-        "service": paz.settings.service_name,
-        "status": "ok" if healthy else "degraded",
-        "address": paz.settings.address,
-        "version": __version__,
-        "checks": checks,
-    }
+    body = {"service": paz.settings.service_name, "status": "ok" if healthy else "degraded"}
+    if auth.may_read():
+        body.update(address=paz.settings.address, version=__version__, checks=checks)
     return body, 200 if healthy else 503
 
 

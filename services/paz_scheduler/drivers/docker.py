@@ -157,6 +157,7 @@ class DockerDriver:
                     environment=dict(config.get("env") or {}),
                     volumes={host: {"bind": inside, "mode": "rw"} for host, inside in (config.get("volume") or {}).items()},
                     ports={f"{inside}/tcp": (self.settings.instance_host, host) for inside, host in ports},
+                    dns=[self.settings.instance_dns] if self.settings.instance_dns else None,
                 )
             except docker.errors.APIError as exc:
                 raise DeployFailed(f"Docker could not start {spec.id}: {explanation(exc)}", {"unit": spec.id}) from None

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
-from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import ContainerSpec, DNSConfig, EndpointSpec, Mount, Placement, RestartPolicy, ServiceMode, TaskTemplate
 
 from paz.errors import NotFound, Unavailable
 from paz.names import SERVICE_NAME
@@ -110,6 +110,7 @@ class SwarmDriver(DockerDriver):
             spec.image, env=dict(config.get("env") or {}), labels=labels,
             mounts=[Mount(inside, host, type="bind") for host, inside in (config.get("volume") or {}).items()],
             stop_grace_period=self.settings.stop_timeout * 1_000_000_000,
+            dns_config=DNSConfig(nameservers=[self.settings.instance_dns]) if self.settings.instance_dns else None,
         )
         template = TaskTemplate(container, restart_policy=RestartPolicy("any", delay=RESTART_DELAY_NS),
                                 placement=self._placement(spec, ports))

@@ -81,10 +81,21 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
         click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
     click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
     click.echo(f"admin token        in {suite.admin_token_file} ({made}; paz uses it from here)")
     click.echo(f"\nstate and logs: {suite.state_dir} (paz status, paz suite-logs [part], paz down)")
     click.echo("try: paz services   (or curl -s http://127.0.0.1:9000/services)")
+
+
+def _echo_dns(address: str | None) -> None:
+    """Where the suite's name server answers, and how to send a host's ``.paz`` queries (only those) to it."""
+    if not address:
+        click.echo("DNS                none: no Docker Engine bridge to serve <service>.paz on (set PAZ_ROUTER_ADDRESS)")
+        return
+    click.echo(f"DNS                <service>.paz -> {address} (the router on {address}:80), name server {address}:53;")
+    click.echo(f"                   containers use it; for this host's .paz only: resolvectl dns docker0 {address} "
+               "&& resolvectl domain docker0 '~paz'")
 
 
 def swarm_manager(docker_host: str) -> str:

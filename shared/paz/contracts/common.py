@@ -21,6 +21,7 @@ class ErrorSchema(Schema):
 class HealthOut(Schema):
     service = fields.String(required=True)
     status = fields.String(required=True, metadata={"description": "ok, or degraded when a check fails"})
-    address = fields.String(required=True)
-    version = fields.String(required=True)
-    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True, metadata={"description": "per dependency: {ok, error?, ...what it found}"})
+    address = fields.String(metadata={"description": "with PAZ_AUTH_READS=token: only for a request with a token"})
+    version = fields.String(metadata={"description": "with PAZ_AUTH_READS=token: only for a request with a token"})
+    checks = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={
+        "description": "per dependency: {ok, error?, ...what it found}; with PAZ_AUTH_READS=token only for a request with a token"})
