@@ -71,14 +71,16 @@ def resolved(env: dict[str, str]) -> dict[str, Any]:
     return yaml.safe_load(result.stdout)["services"]
 
 
-def published(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
-    """``{container port: (host ip, host port)}``, from docker-compose 1's short or 2's long syntax."""
+def published(service: dict[str, Any], on: str = "127.0.0.1") -> dict[int, tuple[str, int]]:
+    """``{container port: (host ip, host port)}`` of the ports published on address ``on``, from
+    docker-compose 1's short or 2's long syntax."""
     ports: dict[int, tuple[str, int]] = {}
     for port in service.get("ports", []):
         if isinstance(port, dict):
-            ports[int(port["target"])] = (port.get("host_ip", ""), int(port["published"]))
+            ip, host, container = port.get("host_ip", ""), port["published"], port["target"]
         else:
             ip, host, container = port.split("/")[0].rsplit(":", 2)
+        if ip == on:
             ports[int(container)] = (ip, int(host))
     return ports
 
@@ -107,6 +109,9 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
     router = services["paz-haproxy-sync"]
     assert environment(router)["PAZ_HTTP_PORT"] == "80" and environment(router)["PAZ_ROUTER_BIND"] == "0.0.0.0"
     assert published(router)[80] == ("127.0.0.1", 80) and published(router)[1936] == ("127.0.0.1", 1936)
+    bridge = environment(router)["PAZ_ROUTER_ADDRESS"]  # where containers reach the router and <service>.paz
+    assert bridge == "172.17.0.1" and environment(services["paz-scheduler"])["PAZ_INSTANCE_DNS"] == bridge
+    assert published(router, on=bridge) == {80: (bridge, 80), 53: (bridge, 53)}
     scheduler = services["paz-scheduler"]
     assert environment(scheduler)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in scheduler["volumes"]]
