@@ -7,8 +7,8 @@ announces ``/paz/services/<service>/<version>/<instance>`` = ``host:port`` for e
 running, belongs to a version marked ``running`` in etcd, and accepts connections; and withdraws
 every other key it holds. It reconciles:
 
-* at once when a version's status changes in etcd (a watch on ``/paz/scheduler/services``), which
-  is how a deploy in a worker hands instances over to it;
+* at once when a version's status changes in etcd (the view of ``/paz/scheduler/services``), which
+  is how the deploy controller (:mod:`.controller`) hands instances over to it;
 * at once on a unit event from the runtime (Docker's container events, Swarm's task states): a
   unit that dies or is being stopped loses its key before anything else is done;
 * every ``PAZ_PROBE_INTERVAL`` seconds, probing each instance (two failed probes in a row withdraw it).
@@ -34,6 +34,7 @@ from paz.errors import ApiError
 from paz.etcd import Change, StoreUnavailable
 from paz.view import EtcdView, Listener
 
+from .controller import DeployController
 from .drivers import make_driver
 from .drivers.base import DIED, GONE, STARTED, STOPPING, Driver, Unit, UnitEvent, accepts_connections, ready
 from .store import SchedulerStore
@@ -47,9 +48,9 @@ PRUNE_SECONDS = 60
 class InstanceAnnouncer:
     """Keeps instance keys in etcd in line with the runtime's running units and the versions' status."""
 
-    def __init__(self, settings: Any, driver: Driver) -> None:
+    def __init__(self, settings: Any, driver: Driver, store: etcd.Store, view: EtcdView) -> None:
         self.settings = settings
-        self.etcd = etcd.from_settings(settings)
+        self.etcd = store
         self.store = SchedulerStore(self.etcd)
         self.driver = driver
         self.announcer = Announcer(self.etcd, settings.instance_ttl)
@@ -61,7 +62,7 @@ class InstanceAnnouncer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._events: Any = None
-        self.view = EtcdView(self.etcd, (keys.SCHEDULER_SERVICES,))
+        self.view = view
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="paz-probe")
 
     def start(self) -> "InstanceAnnouncer":
@@ -74,7 +75,6 @@ class InstanceAnnouncer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.view.stop()
         events = self._events
         if events is not None:
             events.close()
@@ -211,17 +211,25 @@ def _accepts(address: str) -> bool:
     return accepts_connections(host, int(port))
 
 
-def start_background(settings: Any) -> Any:
-    """The scheduler's process-wide task, started once by gunicorn's master: the instance announcer,
-    unless the driver's runtime announces instances itself."""
+def start_background(settings: Any) -> "Background":
+    """The scheduler's process-wide work, started once in its companion process: the deploy controller
+    (which acts only while this scheduler leads) and the instance announcer, unless the driver's
+    runtime announces instances itself (fleet). Both follow one view of etcd."""
+    store = etcd.from_settings(settings)
+    view = EtcdView(store, (keys.SCHEDULER_SERVICES, keys.DESIRED))
     driver = make_driver(settings)
-    if driver.self_announcing:
-        return _Nothing()
-    return InstanceAnnouncer(settings, driver).start()
+    parts: list[Any] = [] if driver.self_announcing else [InstanceAnnouncer(settings, driver, store, view).start()]
+    parts.append(DeployController(settings, driver, store, view).start())
+    return Background(view, parts)
 
 
-class _Nothing:
-    """fleet's sidekick units announce instances themselves: nothing runs in the background."""
+class Background:
+    """What :func:`start_background` started, stopped together."""
+
+    def __init__(self, view: EtcdView, parts: list[Any]) -> None:
+        self.view, self.parts = view, parts
 
     def stop(self) -> None:
-        return None
+        for part in reversed(self.parts):
+            part.stop()
+        self.view.stop()

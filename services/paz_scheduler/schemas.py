@@ -14,7 +14,8 @@ from paz.names import IMAGE_REFERENCE
 JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
 STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
 """A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
-``failed`` (never served), ``replaced`` (a newer version took over) or ``stopped`` (service stopped)."""
+``failed`` (never served), ``replaced`` (a newer version took over, or was wanted before this one
+served: then without ``deployedAt``) or ``stopped`` (service stopped)."""
 
 
 def iso_now() -> str:
@@ -145,7 +146,8 @@ class VersionOut(Schema):
     deployedAt = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES))
     rollbackOf = fields.Integer(metadata={"description": "the version this one restored, for a rollback"})
-    message = fields.String(metadata={"description": "why a deploy failed"})
+    message = fields.String(metadata={"description": "why a deploy failed, or why it never served"})
+    failureStatus = fields.Integer(metadata={"description": "a failed deploy's HTTP status: 422 (it did not serve), 502 or 503 (the engine refused)"})
     progress = fields.Dict(metadata={"description": "the deploy's last step: image-pulled, instance-started (started of total), old-stopped"})
 
 
