@@ -170,6 +170,23 @@ def test_docker_unreachable_is_a_clear_503(etcd, directory, docker_engine, tmp_p
         with_no_docker.stop()
 
 
+def test_an_engine_that_refuses_is_a_503_naming_it_and_the_reason(etcd, directory, docker_engine, tmp_path, unique_name,
+                                                                  test_image):
+    """The swarm driver on an engine in no swarm (one that left it): Docker refuses every call."""
+    register(directory, unique_name, test_image)
+    not_a_manager = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine, PAZ_DRIVER="swarm")).start()
+    try:
+        for path, body in (("/hooks/deploy", {"serviceName": unique_name}), (f"/services/{unique_name}/stop", None)):
+            answer = not_a_manager.request("POST", path, json=body)
+            assert answer.status_code == 503, answer.text
+            message = answer.json()["error"]["message"]
+            assert f"The Docker Engine at {docker_engine.host} refused" in message and "not a swarm manager" in message
+        assert not_a_manager.request("GET", f"/config/{unique_name}/history").json() == []
+        assert containers(docker_engine, unique_name) == []
+    finally:
+        not_a_manager.stop()
+
+
 def test_directory_unreachable_is_a_clear_503(own_etcd, docker_engine, tmp_path, unique_name):
     lonely = Service("paz-scheduler", own_etcd, tmp_path, env=scheduler_env(docker_engine)).start()
     try:

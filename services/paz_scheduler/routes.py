@@ -140,7 +140,7 @@ def rollback(body: dict[str, Any], name: str):
 
 @bp.post("/services/<name>/stop", parameters=NAMED)
 @bp.response(200, StoppedOut)
-@bp.errors(400, 409, 503)
+@bp.errors(400, 409, 502, 503)
 def stop(name: str):
     """Stop every instance of a service and withdraw their keys (when the service is deleted)."""
     return {"stopped": scheduler().stop(checked_name(name), request_id())}
