@@ -1,5 +1,8 @@
 """The one place instance keys are written: a background task of the scheduler, run once in its
-companion process (see :mod:`paz.server`).
+companion process (see :mod:`paz.server`), and acting only while that scheduler leads (see
+:mod:`.controller`): a key is bound to one announcer's lease, so two announcing at once would lose
+each other's keys when one of them dies. A standby lets go of every key without deleting it; the
+leader puts each key again on its own lease (the same value: routers see no change).
 
 It depends only on the :class:`~.drivers.base.Driver` protocol (``units`` and ``events``), so it
 works the same for every driver that does not announce by itself (``docker``, ``swarm``). It
@@ -48,8 +51,10 @@ PRUNE_SECONDS = 60
 class InstanceAnnouncer:
     """Keeps instance keys in etcd in line with the runtime's running units and the versions' status."""
 
-    def __init__(self, settings: Any, driver: Driver, store: etcd.Store, view: EtcdView) -> None:
+    def __init__(self, settings: Any, driver: Driver, store: etcd.Store, view: EtcdView, leading: threading.Event) -> None:
         self.settings = settings
+        self.leading = leading
+        """Set while this scheduler leads: only the leader announces, so one lease holds each key."""
         self.etcd = store
         self.store = SchedulerStore(self.etcd)
         self.driver = driver
@@ -131,7 +136,11 @@ class InstanceAnnouncer:
             self._wake.wait(self.settings.probe_interval)
 
     def reconcile(self) -> None:
-        """Announce what serves, withdraw the rest."""
+        """Announce what serves, withdraw the rest (while this scheduler leads; otherwise let go of
+        every key, leaving it in etcd for the leader to keep)."""
+        if not self.leading.is_set():
+            self.announcer.forget()
+            return
         try:
             units = self.driver.units()
         except ApiError:
@@ -190,7 +199,7 @@ class InstanceAnnouncer:
                 self.stopping.discard(event.runtimeId)
             elif event.action == STOPPING:
                 self.stopping.add(event.runtimeId)
-        if event.action != STARTED:
+        if event.action != STARTED and self.leading.is_set():
             self.announcer.withdraw(event.key)
             with self._lock:
                 serving = (self.versions.get((event.service, event.version)) or {}).get("status") == "running"
@@ -218,8 +227,10 @@ def start_background(settings: Any) -> "Background":
     store = etcd.from_settings(settings)
     view = EtcdView(store, (keys.SCHEDULER_SERVICES, keys.DESIRED))
     driver = make_driver(settings)
-    parts: list[Any] = [] if driver.self_announcing else [InstanceAnnouncer(settings, driver, store, view).start()]
-    parts.append(DeployController(settings, driver, store, view).start())
+    controller = DeployController(settings, driver, store, view)
+    parts: list[Any] = [] if driver.self_announcing else [
+        InstanceAnnouncer(settings, driver, store, view, controller.leadership.leading).start()]
+    parts.append(controller.start())
     return Background(view, parts)
 
 
