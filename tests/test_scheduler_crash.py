@@ -22,11 +22,6 @@ from tests.test_scheduler import containers, deploy, register, scheduler_env
 RESTART_BUDGET_SECONDS = 30
 
 
-def start_scheduler(etcd, docker_engine, folder) -> Service:
-    env = scheduler_env(docker_engine, PAZ_DRAIN_SECONDS="3")
-    return Service("paz-scheduler", etcd, folder, env=env, own_group=True).start()
-
-
 def version_document(etcd, name: str, version: int) -> dict[str, Any] | None:
     node = etcd.get(f"/paz/scheduler/services/{name}/versions/{version}")
     return json.loads(node["value"]) if node else None
@@ -37,9 +32,9 @@ def latest(etcd, name: str) -> int:
     return int(node["value"]) if node else 0
 
 
-def owned_by_running_versions(etcd, docker_engine, name: str) -> bool:
-    """Every container of ``name`` belongs to a version whose status is ``running``."""
-    for container in containers(docker_engine, name):
+def owned_by_running_versions(etcd, found: list, name: str) -> bool:
+    """Every container ``found`` belongs to a version of ``name`` whose status is ``running``."""
+    for container in found:
         document = version_document(etcd, name, int(container.labels["paz.version"])) or {}
         if document.get("status") != "running":
             return False
@@ -84,32 +79,44 @@ def _quietly(call: Callable[[], Any]) -> None:
 MOMENTS = [before_a_version_is_taken, while_pulling, with_some_instances_started, while_the_old_version_drains]
 
 
-def test_a_killed_scheduler_finishes_or_fails_the_deploy_it_was_doing(etcd, directory, docker_engine, test_image,
-                                                                     unique_name, tmp_path):
-    name = unique_name
-    register(directory, name, test_image, numInstances=3, env={"MESSAGE": "hello"})
-    scheduler = start_scheduler(etcd, docker_engine, tmp_path)
+def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containers_of: Callable[[], list]) -> Service:
+    """Deploy ``name`` (3 instances) with a scheduler from ``start``, then at each of :data:`MOMENTS`
+    kill the scheduler's process group, start another, and check what a person would: the version
+    ends running or failed, no container is left that no running version owns, and the next deploy
+    goes through at once. Answers the scheduler running at the end."""
+    scheduler = start()
     try:
         assert deploy(scheduler, name).status_code == 201
         for moment in MOMENTS:
             moment(etcd, scheduler, name)
             scheduler.process.kill_group()
-            scheduler = start_scheduler(etcd, docker_engine, tmp_path)
+            scheduler = start()
             restarted = time.monotonic()
             version = latest(etcd, name)
             wait_until(lambda: version_document(etcd, name, version)["status"] in ("running", "failed"),
                        RESTART_BUDGET_SECONDS, what=f"v{version} to end running or failed after a kill {moment.__name__}")
-            wait_until(lambda: owned_by_running_versions(etcd, docker_engine, name),
+            wait_until(lambda: owned_by_running_versions(etcd, containers_of(), name),
                        max(1.0, RESTART_BUDGET_SECONDS - (time.monotonic() - restarted)),
                        what=f"no container left that no running version owns after a kill {moment.__name__}")
             started = time.monotonic()
             answer = deploy(scheduler, name)
             assert answer.status_code == 201, (moment.__name__, answer.text)
             assert time.monotonic() - started < 15, moment.__name__
-            assert sorted(c.name for c in containers(docker_engine, name)) == [
-                f"{name}-{answer.json()['version']}-{i}" for i in (1, 2, 3)]
-    finally:
+            wait_until(lambda: sorted(c.labels["paz.version"] for c in containers_of()) == [str(answer.json()["version"])] * 3,
+                       10, what=f"only v{answer.json()['version']}'s 3 containers after a kill {moment.__name__}")
+    except BaseException:
         scheduler.stop()
+        raise
+    return scheduler
+
+
+def test_a_killed_scheduler_finishes_or_fails_the_deploy_it_was_doing(etcd, directory, docker_engine, test_image,
+                                                                     unique_name, tmp_path):
+    register(directory, unique_name, test_image, numInstances=3, env={"MESSAGE": "hello"})
+    env = scheduler_env(docker_engine, PAZ_DRAIN_SECONDS="3")
+    scheduler = kill_at_every_moment(etcd, unique_name, lambda: Service("paz-scheduler", etcd, tmp_path, env=env, own_group=True).start(),
+                                     lambda: containers(docker_engine, unique_name))
+    scheduler.stop()
 
 
 def test_prefer_respond_async_answers_at_once_and_the_deploy_completes(etcd, directory, docker_engine, test_image,
