@@ -24,6 +24,7 @@ import requests
 from paz import keys
 from paz.etcd import Store, StoreUnavailable
 from paz.settings import parse_base_urls
+from paz.sse import EventParser, response_lines
 
 from .marathon_model import MarathonApp, SeedReader, parse_apps
 from .model import Malformed
@@ -233,11 +234,10 @@ class MarathonSource:
             self._reread.set()  # whatever happened while no stream was open
             self._report(streaming=url, streamSince=time.time())
             log.info("following Marathon's event stream", extra={"url": url})
-            pending = b""
-            for chunk in response.iter_content(chunk_size=None if response.raw.chunked else 1):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                if any(line.startswith(b"event:") and line[6:].strip().decode(errors="replace") in EVENT_TYPES for line in lines):
+            parser = EventParser()
+            for line in response_lines(response):
+                event = parser.feed(line)
+                if event is not None and event.type in EVENT_TYPES:
                     self._reread.set()
                 if self._stop.is_set() or self._urls_changed.is_set():
                     return

@@ -41,8 +41,8 @@ def warn_once(message: str, app: str, reason: str) -> None:
     log.warning(message, extra={"app": app, "reason": reason})
 
 
-_TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_VHOST_LABEL = re.compile(r"^HAPROXY_[0-9]{1,2}_VHOST$")
+_TASK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
+_VHOST_LABEL = re.compile(r"^HAPROXY_[0-9]{1,2}_VHOST\Z")
 RUNNING = "TASK_RUNNING"
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from paz import sse
 from paz.upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,8 @@ class EventCache:
             if response.status_code != 200:
                 return
             self._set_following(True)
-            for line in response.iter_lines():
-                if line.startswith(b"id:"):
-                    self.forget()
+            for _ in sse.events(response):
+                self.forget()
 
     def _set_following(self, following: bool) -> None:
         with self._lock:

@@ -1,7 +1,9 @@
 """The suite's shared vocabulary: what a service name and an image reference may be.
 
 Every service that takes a name or an image checks it here, so the directory, the scheduler and
-the orchestrator refuse the same things with the same words.
+the orchestrator refuse the same things with the same words. Each pattern ends in ``$(?!\\n)``: Python's
+``$`` also matches before a final newline, and these patterns are JSON Schema patterns in the OpenAPI
+documents too, where ``\\Z`` does not exist.
 """
 
 from __future__ import annotations
@@ -14,22 +16,22 @@ NAME_RULE = (
     "a service name is 3 to 63 characters of lowercase letters, digits and '-', "
     "starting with a letter and not ending with '-' (a DNS label, as it becomes <name>.paz)"
 )
-SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$(?!\n)")
 IMAGE_REFERENCE = re.compile(
     r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$(?!\n)"
 )
 """A Docker image reference: ``[registry[:port]/]path[:tag][@sha256:digest]``."""
-USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+USERNAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$(?!\n)")
 """A router basic-auth user name."""
-CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$")
+CRYPT_HASH = re.compile(r"^\$(?:6|5|y|2b)\$[./A-Za-z0-9$]{8,200}$(?!\n)")
 """A crypt(3) password hash HAProxy's userlist reads."""
-DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+DOMAIN = re.compile(r"^(?=.{1,253}$(?!\n))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$(?!\n)")
 """A public domain such as ``example.com``: services are routed as ``<service>.<domain>``."""
-REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$")
+REALM = re.compile(r"^[A-Za-z0-9 ._-]{1,64}$(?!\n)")
 """A basic-auth realm: it is quoted in haproxy.cfg, so no quote or backslash."""
 
-MARATHON_APP_ID = re.compile(r"^(/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+MARATHON_APP_ID = re.compile(r"^(/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$(?!\n)")
 """A Marathon app id as the suite routes and forwards it: ``/group/app``, each part a lowercase DNS label
 (Marathon also allows dots and ``..``; the suite does not, so an id always makes a host name)."""
 

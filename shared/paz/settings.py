@@ -81,7 +81,7 @@ def parse_choice(*choices: str) -> Callable[[str], str]:
 
 
 def parse_url(raw: str) -> str:
-    if not re.match(r"^https?://[^\s/]+(/\S*)?$", raw):
+    if not re.match(r"^https?://[^\s/]+(/\S*)?\Z", raw):
         raise ValueError("expected http://host:port")
     return raw.rstrip("/")
 
@@ -96,7 +96,7 @@ def parse_path(raw: str) -> str:
     return str(Path(raw).expanduser())
 
 
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}\Z")
 RESERVED_LABELS = ("paz.service", "paz.version", "paz.instance", "paz.port")
 
 
@@ -131,7 +131,7 @@ def parse_socket_dir(raw: str) -> str:
     return str(path)
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 
 
 def parse_host(raw: str) -> str:

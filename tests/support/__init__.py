@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from paz import etcd
+from paz import etcd, sse
 from paz.processes import command
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -518,26 +518,19 @@ class EventStream:
             headers["Last-Event-ID"] = str(last_event_id)
         self.response = requests.get(url, headers=headers, stream=True, timeout=(5, read_timeout))
         self.response.raise_for_status()
-        self.lines = self.response.iter_lines(decode_unicode=True)
         self.comments: list[str] = []
+        self.parser = sse.EventParser(on_comment=self.comments.append)
+        self.lines = sse.response_lines(self.response)
 
     def next(self, timeout: float = 15.0) -> dict[str, Any] | None:
         """The next event as ``{"id", "event", "data"}`` (data parsed as JSON), or None when the stream ends."""
-        import json
-
         deadline = time.monotonic() + timeout
-        event: dict[str, Any] = {}
         for line in self.lines:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no complete event within {timeout}s")
-            if line.startswith(":"):
-                self.comments.append(line[1:].strip())
-            elif line == "" and "data" in event:
-                event["data"] = json.loads(event["data"])
-                return event
-            elif ":" in line:
-                name, _, value = line.partition(":")
-                event[name] = value.removeprefix(" ")
+            event = self.parser.feed(line)
+            if event is not None:
+                return {"id": event.id, "event": event.type, "data": event.json()}
         return None
 
     def until(self, wanted: Callable[[dict[str, Any]], bool], count: int, timeout: float = 30.0) -> list[dict[str, Any]]:

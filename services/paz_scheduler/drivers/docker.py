@@ -231,31 +231,12 @@ class DockerDriver:
     def units(self, service: str | None = None) -> list[Unit]:
         """Every labelled container (of ``service``), running or not."""
         with self.reaching():
-            return [self._unit(c) for c in self.client().api.containers(all=True, filters=self.label_filter(service))]
+            found = self.client().api.containers(all=True, filters=self.label_filter(service))
+        return [container_unit(summary, self.settings.instance_host) for summary in found]
 
     def _summary(self, container_id: str) -> Unit:
         found = self.client().api.containers(all=True, filters={"id": container_id})
-        return self._unit(found[0])
-
-    def _unit(self, summary: dict[str, Any]) -> Unit:
-        labels = summary["Labels"]
-        port_label = labels.get("paz.port")
-        host_port = next(
-            (p["PublicPort"] for p in summary.get("Ports") or [] if str(p.get("PrivatePort")) == port_label and p.get("PublicPort")),
-            None,
-        )
-        service, version, instance = labels["paz.service"], int(labels["paz.version"]), int(labels["paz.instance"])
-        return Unit(
-            id=unit_id(service, version, instance),
-            service=service,
-            version=version,
-            instance=instance,
-            host=self.settings.instance_host if host_port else None,
-            port=host_port,
-            image=summary["Image"],
-            containerId=summary["Id"],
-            state=summary["State"],
-        )
+        return container_unit(found[0], self.settings.instance_host)
 
     def unit(self, unit_id_: str) -> tuple[Unit, dict[str, Any]]:
         """One unit and its resource use (null figures when Docker does not know them)."""
@@ -263,7 +244,7 @@ class DockerDriver:
             found = self.client().api.containers(all=True, filters={**self.label_filter(), "name": f"^/{unit_id_}$"})
             if not found:
                 raise NotFound(f"No unit {unit_id_}; GET /units lists them.", {"unit": unit_id_})
-            unit = self._unit(found[0])
+            unit = container_unit(found[0], self.settings.instance_host)
             return unit, unit_stats(unit, self.client().api)
 
     def events(self) -> "ContainerEvents":
@@ -313,9 +294,37 @@ class DockerDriver:
         except Unavailable:
             return [self.unreachable_host()]
         self.last_engine_id = info["ID"]
-        return [{"id": info["ID"], "name": info.get("Name"), "driver": self.name, "address": self.settings.instance_host,
-                 "cores": info.get("NCPU"), "memoryBytes": info.get("MemTotal"),
-                 "containersRunning": info.get("ContainersRunning"), "healthy": True}]
+        return [engine_host(info, self.settings.instance_host)]
+
+
+def container_unit(summary: dict[str, Any], host: str) -> Unit:
+    """The unit a labelled container is, from its entry in Docker's ``GET /containers/json``: reached at
+    ``host`` on the host port that publishes its ``paz.port`` label's container port, if one does."""
+    labels = summary["Labels"]
+    port_label = labels.get("paz.port")
+    host_port = next(
+        (p["PublicPort"] for p in summary.get("Ports") or [] if str(p.get("PrivatePort")) == port_label and p.get("PublicPort")),
+        None,
+    )
+    service, version, instance = labels["paz.service"], int(labels["paz.version"]), int(labels["paz.instance"])
+    return Unit(
+        id=unit_id(service, version, instance),
+        service=service,
+        version=version,
+        instance=instance,
+        host=host if host_port else None,
+        port=host_port,
+        image=summary["Image"],
+        containerId=summary["Id"],
+        state=summary["State"],
+    )
+
+
+def engine_host(info: dict[str, Any], address: str) -> dict[str, Any]:
+    """The one host of the docker driver, from the engine's ``GET /info``."""
+    return {"id": info["ID"], "name": info.get("Name"), "driver": DockerDriver.name, "address": address,
+            "cores": info.get("NCPU"), "memoryBytes": info.get("MemTotal"),
+            "containersRunning": info.get("ContainersRunning"), "healthy": True}
 
 
 class ContainerEvents:

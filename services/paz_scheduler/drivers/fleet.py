@@ -29,7 +29,7 @@ from .base import DeployFailed, InstanceSpec, Unit, instance_key
 from .logs import LogQuery, LogStream
 
 Option = dict[str, str]
-UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service$")
+UNIT_NAME = re.compile(r"^(?P<service>[a-z][a-z0-9-]*[a-z0-9])-(?P<version>\d+)-(?P<instance>\d+)\.service\Z")
 ANNOUNCE_TTL = 60
 ETCDCTL = "/usr/bin/etcdctl"
 
@@ -133,6 +133,20 @@ def unit_text(options: list[Option]) -> str:
     return "\n".join(f"[{name}]\n" + "\n".join(lines) + "\n" for name, lines in sections.items())
 
 
+def fleet_unit(unit: dict[str, Any], state: dict[str, Any], machines: dict[str, str]) -> Unit | None:
+    """The instance a fleet unit (``GET /fleet/v1/units``) runs, with its ``state`` (``/state``) and the address
+    of its machine among ``machines`` (id: address); None for a unit that is not an instance's service unit."""
+    match = UNIT_NAME.match(unit["name"])
+    if not match:
+        return None
+    image = next((o["value"].rsplit(" ", 1)[-1].strip('"') for o in unit.get("options", []) if o["name"] == "ExecStart"), "")
+    return Unit(
+        id=unit["name"].removesuffix(".service"), service=match["service"], version=int(match["version"]),
+        instance=int(match["instance"]), host=machines.get(unit.get("machineID") or state.get("machineID")), port=None,
+        image=image, containerId=None, state=state.get("systemdSubState") or unit.get("currentState") or "unknown",
+    )
+
+
 class FleetDriver:
     name = "fleet"
     self_announcing = True
@@ -212,19 +226,8 @@ class FleetDriver:
 
     def units(self, service: str | None = None) -> list[Unit]:
         states, machines = self._states(), {m["id"]: m["address"] for m in self.hosts()}
-        found = []
-        for unit in self._pages("/units", "units"):
-            match = UNIT_NAME.match(unit["name"])
-            if not match or (service and match["service"] != service):
-                continue
-            state = states.get(unit["name"], {})
-            image = next((o["value"].rsplit(" ", 1)[-1].strip('"') for o in unit.get("options", []) if o["name"] == "ExecStart"), "")
-            found.append(Unit(
-                id=unit["name"].removesuffix(".service"), service=match["service"], version=int(match["version"]),
-                instance=int(match["instance"]), host=machines.get(unit.get("machineID") or state.get("machineID")), port=None,
-                image=image, containerId=None, state=state.get("systemdSubState") or unit.get("currentState") or "unknown",
-            ))
-        return found
+        found = [fleet_unit(unit, states.get(unit["name"], {}), machines) for unit in self._pages("/units", "units")]
+        return [unit for unit in found if unit is not None and (not service or unit.service == service)]
 
     def unit(self, unit_id: str) -> tuple[Unit, dict[str, Any]]:
         for unit in self.units():

@@ -267,7 +267,7 @@ class SwarmDriver(DockerDriver):
         if not services:
             return []
         nodes = {n["ID"]: n for n in api.nodes()}
-        return [(task, self._unit_of(task, services[task["ServiceID"]], nodes.get(task.get("NodeID")) or {}))
+        return [(task, task_unit(task, services[task["ServiceID"]], nodes.get(task.get("NodeID")) or {}))
                 for task in api.tasks() if task.get("ServiceID") in services and task.get("Slot")]
 
     def _is_a_version(self, service: dict[str, Any]) -> bool:
@@ -281,30 +281,10 @@ class SwarmDriver(DockerDriver):
             log.warning("skipped a Swarm service with paz labels that are not a version", extra={"swarmService": service.get("ID")})
         return False
 
-    def _unit_of(self, task: dict[str, Any], service: dict[str, Any], node: dict[str, Any]) -> Unit:
-        labels = service["Spec"]["Labels"]
-        status = task.get("Status") or {}
-        port_label = labels.get("paz.port")
-        published = next((p.get("PublishedPort") for p in (status.get("PortStatus") or {}).get("Ports") or []
-                          if str(p.get("TargetPort")) == port_label and p.get("PublishedPort")), None)
-        name, version = labels["paz.service"], int(labels["paz.version"])
-        return Unit(
-            id=unit_id(name, version, task["Slot"]), service=name, version=version, instance=task["Slot"],
-            host=node_address(node) if published else None, port=published,
-            image=service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
-            containerId=(status.get("ContainerStatus") or {}).get("ContainerID"), state=_unit_state(task, node),
-        )
-
     def _current(self, service: str | None = None) -> list[tuple[dict[str, Any], Unit]]:
-        """One task per slot of each labelled service: the one Swarm wants running, else the newest."""
+        """The current task of each slot of the labelled services (of ``service``), with its unit."""
         with self.reaching():
-            tasks = self._tasks(service)
-        current: dict[str, tuple[dict[str, Any], Unit]] = {}
-        for task, unit in tasks:
-            held = current.get(unit.id)
-            if held is None or _rank(task) > _rank(held[0]):
-                current[unit.id] = (task, unit)
-        return list(current.values())
+            return current_tasks(self._tasks(service))
 
     def units(self, service: str | None = None) -> list[Unit]:
         return [unit for _, unit in self._current(service)]
@@ -383,21 +363,7 @@ class SwarmDriver(DockerDriver):
         for task in tasks:
             if (task.get("Status") or {}).get("State") == "running":
                 running[task.get("NodeID")] = running.get(task.get("NodeID"), 0) + 1
-        return [self._host(node, running.get(node["ID"], 0)) for node in sorted(nodes, key=lambda n: n["Description"]["Hostname"])]
-
-    def _host(self, node: dict[str, Any], containers_running: int) -> dict[str, Any]:
-        description, status, spec = node.get("Description") or {}, node.get("Status") or {}, node.get("Spec") or {}
-        manager = node.get("ManagerStatus")
-        resources = description.get("Resources") or {}
-        return {
-            "id": node["ID"], "name": description.get("Hostname"), "driver": self.name, "address": node_address(node),
-            "role": spec.get("Role"), "availability": spec.get("Availability"), "state": status.get("State"),
-            "leader": bool(manager and manager.get("Leader")),
-            "cores": resources.get("NanoCPUs", 0) / 1e9 or None, "memoryBytes": resources.get("MemoryBytes"),
-            "containersRunning": containers_running,
-            "healthy": status.get("State") == "ready" and (not manager or manager.get("Reachability") == "reachable"),
-        }
-
+        return [node_host(node, running.get(node["ID"], 0)) for node in sorted(nodes, key=lambda n: n["Description"]["Hostname"])]
 
 class TaskEvents:
     """Changes of Swarm's tasks as :class:`UnitEvent`s, from the task list read every ``POLL_SECONDS``.
@@ -419,6 +385,48 @@ class TaskEvents:
 
     def close(self) -> None:
         self._closed.set()
+
+
+def task_unit(task: dict[str, Any], service: dict[str, Any], node: dict[str, Any]) -> Unit:
+    """The unit a task of a version's Swarm service is (``GET /tasks``, ``/services``, ``/nodes`` entries):
+    its slot is the instance, and it is reached at its node's address on the port that publishes ``paz.port``."""
+    labels = service["Spec"]["Labels"]
+    status = task.get("Status") or {}
+    port_label = labels.get("paz.port")
+    published = next((p.get("PublishedPort") for p in (status.get("PortStatus") or {}).get("Ports") or []
+                      if str(p.get("TargetPort")) == port_label and p.get("PublishedPort")), None)
+    name, version = labels["paz.service"], int(labels["paz.version"])
+    return Unit(
+        id=unit_id(name, version, task["Slot"]), service=name, version=version, instance=task["Slot"],
+        host=node_address(node) if published else None, port=published,
+        image=service["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+        containerId=(status.get("ContainerStatus") or {}).get("ContainerID"), state=_unit_state(task, node),
+    )
+
+
+def current_tasks(tasks: list[tuple[dict[str, Any], Unit]]) -> list[tuple[dict[str, Any], Unit]]:
+    """One task per slot (old tasks stay listed while they shut down): the one Swarm wants running, else the newest."""
+    current: dict[str, tuple[dict[str, Any], Unit]] = {}
+    for task, unit in tasks:
+        held = current.get(unit.id)
+        if held is None or _rank(task) > _rank(held[0]):
+            current[unit.id] = (task, unit)
+    return list(current.values())
+
+
+def node_host(node: dict[str, Any], containers_running: int) -> dict[str, Any]:
+    """A Swarm node (``GET /nodes``) as a host; ``healthy`` when Swarm says ready (and, for a manager, reachable)."""
+    description, status, spec = node.get("Description") or {}, node.get("Status") or {}, node.get("Spec") or {}
+    manager = node.get("ManagerStatus")
+    resources = description.get("Resources") or {}
+    return {
+        "id": node["ID"], "name": description.get("Hostname"), "driver": SwarmDriver.name, "address": node_address(node),
+        "role": spec.get("Role"), "availability": spec.get("Availability"), "state": status.get("State"),
+        "leader": bool(manager and manager.get("Leader")),
+        "cores": resources.get("NanoCPUs", 0) / 1e9 or None, "memoryBytes": resources.get("MemoryBytes"),
+        "containersRunning": containers_running,
+        "healthy": status.get("State") == "ready" and (not manager or manager.get("Reachability") == "reachable"),
+    }
 
 
 def task_changes(before: dict[str, tuple[Unit, str]], after: dict[str, tuple[Unit, str]]) -> Iterator[UnitEvent]:

@@ -4,15 +4,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import requests
 
-from .. import keys
-from .. import etcd
+from .. import etcd, keys, sse
 from ..etcd import StoreUnavailable
 from ..settings import SettingsError, parse_endpoints, parse_url
 from .output import UNREACHABLE, USAGE, PazError, exit_code_of
@@ -118,18 +116,10 @@ class EventReader:
         self.last_id: int | None = None
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        kind, data = "message", ""
         try:
-            for line in self.answer.iter_lines(decode_unicode=True):
-                if line == "" and data:
-                    body = json.loads(data)
-                    self.last_id = body.get("id", self.last_id)
-                    yield kind, body
-                    kind, data = "message", ""
-                elif line.startswith("event:"):
-                    kind = line.partition(":")[2].strip()
-                elif line.startswith("data:"):
-                    data += line.partition(":")[2].strip()
+            for event in sse.events(self.answer):
+                self.last_id = int(event.id) if event.id.isdigit() else self.last_id
+                yield event.type, event.json()
         except (requests.RequestException, AttributeError, ValueError):
             return
 

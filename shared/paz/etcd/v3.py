@@ -280,13 +280,13 @@ class V3Watch(Watch):
                     return changes
                 if time.monotonic() >= deadline:
                     return []
-        except requests.exceptions.ConnectionError as exc:
-            self.close()
-            if "timed out" not in str(exc).lower():
-                raise StoreUnavailable(self.store.endpoints, exc) from None
-            return []
         except requests.exceptions.Timeout:
             self.close()
+            return []
+        except requests.exceptions.RequestException as exc:  # refused, reset, or cut off mid-stream
+            self.close()
+            if "timed out" not in str(exc).lower():  # a read timeout mid-stream comes as a ConnectionError
+                raise StoreUnavailable(self.store.endpoints, exc) from None
             return []
         self.close()
         raise StoreUnavailable(self.store.endpoints, RuntimeError("etcd ended the watch stream"))

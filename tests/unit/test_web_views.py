@@ -1,0 +1,117 @@
+"""The dashboard's view models and forms: what a page shows from the orchestrator's answers, and what a
+typed form sends back."""
+
+from __future__ import annotations
+
+import pytest
+
+from paz.errors import ApiError, BadRequest
+from paz_web import forms, views
+
+pytestmark = pytest.mark.unit
+
+
+def unit(service: str, version: int, state: str = "running", healthy: bool = True) -> dict:
+    return {"id": f"{service}-{version}-1", "service": service, "version": version, "state": state, "healthy": healthy}
+
+
+SERVICES = [{"name": "web", "description": "shop", "dockerRepository": "shop/web"}, {"name": "api", "dockerRepository": "shop/api"}]
+
+
+def test_a_service_row_counts_running_and_healthy_units_and_their_versions() -> None:
+    rows = views.service_rows(SERVICES, [unit("web", 3), unit("web", 4, healthy=False), unit("web", 2, "exited"), unit("gone", 1)])
+    assert [(r.name, r.instances, r.healthy, r.running_version, r.health) for r in rows] == [
+        ("api", 0, 0, "not running", "no instance"), ("web", 2, 1, "3, 4", "1 unhealthy")]
+
+
+def test_without_units_the_rows_still_list_every_service() -> None:
+    assert [(row.name, row.image, row.health) for row in views.service_rows(SERVICES, None)] == [
+        ("api", "shop/api", "no instance"), ("web", "shop/web", "no instance")]
+
+
+def test_the_config_diff_shows_each_key_and_each_env_key_with_its_change() -> None:
+    running = {"numInstances": 1, "publicFacing": False, "env": {"A": "1", "B": "2"}, "ports": [{"container": 80}]}
+    upcoming = {"numInstances": 2, "publicFacing": False, "env": {"A": "1", "C": "3"}, "volume": {"/srv": "/data"}}
+    assert [(row.key, row.running, row.next, row.change) for row in views.config_diff(running, upcoming)] == [
+        ("env.A", '"1"', '"1"', "same"),
+        ("env.B", '"2"', "", "removed"),
+        ("env.C", "", '"3"', "added"),
+        ("numInstances", "1", "2", "changed"),
+        ("ports", '[{"container": 80}]', "", "removed"),
+        ("publicFacing", "false", "false", "same"),
+        ("volume", "", '{"/srv": "/data"}', "added"),
+    ]
+
+
+def test_before_a_first_deploy_every_key_is_added() -> None:
+    assert {row.change for row in views.config_diff(None, {"numInstances": 1, "env": {"A": "x"}})} == {"added"}
+
+
+@pytest.mark.parametrize(("item", "reason"), [
+    ({"id": "u1", "error": {"message": "connection refused"}}, "connection refused"),
+    ({"id": "u1", "error": "timed out"}, "timed out"),
+    ({"id": "u1", "state": "exited"}, "its state is exited"),
+    ({"id": "u1", "state": "running", "announced": False}, "it runs but is not announced in etcd"),
+    ({"id": "u1", "state": "running"}, "not healthy"),
+])
+def test_an_unhealthy_item_is_named_with_its_reason(item: dict, reason: str) -> None:
+    assert views.unhealthy("unit", [item, {"id": "ok", "healthy": True}]) == [f"unit u1: {reason}"]
+
+
+def test_counts_and_failures_name_what_the_orchestrator_could_not_answer() -> None:
+    assert views.counted([{"healthy": True}, {"healthy": False}]) == {"total": 2, "healthy": 1}
+    assert views.counted(None) is None
+    answers = {"units": ApiError("the scheduler does not answer"), "services": []}
+    assert views.failures(answers) == ["units: the scheduler does not answer"]
+    assert views.answered(answers["units"], []) == [] and views.answered(answers["services"]) == []
+
+
+@pytest.mark.parametrize(("text", "env"), [
+    ("A=1\nB=two words", {"A": "1", "B": "two words"}),
+    ("\n  \nA=1\r\n", {"A": "1"}),
+    ("A==b=c", {"A": "=b=c"}),
+    ("A=", {"A": ""}),
+    (" A =x", {"A": "x"}),
+    ('Q="quoted" $(x); `y`', {"Q": '"quoted" $(x); `y`'}),
+])
+def test_env_lines_become_the_env_object(text: str, env: dict[str, str]) -> None:
+    assert forms.parse_env(text) == env
+
+
+@pytest.mark.parametrize(("text", "line"), [("A=1\nnot a pair", 2), ("=x", 1), ("  =x", 1)])
+def test_a_line_that_is_not_key_value_is_named_beside_the_env_field(text: str, line: int) -> None:
+    with pytest.raises(BadRequest) as refused:
+        forms.parse_env(text)
+    assert forms.field_errors(refused.value.details) == {"env": f"line {line} is not KEY=value"}
+
+
+def test_env_round_trips_through_its_text() -> None:
+    env = {"A": "1", "B": "x=y"}
+    assert forms.parse_env(forms.env_text(env)) == env
+
+
+@pytest.mark.parametrize(("text", "ports"), [
+    ("", []), ("8080", [{"container": 8080}]), ("8080:80, 9000", [{"container": 8080, "host": 80}, {"container": 9000}]),
+    ("http", [{"container": "http"}]),  # left for the directory to refuse in its own words
+])
+def test_ports_are_container_or_container_colon_host(text: str, ports: list[dict]) -> None:
+    assert forms.parse_ports(text) == ports
+    assert forms.ports_text(ports) == ", ".join(part.strip() for part in text.split(",") if part.strip())
+
+
+def test_the_register_form_becomes_the_post_body() -> None:
+    form = {"name": " web ", "description": "shop", "dockerRepository": "shop/web:1", "numInstances": "2", "publicFacing": "on",
+            "autoDeploy": "always", "env": "A=1", "ports": "8080"}
+    assert forms.new_service(form) == {"name": "web", "description": "shop", "dockerRepository": "shop/web:1", "config": {
+        "numInstances": 2, "publicFacing": True, "autoDeploy": "always", "env": {"A": "1"}, "ports": [{"container": 8080}]}}
+
+
+def test_the_edit_form_removes_env_keys_and_ports_no_longer_there() -> None:
+    patch = forms.config_patch({"numInstances": "1", "env": "B=2"}, {"env": {"A": "1", "B": "1"}, "ports": [{"container": 80}]})
+    assert patch == {"numInstances": 1, "publicFacing": False, "autoDeploy": "never", "env": {"A": None, "B": "2"}, "ports": []}
+
+
+def test_the_api_details_are_one_message_per_form_field() -> None:
+    details = {"name": ["is too short"], "config": {"numInstances": ["must be at least 1"], "ports": {"0": {"container": ["bad"]}}}}
+    assert forms.field_errors(details) == {"name": "is too short", "numInstances": "must be at least 1", "ports": "0: container: bad"}
+    assert forms.field_errors("not a mapping") == {}
