@@ -180,7 +180,7 @@ class DeployController:
             self.enqueue(node.key.rsplit("/", 1)[-1])
 
     def _on_change(self, change: Change) -> None:
-        name = _service_of(change.key)
+        name = service_of(change.key)
         if name and (name in self.queues or self.view.get(keys.desired(name)) is not None):
             self.enqueue(name)
 
@@ -391,7 +391,7 @@ def version_document(desired: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _service_of(key: str) -> str | None:
+def service_of(key: str) -> str | None:
     """The service a key below ``/paz/scheduler`` concerns (its desired record or its versions)."""
     for folder in (keys.DESIRED, keys.SCHEDULER_SERVICES):
         below = keys.relative(key, folder)
