@@ -107,6 +107,8 @@ def test_patch_merges_env_and_replaces_other_keys(directory, unique_name):
         ("ab", "too short"),
         ("-demo", "not a DNS label"),
         ("demo-", "not a DNS label"),
+        ("paz-web", "keeps for its own parts"),  # the dashboard's own name
+        ("paz-anything", "keeps for its own parts"),  # all of paz-*, a part added later included
     ],
 )
 def test_bad_names_are_refused_with_the_reason(directory, name, reason):

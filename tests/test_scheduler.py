@@ -28,6 +28,7 @@ def scheduler_env(docker_engine: Any, **extra: str) -> dict[str, str]:
         "PAZ_DRAIN_SECONDS": "0.5",
         "PAZ_STOP_TIMEOUT": "2",
         "PAZ_PROBE_INTERVAL": "0.5",
+        "PAZ_LEADER_TTL": "3",
         **extra,
     }
 
@@ -45,7 +46,8 @@ def register(directory: Service, name: str, image: str, **config: Any) -> None:
 
 def deploy(scheduler: Service, name: str, image: str | None = None, **kwargs: Any) -> requests.Response:
     body = {"serviceName": name, "pushedAt": int(time.time()), **({"dockerRepository": image} if image else {})}
-    return scheduler.request("POST", "/hooks/deploy", json=body, timeout=60, **kwargs)
+    kwargs.setdefault("timeout", 60)
+    return scheduler.request("POST", "/hooks/deploy", json=body, **kwargs)
 
 
 def instances(etcd, name: str) -> dict[str, str]:

@@ -102,8 +102,11 @@ def test_concurrent_deploys_get_distinct_versions_and_one_wins(etcd, scheduler, 
         thread.start()
     for thread in threads:
         thread.join(90)
-    assert sorted(a.status_code for a in answers) == [201, 201]
-    assert sorted(a.json()["version"] for a in answers) == [1, 2]
+    first, second = sorted(answers, key=lambda a: a.json().get("version") or a.json()["error"]["details"]["version"])
+    assert second.status_code == 201 and second.json()["version"] == 2
+    # v1 served first, or v2 was wanted before the controller came to v1: then v1 never served
+    assert first.status_code == 201 or (first.status_code == 409 and "v1 of" in first.json()["error"]["message"]
+                                        and "never served: v2 was deployed after it" in first.json()["error"]["message"]), first.text
     assert sorted(instances(etcd, unique_name)) == ["2/1"]
     assert [c.name for c in containers(docker_engine, unique_name)] == [f"{unique_name}-2-1"]
 
@@ -165,6 +168,23 @@ def test_docker_unreachable_is_a_clear_503(etcd, directory, docker_engine, tmp_p
         assert with_no_docker.request("GET", "/health").status_code == 503
     finally:
         with_no_docker.stop()
+
+
+def test_an_engine_that_refuses_is_a_503_naming_it_and_the_reason(etcd, directory, docker_engine, tmp_path, unique_name,
+                                                                  test_image):
+    """The swarm driver on an engine in no swarm (one that left it): Docker refuses every call."""
+    register(directory, unique_name, test_image)
+    not_a_manager = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine, PAZ_DRIVER="swarm")).start()
+    try:
+        for path, body in (("/hooks/deploy", {"serviceName": unique_name}), (f"/services/{unique_name}/stop", None)):
+            answer = not_a_manager.request("POST", path, json=body)
+            assert answer.status_code == 503, answer.text
+            message = answer.json()["error"]["message"]
+            assert f"The Docker Engine at {docker_engine.host} refused" in message and "not a swarm manager" in message
+        assert not_a_manager.request("GET", f"/config/{unique_name}/history").json() == []
+        assert containers(docker_engine, unique_name) == []
+    finally:
+        not_a_manager.stop()
 
 
 def test_directory_unreachable_is_a_clear_503(own_etcd, docker_engine, tmp_path, unique_name):

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support import SESSION_ID, TEST_LABEL, build_test_image, etcdctl_get, wait_until
+from tests.support import SESSION_ID, TEST_LABEL, Service, build_test_image, etcdctl_get, wait_until
 from paz.suite import make_swarm_manager
 from tests.support.docker_suite import KNOWN_STDERR, KNOWN_STDOUT, build_talking_image, say
-from tests.support.swarm import SwarmCluster, SwarmSuite, page, started
+from tests.support.swarm import SwarmCluster, SwarmSuite, page, started, swarm_scheduler_env
+from tests.test_scheduler_crash import kill_at_every_moment
 
 IMAGE = "paz-test/hello:1"
 EXIT_IMAGE = "paz-test/hello:exit"
@@ -102,6 +103,21 @@ def test_a_rollover_under_load_through_haproxy_fails_no_request(swarm, suite, un
     suite.redeploy_under_load(unique_name, "v1", "v2")
     assert sorted(suite.announced(unique_name)) == ["2/1", "2/2"]
     assert swarm_services(swarm, unique_name) == [f"{unique_name}-2"]
+
+
+def test_a_killed_scheduler_finishes_or_fails_the_deploy_on_swarm(swarm, suite, unique_name, tmp_path):
+    """As tests/test_scheduler_crash.py, with the swarm driver: the suite's scheduler steps down (a clean
+    stop hands the lead over at once) for one the test kills and starts again."""
+    suite.register(unique_name, IMAGE, numInstances=3)
+    env = swarm_scheduler_env(swarm.manager, PAZ_LEADER_TTL="3", PAZ_DRAIN_SECONDS="3")
+    suite.scheduler.stop()
+    try:
+        scheduler = kill_at_every_moment(
+            suite.etcd, unique_name, lambda: Service("paz-scheduler", suite.etcd, tmp_path, env=env, own_group=True).start(),
+            lambda: swarm.manager.client().containers.list(all=True, filters={"label": f"paz.service={unique_name}"}))
+        scheduler.stop()
+    finally:
+        suite.scheduler.start()
 
 
 def test_a_failing_version_is_removed_and_the_old_one_keeps_serving(swarm, suite, unique_name):

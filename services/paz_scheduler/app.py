@@ -1,13 +1,18 @@
 """The scheduler, declared: deploy hooks, versioned zero-downtime deploys through a runtime driver,
-history and journal; its companion process keeps instance keys in etcd (:mod:`.reconcile`)."""
+history and journal; its companion process runs the deploy controller while this scheduler leads
+(:mod:`.controller`) and keeps instance keys in etcd (:mod:`.reconcile`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
 
+from paz import keys
 from paz.context import Paz
+from paz.etcd import Store
 from paz.service import Service
 from paz.settings import (
     Settings, SettingsError, env, parse_choice, parse_host, parse_ip, parse_labels, parse_positive_float,
@@ -15,6 +20,7 @@ from paz.settings import (
 )
 from paz.upstream import Upstream
 
+from .controller import PART
 from .drivers import make_driver
 from .engine import Scheduler
 from .reconcile import start_background
@@ -39,6 +45,8 @@ class SchedulerSettings(Settings):
     drain_seconds: float = env("PAZ_DRAIN_SECONDS", parse_seconds, 2.0)
     stop_timeout: int = env("PAZ_STOP_TIMEOUT", parse_positive_int, 10)
     pull_timeout: float = env("PAZ_PULL_TIMEOUT", parse_positive_float, 15.0)
+    leader_ttl: int = env("PAZ_LEADER_TTL", parse_positive_int, 10)
+    """Seconds of the lease by which one scheduler leads: a standby takes over within them when the leader dies."""
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
     logs_max_seconds: float = env("PAZ_LOGS_MAX_SECONDS", parse_positive_float, 600.0)
     logs_max_clients: int = env("PAZ_LOGS_MAX_FOLLOWERS", parse_positive_int, 0)
@@ -58,11 +66,21 @@ def attach_scheduler(app: Flask, paz: Paz) -> None:
     settings = paz.settings
     driver = make_driver(settings)
     paz.health_checks[driver.name] = driver.health
-    app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver, Upstream(paz.discovery, token=settings.token))
+    paz.health_checks["leader"] = lambda: leader(paz.etcd, settings.address)
+    app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver,
+                                                Upstream(paz.discovery, token=settings.token), paz.view)
+
+
+def leader(etcd: Store, address: str) -> dict[str, Any]:
+    """Which scheduler leads (runs the deploy controller): its address, and whether it is this one."""
+    value = etcd.value(keys.leader(PART))
+    leading = json.loads(value)["address"] if value else None
+    return {"leader": leading, "leads": leading == address}
 
 
 service = Service(
     name="scheduler", port=9002,
     description="Deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal.",
     blueprint=bp, settings=SchedulerSettings, extend=attach_scheduler, tasks=(start_background,),
+    watches=(keys.SCHEDULER_SERVICES, keys.DESIRED),
 )

@@ -1,27 +1,18 @@
-"""Deploys, rollbacks and stops: versioned, one at a time per service, without downtime.
+"""The scheduler's requests: deploys, rollbacks and stops are recorded as what is wanted, then followed.
 
-A deploy (the docker driver; fleet differs only where noted):
-
-1. takes the service's deploy lock and the next version number (compare-and-swap), and records the
-   version as ``deploying``;
-2. pulls the image (or uses the engine's own copy when no registry answers);
-3. starts the new instances beside the old ones and waits until each accepts connections (or
-   answers its ``healthCheck.path``);
-4. marks the version ``running``: the scheduler's background task (one per scheduler, in gunicorn's
-   master) announces its instances in etcd, and the deploy waits until their keys are there;
-5. marks the old versions ``replaced``: their keys are withdrawn; after ``PAZ_DRAIN_SECONDS`` for
-   requests in flight, their containers are stopped and removed.
-
-If step 2 or 3 fails, the new instances are removed, the version is marked ``failed``, the journal
-records ``deploy-failed`` and the old version keeps serving. A service with a fixed host port
-cannot run two versions on one machine, so there the old version is retired before step 3
-(stop-then-start: a short outage, and none of the old version left if the new one fails), unless
-the driver rolls such a version node by node itself (``rolls_fixed_ports``: swarm); then the new
-version is marked ``running`` before step 3, so each new instance is announced as soon as it serves.
+A deploy reads the service's config from the directory, checks that the runtime answers (so an
+unreachable engine is a 503 before a version is taken), takes the next version number
+(compare-and-swap), writes the service's desired record (``/paz/scheduler/desired/<name>``: the
+version, its image, a snapshot of its config, the instance count) and the version's document,
+``deploying``. The deploy controller (:mod:`.controller`, in the scheduler that leads) carries it
+out and writes the version's status back. A caller that waits is answered from that status, read
+from the process's view of etcd: the version once it serves and the old one is stopped, or the
+reason it failed; a caller that prefers not to wait (``Prefer: respond-async``) is answered at once.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -29,29 +20,33 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from paz.waiting import poll
-from paz.errors import ApiError, NotFound, Unavailable
-from paz.etcd import KeyNotFound, Store, StoreUnavailable
+from paz import keys
+from paz.errors import ApiError, Conflict, NotFound, Unavailable
+from paz.etcd import Store
 from paz.upstream import Upstream
+from paz.view import EtcdView
 
-from .drivers.base import Driver, InstanceSpec, Unit
+from .controller import version_document
+from .drivers.base import Driver, Unit
 from .drivers.logs import LogLine, LogQuery, LogStream, merged
 from .schemas import iso_now
-from .store import DeployLock, SchedulerStore
+from .store import SchedulerStore
 
 log = logging.getLogger(__name__)
 
 DIRECTORY = "paz-service-directory"
-ANNOUNCE_WAIT_SECONDS = 10.0
-"""How long a deploy waits for the background task to announce (or withdraw) instance keys."""
+WAIT_MARGIN_SECONDS = 60.0
+"""Beyond the pull and deploy timeouts, how long a waiting request follows a version (draining, a
+leader taking over) before it answers 202 with where to follow it instead."""
 
 
 class Scheduler:
-    def __init__(self, settings: Any, store: SchedulerStore, driver: Driver, upstream: Upstream) -> None:
+    def __init__(self, settings: Any, store: SchedulerStore, driver: Driver, upstream: Upstream, view: EtcdView) -> None:
         self.settings = settings
         self.store = store
         self.driver = driver
         self.upstream = upstream
+        self.view = view
         self.followers = threading.BoundedSemaphore(settings.logs_max_followers)
 
     @property
@@ -71,167 +66,94 @@ class Scheduler:
     def service_of_repository(self, repository: str) -> dict[str, Any]:
         return self.upstream.json(DIRECTORY, "GET", "/services", params={"dockerRepository": repository, **self.CONSISTENT})
 
-    # -- deploys ---------------------------------------------------------------------------------
+    # -- what is wanted ----------------------------------------------------------------------------
 
-    def deploy(self, name: str, image: str | None = None, pushed_at: str | None = None) -> dict[str, Any]:
-        """Deploy ``image`` (default: the service's repository) with the directory's current config."""
+    def deploy(self, name: str, image: str | None, pushed_at: str | None, request_id: str) -> dict[str, Any]:
+        """Want ``image`` (default: the service's repository) with the directory's current config; the new version's document."""
         document = self.service(name)
-        image = image or document["dockerRepository"]
-        return self._roll_out(name, image, document["config"], pushed_at, "deploy")
+        return self._want(name, image or document["dockerRepository"], document["config"], pushed_at, request_id, "deploy")
 
-    def rollback(self, name: str, version: int) -> dict[str, Any]:
-        """Deploy recorded ``version``'s image and config again, as a new version."""
+    def rollback(self, name: str, version: int, request_id: str) -> dict[str, Any]:
+        """Want recorded ``version``'s image and config again, as a new version."""
         old = self.store.version(name, version)
-        return self._roll_out(name, old["dockerRepository"], old["config"], old.get("pushedAt"), "rollback", rollback_of=version)
+        return self._want(name, old["dockerRepository"], old["config"], old.get("pushedAt"), request_id, "rollback",
+                          rollback_of=version)
 
-    def stop(self, name: str) -> list[str]:
-        """Stop every instance of ``name`` and withdraw their keys; the ids of the units stopped."""
-        with self._lock(name):
-            units = self.driver.units(name)
-            self._retire(name, units, "stopped")
-            ids = sorted(unit.id for unit in units)
-            self.store.journal("stop", name, f"stopped {len(ids)} instance(s)" + (f": {', '.join(ids)}" if ids else ""))
-            return ids
-
-    def _lock(self, name: str) -> DeployLock:
-        wait = self.settings.deploy_timeout + 30
-        return self.store.locked(name, uuid.uuid4().hex, ttl=int(2 * wait), wait=wait)
-
-    def _roll_out(
-        self, name: str, image: str, config: dict[str, Any], pushed_at: str | None, kind: str, rollback_of: int | None = None
-    ) -> dict[str, Any]:
-        with self._lock(name):
-            previous = self.driver.units(name)  # also: an unreachable runtime fails here, before a version is taken
-            version = self._new_version(name, image, config, pushed_at, rollback_of)
-            log.info("deploy started", extra={"service": name, "version": version, "image": image, "kind": kind})
-            fixed_port = any(port.get("host") for port in config.get("ports") or [])
-            stop_first = fixed_port and not self.driver.rolls_fixed_ports
-            started: list[Unit] = []
-            try:
-                self.driver.prepare(image)
-                self._progress(name, version, step="image-pulled", image=image)
-                if stop_first:
-                    self._retire(name, previous, "replaced")
-                    self._progress(name, version, step="old-stopped", stopped=sorted(u.id for u in previous))
-                started = self._start(name, version, image, config, announce_while_starting=fixed_port and not stop_first)
-                document = self.store.update_version(name, version, status="running", deployedAt=iso_now())
-                self._await_keys(started, present=True)
-                log.info("new instances announced", extra={"service": name, "version": version})
-            except ApiError as exc:
-                self._fail(name, version, started, exc, [] if stop_first else previous)
-                raise
-            except StoreUnavailable:
-                self.driver.remove(started)  # cannot be recorded; at least nothing half-deployed keeps running
-                raise
-            if not stop_first:
-                self._retire(name, previous, "replaced")
-                self._progress(name, version, step="old-stopped", stopped=sorted(u.id for u in previous))
-            self.store.journal(kind, name, self._summary(kind, version, image, started, rollback_of), version)
-            log.info("deploy done", extra={"service": name, "version": version, "units": [u.id for u in started]})
-            return document
-
-    def _new_version(
-        self, name: str, image: str, config: dict[str, Any], pushed_at: str | None, rollback_of: int | None
-    ) -> int:
-        """Take the next version number and record it as ``deploying``."""
+    def _want(self, name: str, image: str, config: dict[str, Any], pushed_at: str | None, request_id: str, kind: str,
+              rollback_of: int | None = None) -> dict[str, Any]:
+        self.driver.units(name)  # an unreachable runtime fails here, before a version is taken
         version = self.store.next_version(name)
-        document: dict[str, Any] = {
-            "service": name, "version": version, "dockerRepository": image, "config": config,
-            "pushedAt": pushed_at, "deployedAt": None, "status": "deploying",
-        }
-        if rollback_of is not None:
-            document["rollbackOf"] = rollback_of
-        self.store.create_version(document)
-        return version
+        record = {"id": uuid.uuid4().hex, "service": name, "kind": kind, "version": version, "image": image,
+                  "config": config, "instances": int(config.get("numInstances") or 1), "pushedAt": pushed_at,
+                  "rollbackOf": rollback_of, "requestId": request_id, "at": iso_now()}
+        self.store.want(record)
+        document = self.store.create_version(version_document(record))
+        log.info("deploy wanted", extra={"service": name, "version": version, "image": image, "kind": kind})
+        return document
 
-    def _start(
-        self, name: str, version: int, image: str, config: dict[str, Any], announce_while_starting: bool = False
-    ) -> list[Unit]:
-        """Start the version's instances and wait until they serve.
+    def stop(self, name: str, request_id: str) -> list[str]:
+        """Want no instance of ``name`` and wait until none runs; the ids of the units there were."""
+        ids = sorted(unit.id for unit in self.driver.units(name))
+        record = {"id": uuid.uuid4().hex, "service": name, "kind": "stop", "stopped": True,
+                  "version": self.store.latest_number(name) or 0, "units": ids, "requestId": request_id, "at": iso_now()}
+        held, revision = self.store.want(record)
+        if held["id"] != record["id"]:
+            raise Conflict(f"v{held['version']} of {name} was deployed while it was being stopped; stop it again.",
+                           {"service": name})
+        if self._follow(revision, lambda: self._stopped(name, record["id"])) is None:
+            raise Unavailable(f"{name} is not stopped yet after {self._patience():g}s; is a scheduler leading? "
+                              "GET /health says which one leads.", {"service": name})
+        return ids
 
-        ``announce_while_starting``: the driver rolls a fixed host port node by node, stopping old
-        instances while new ones start, so the version is marked ``running`` at once and each new
-        instance is announced as soon as it serves (the background task probes it first), before the
-        old version's last instance stops.
-        """
-        started: list[Unit] = []
-        total = int(config.get("numInstances") or 1)
-        try:
-            for instance in range(1, total + 1):
-                started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
-                self._progress(name, version, step="instance-started", unit=started[-1].id, started=instance, total=total)
-            if announce_while_starting:
-                self.store.update_version(name, version, status="running")
-            log.info("instances started, waiting until they serve", extra={"units": [u.id for u in started]})
-            started = self.driver.wait_ready(started, config.get("healthCheck"), self.settings.deploy_timeout)
-        except ApiError:
-            self.driver.remove(started)
-            raise
-        return started
+    # -- following what was wanted ---------------------------------------------------------------
 
-    def _progress(self, name: str, version: int, **progress: Any) -> None:
-        """Record how far the deploy is on its version document (``progress``): the event stream tells it."""
-        self.store.update_version(name, version, progress=progress)
+    def awaited(self, document: dict[str, Any]) -> dict[str, Any] | None:
+        """The version's document once it serves and the old one is stopped; None when it is still
+        under way after the wait. A version that failed raises its reason (422 when it did not serve,
+        or the status of the engine's refusal); one that a newer deploy or a stop superseded, 409."""
+        name, version = document["service"], document["version"]
+        revision = self.etcd.get(keys.version_document(name, version)).revision
+        return self._follow(revision, lambda: self._outcome(name, version))
 
-    def _fail(self, name: str, version: int, started: list[Unit], exc: ApiError, previous: list[Unit]) -> None:
-        """Undo a deploy that did not make it; the ``previous`` units were never touched."""
-        self.driver.remove(started)
-        serving = sorted({unit.version for unit in previous if unit.state == "running"})
-        outcome = f"v{', v'.join(map(str, serving))} keeps serving." if serving else "No other version of it is running."
-        exc.message = f"v{version} of {name} was not deployed: {exc.message.rstrip('.')}. {outcome}"
-        self.store.update_version(name, version, status="failed", message=exc.message)
-        self.store.journal("deploy-failed", name, exc.message, version)
-        log.warning("deploy failed", extra={"service": name, "version": version, "reason": exc.message})
+    def _patience(self) -> float:
+        return self.settings.pull_timeout + self.settings.deploy_timeout + WAIT_MARGIN_SECONDS
 
-    def _retire(self, name: str, units: list[Unit], status: str) -> None:
-        """Withdraw ``units``' keys, let requests in flight drain, then stop them.
+    def _follow(self, revision: int, outcome: Any) -> Any:
+        """Call ``outcome`` each time the view moves (from ``revision`` on) until it answers something."""
+        deadline = time.monotonic() + self._patience()
+        self.view.wait_for(revision, self._patience())
+        index = self.view.index
+        while True:
+            found = outcome()
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            index = self.view.wait_past(index, min(1.0, max(0.0, deadline - time.monotonic())))
 
-        Marking their versions ``status`` makes the background task withdraw docker instances'
-        keys; fleet's driver stops their sidekicks instead.
-        """
-        if not units:
-            return
-        for version in sorted({unit.version for unit in units}):
-            try:
-                if self.store.version(name, version)["status"] in ("running", "deploying"):
-                    self.store.update_version(name, version, status=status)
-            except (ApiError, KeyNotFound):
-                log.info("unit of an unrecorded version", extra={"service": name, "version": version})
-        self.driver.withdraw(units)
-        announced = self._await_keys(units, present=False)
-        log.info("retiring instances", extra={"units": [u.id for u in units], "status": status})
-        if announced and self.settings.drain_seconds:
-            time.sleep(self.settings.drain_seconds)
-        self.driver.remove(units)
+    def _record(self, key: str) -> dict[str, Any] | None:
+        value = self.view.get(key)
+        return json.loads(value) if value else None
 
-    def _await_keys(self, units: list[Unit], present: bool) -> bool:
-        """Wait until ``units``' instance keys are (or are no longer) in etcd; whether any was there at the start.
+    def _outcome(self, name: str, version: int) -> dict[str, Any] | None:
+        document = self._record(keys.version_document(name, version)) or {}
+        desired = self._record(keys.desired(name)) or {}
+        status = document.get("status")
+        if status == "failed":
+            raise ApiError(document.get("message", f"v{version} of {name} was not deployed."),
+                           {"service": name, "version": version}, status=document.get("failureStatus", 422))
+        if status == "running" and (desired.get("version") != version or desired.get("observed") == desired.get("id")):
+            return document
+        if status in ("replaced", "stopped"):
+            if document.get("deployedAt"):
+                return document  # it served, then a newer version took over
+            raise Conflict(document.get("message", f"v{version} of {name} never served."), {"service": name, "version": version})
+        return None
 
-        The background task writes and deletes these keys; a deploy only waits for it. The runtime's
-        own sidekicks announce under fleet, so nothing is awaited there.
-        """
-        if self.driver.self_announcing:
-            return True
-        keys = [unit.key for unit in units if unit.address]
-        initially = [key for key in keys if self.etcd.get(key) is not None]
-
-        def waiting() -> list[str]:
-            return [key for key in keys if (self.etcd.get(key) is not None) != present]
-
-        if not poll(lambda: not waiting(), ANNOUNCE_WAIT_SECONDS, 0.05):
-            if present:
-                raise ApiError(
-                    f"The new instances answer but were not announced within {ANNOUNCE_WAIT_SECONDS:g}s "
-                    f"({', '.join(waiting())}); the scheduler's announcer is not working: see its logs.",
-                    status=503,
-                )
-            log.warning("keys still present after withdrawal", extra={"keys": waiting()})
-        return bool(initially)
-
-    @staticmethod
-    def _summary(kind: str, version: int, image: str, units: list[Unit], rollback_of: int | None) -> str:
-        what = f"rolled back to v{rollback_of} as v{version}" if kind == "rollback" else f"deployed v{version}"
-        return f"{what} ({image}): {len(units)} instance(s) {', '.join(u.id for u in units)}"
+    def _stopped(self, name: str, record_id: str) -> bool | None:
+        desired = self._record(keys.desired(name)) or {}
+        if desired.get("id") != record_id:
+            raise Conflict(f"v{desired.get('version')} of {name} was deployed while it was being stopped; stop it again.",
+                           {"service": name})
+        return True if desired.get("observed") == record_id else None
 
     # -- what runs -------------------------------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """The one place instance keys are written: a background task of the scheduler, run once in its
-companion process (see :mod:`paz.server`).
+companion process (see :mod:`paz.server`), and acting only while that scheduler leads (see
+:mod:`.controller`): a key is bound to one announcer's lease, so two announcing at once would lose
+each other's keys when one of them dies. A standby lets go of every key without deleting it; the
+leader puts each key again on its own lease (the same value: routers see no change).
 
 It depends only on the :class:`~.drivers.base.Driver` protocol (``units`` and ``events``), so it
 works the same for every driver that does not announce by itself (``docker``, ``swarm``). It
@@ -7,8 +10,8 @@ announces ``/paz/services/<service>/<version>/<instance>`` = ``host:port`` for e
 running, belongs to a version marked ``running`` in etcd, and accepts connections; and withdraws
 every other key it holds. It reconciles:
 
-* at once when a version's status changes in etcd (a watch on ``/paz/scheduler/services``), which
-  is how a deploy in a worker hands instances over to it;
+* at once when a version's status changes in etcd (the view of ``/paz/scheduler/services``), which
+  is how the deploy controller (:mod:`.controller`) hands instances over to it;
 * at once on a unit event from the runtime (Docker's container events, Swarm's task states): a
   unit that dies or is being stopped loses its key before anything else is done;
 * every ``PAZ_PROBE_INTERVAL`` seconds, probing each instance (two failed probes in a row withdraw it).
@@ -34,6 +37,7 @@ from paz.errors import ApiError
 from paz.etcd import Change, StoreUnavailable
 from paz.view import EtcdView, Listener
 
+from .controller import DeployController
 from .drivers import make_driver
 from .drivers.base import DIED, GONE, STARTED, STOPPING, Driver, Unit, UnitEvent, accepts_connections, ready
 from .store import SchedulerStore
@@ -47,9 +51,11 @@ PRUNE_SECONDS = 60
 class InstanceAnnouncer:
     """Keeps instance keys in etcd in line with the runtime's running units and the versions' status."""
 
-    def __init__(self, settings: Any, driver: Driver) -> None:
+    def __init__(self, settings: Any, driver: Driver, store: etcd.Store, view: EtcdView, leading: threading.Event) -> None:
         self.settings = settings
-        self.etcd = etcd.from_settings(settings)
+        self.leading = leading
+        """Set while this scheduler leads: only the leader announces, so one lease holds each key."""
+        self.etcd = store
         self.store = SchedulerStore(self.etcd)
         self.driver = driver
         self.announcer = Announcer(self.etcd, settings.instance_ttl)
@@ -61,7 +67,7 @@ class InstanceAnnouncer:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._events: Any = None
-        self.view = EtcdView(self.etcd, (keys.SCHEDULER_SERVICES,))
+        self.view = view
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="paz-probe")
 
     def start(self) -> "InstanceAnnouncer":
@@ -74,7 +80,6 @@ class InstanceAnnouncer:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.view.stop()
         events = self._events
         if events is not None:
             events.close()
@@ -131,7 +136,11 @@ class InstanceAnnouncer:
             self._wake.wait(self.settings.probe_interval)
 
     def reconcile(self) -> None:
-        """Announce what serves, withdraw the rest."""
+        """Announce what serves, withdraw the rest (while this scheduler leads; otherwise let go of
+        every key, leaving it in etcd for the leader to keep)."""
+        if not self.leading.is_set():
+            self.announcer.forget()
+            return
         try:
             units = self.driver.units()
         except ApiError:
@@ -190,7 +199,7 @@ class InstanceAnnouncer:
                 self.stopping.discard(event.runtimeId)
             elif event.action == STOPPING:
                 self.stopping.add(event.runtimeId)
-        if event.action != STARTED:
+        if event.action != STARTED and self.leading.is_set():
             self.announcer.withdraw(event.key)
             with self._lock:
                 serving = (self.versions.get((event.service, event.version)) or {}).get("status") == "running"
@@ -211,17 +220,27 @@ def _accepts(address: str) -> bool:
     return accepts_connections(host, int(port))
 
 
-def start_background(settings: Any) -> Any:
-    """The scheduler's process-wide task, started once by gunicorn's master: the instance announcer,
-    unless the driver's runtime announces instances itself."""
+def start_background(settings: Any) -> "Background":
+    """The scheduler's process-wide work, started once in its companion process: the deploy controller
+    (which acts only while this scheduler leads) and the instance announcer, unless the driver's
+    runtime announces instances itself (fleet). Both follow one view of etcd."""
+    store = etcd.from_settings(settings)
+    view = EtcdView(store, (keys.SCHEDULER_SERVICES, keys.DESIRED))
     driver = make_driver(settings)
-    if driver.self_announcing:
-        return _Nothing()
-    return InstanceAnnouncer(settings, driver).start()
+    controller = DeployController(settings, driver, store, view)
+    parts: list[Any] = [] if driver.self_announcing else [
+        InstanceAnnouncer(settings, driver, store, view, controller.leadership.leading).start()]
+    parts.append(controller.start())
+    return Background(view, parts)
 
 
-class _Nothing:
-    """fleet's sidekick units announce instances themselves: nothing runs in the background."""
+class Background:
+    """What :func:`start_background` started, stopped together."""
+
+    def __init__(self, view: EtcdView, parts: list[Any]) -> None:
+        self.view, self.parts = view, parts
 
     def stop(self) -> None:
-        return None
+        for part in reversed(self.parts):
+            part.stop()
+        self.view.stop()

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, current_app, jsonify, url_for
+from flask import Response, current_app, jsonify, request, url_for
 
 from paz.api import NAMED, Blueprint
 from paz.contracts.cluster import HostOut, UnitOut
@@ -14,6 +14,7 @@ from paz.contracts.deploys import HOOK_ERRORS, JournalEntryOut, JournalQuery, Ro
 from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
 from paz.errors import NotFound
 from paz.names import checked_name
+from paz.web import request_id
 
 from .drivers.logs import LogLine, LogQuery
 from .engine import Scheduler
@@ -25,24 +26,42 @@ def scheduler() -> Scheduler:
     return current_app.extensions["paz.scheduler"]
 
 
-def created(document: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
-    location = url_for("scheduler.version", name=document["service"], number=document["version"])
-    return document, 201, {"Location": location}
+def prefers_async() -> bool:
+    """Whether the caller asked not to wait (RFC 7240's ``Prefer: respond-async``)."""
+    return any(p.strip().split("=")[0].lower() == "respond-async" for p in request.headers.get("Prefer", "").split(","))
+
+
+def location(document: dict[str, Any]) -> dict[str, str]:
+    return {"Location": url_for("scheduler.version", name=document["service"], number=document["version"])}
+
+
+def answered(document: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """201 with the version once it serves (422 or the engine's refusal when it did not); with
+    ``Prefer: respond-async``, or when it is still under way after the wait, 202 with where to follow it."""
+    if prefers_async():
+        return document, 202, {**location(document), "Preference-Applied": "respond-async"}
+    finished = scheduler().awaited(document)
+    if finished is None:
+        return scheduler().store.version(document["service"], document["version"]), 202, location(document)
+    return finished, 201, location(document)
 
 
 @bp.post("/hooks/deploy")
 @bp.requires("deploy", query_token=True)
 @bp.arguments(DeployHookSchema)
 @bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
+@bp.alt_response(202, schema=VersionOut, description="Accepted (Prefer: respond-async, or still deploying after the wait): "
+                 "the version, deploying; follow Location")
 @bp.errors(*HOOK_ERRORS)
 def deploy_hook(body: dict[str, Any]):
     """Deploy a service's image (with the directory's current config) as its next version.
 
     dockerRepository (with a tag) is the image to run; it defaults to the service's. With
-    PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token.
+    PAZ_HOOK_TOKEN set, pass ?token= or X-Paz-Token. The answer comes once the version serves,
+    unless the request says Prefer: respond-async.
     """
     name = checked_name(body["serviceName"])
-    return created(scheduler().deploy(name, body.get("dockerRepository"), body.get("pushedAt")))
+    return answered(scheduler().deploy(name, body.get("dockerRepository"), body.get("pushedAt"), request_id()))
 
 
 @bp.post("/hooks/dockerhub")
@@ -65,7 +84,7 @@ def dockerhub_hook(body: dict[str, Any]):
             service=service["name"],
             reason=f"{service['name']} has autoDeploy {service['config'].get('autoDeploy')!r}; only 'always' deploys on a push.",
         ), 202
-    return created(scheduler().deploy(service["name"], f"{repository}:{tag}", body["push_data"]["pushed_at"]))
+    return answered(scheduler().deploy(service["name"], f"{repository}:{tag}", body["push_data"]["pushed_at"], request_id()))
 
 
 @bp.get("/config/<name>/version/latest", parameters=NAMED)
@@ -106,18 +125,19 @@ def journal(query: dict[str, Any]):
 @bp.requires("deploy")
 @bp.arguments(RollbackSchema)
 @bp.response(201, VersionOut, description="Rolled back: the new version")
-@bp.errors(400, 404, 409, 422, 502)
+@bp.alt_response(202, schema=VersionOut, description="Accepted (Prefer: respond-async): the new version, deploying; follow Location")
+@bp.errors(*HOOK_ERRORS)
 def rollback(body: dict[str, Any], name: str):
-    """Deploy a recorded version's image and config again, as a new version."""
-    return created(scheduler().rollback(checked_name(name), body["version"]))
+    """Deploy a recorded version's image and config again, as a new version (Prefer: respond-async answers at once)."""
+    return answered(scheduler().rollback(checked_name(name), body["version"], request_id()))
 
 
 @bp.post("/services/<name>/stop", parameters=NAMED)
 @bp.response(200, StoppedOut)
-@bp.errors(400, 409)
+@bp.errors(400, 409, 502, 503)
 def stop(name: str):
     """Stop every instance of a service and withdraw their keys (when the service is deleted)."""
-    return {"stopped": scheduler().stop(checked_name(name))}
+    return {"stopped": scheduler().stop(checked_name(name), request_id())}
 
 
 @bp.get("/units")

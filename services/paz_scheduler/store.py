@@ -1,9 +1,11 @@
-"""The scheduler's records in etcd: versions per service, the journal, and per-service deploy locks.
+"""The scheduler's records in etcd: what each service should run, versions, and the journal.
 
-Layout (under ``/paz/scheduler/``): ``services/<name>/latest`` holds the last version number given
-out (a compare-and-swap counter, so concurrent deploys get distinct versions);
-``services/<name>/versions/<n>`` the version document; ``journal/<in-order key>`` one entry each
-(etcd's POST in-order keys keep them in order across workers and restarts).
+Layout (under ``/paz/scheduler/``): ``desired/<name>`` what the service should run (written by a
+request, carried out by :mod:`.controller`); ``services/<name>/latest`` holds the last version number
+given out (a compare-and-swap counter, so concurrent deploys get distinct versions);
+``services/<name>/versions/<n>`` the version document, its status written by the controller;
+``journal/<in-order key>`` one entry each (etcd's in-order keys keep them in order across workers and
+restarts).
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ import json
 from typing import Any
 
 from paz import keys
-from paz.waiting import poll
-from paz.errors import Conflict, NotFound
-from paz.etcd import AlreadyExists, CompareFailed, Store, StoreUnavailable
+from paz.errors import NotFound
+from paz.etcd import AlreadyExists, Store
 
 from .schemas import iso_now
 
+
 class SchedulerStore:
-    """Versions, the journal and deploy locks, every read-modify-write a compare-and-swap."""
+    """Desired records, versions and the journal, every read-modify-write a compare-and-swap."""
 
     def __init__(self, etcd: Store) -> None:
         self.etcd = etcd
@@ -33,9 +35,14 @@ class SchedulerStore:
         return int(value) if value is not None else None
 
     def create_version(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Record ``document`` unless its version is recorded already (the request and the controller
+        both may: whichever comes first); the document that holds."""
         key = keys.version_document(document["service"], document["version"])
-        self.etcd.create(key, json.dumps(document, sort_keys=True))
-        return document
+        try:
+            self.etcd.create(key, json.dumps(document, sort_keys=True))
+            return document
+        except AlreadyExists:
+            return self.version(document["service"], document["version"])
 
     def update_version(self, name: str, version: int, **changes: Any) -> dict[str, Any]:
         return self.etcd.update_json(keys.version_document(name, version), lambda doc: {**doc, **changes})[0]
@@ -80,40 +87,32 @@ class SchedulerStore:
             entries = [e for e in entries if e["service"] == service]
         return entries[offset: offset + limit]
 
-    def locked(self, name: str, owner: str, ttl: int, wait: float) -> "DeployLock":
-        return DeployLock(self.etcd, keys.deploy_lock(name), owner, ttl, wait, name)
+    # -- what each service should run ---------------------------------------------------------
+
+    def desired(self, name: str) -> dict[str, Any] | None:
+        """The service's desired record, read from etcd's leader (not a member that may lag)."""
+        node = self.etcd.get(keys.desired(name), consistent=True)
+        return json.loads(node.value) if node else None
+
+    def want(self, record: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Make ``record`` the service's desired record unless a newer one is there already (see :func:`rank`);
+        the record that holds afterwards (``record`` or the newer one) and the revision it was read or written at."""
+        def newer(current: dict[str, Any]) -> dict[str, Any]:
+            return record if rank(record) >= rank(current) else current
+
+        return self.etcd.update_json(keys.desired(record["service"]), newer, create={})
+
+    def observe(self, name: str, record_id: str) -> None:
+        """Write back that the world matches desired record ``record_id`` (unless a newer record replaced it)."""
+        def observed(current: dict[str, Any]) -> dict[str, Any]:
+            return {**current, "observed": record_id} if current.get("id") == record_id else current
+
+        self.etcd.update_json(keys.desired(name), observed)
 
 
-class DeployLock:
-    """One deploy (or rollback, or stop) of a service at a time, across workers and scheduler processes.
-
-    The key has a TTL, so a scheduler killed mid-deploy does not block the service for ever.
-    """
-
-    POLL_SECONDS = 0.1
-
-    def __init__(self, etcd: Store, key: str, owner: str, ttl: int, wait: float, service: str) -> None:
-        self.etcd, self.key, self.owner, self.ttl, self.wait, self.service = etcd, key, owner, ttl, wait, service
-
-    def __enter__(self) -> "DeployLock":
-        if not poll(self._take, self.wait, self.POLL_SECONDS):
-            raise Conflict(
-                f"Another deploy of {self.service} is still running after {self.wait:g}s; try again when it is done "
-                "(GET /journal shows it).",
-                {"service": self.service},
-            )
-        return self
-
-    def _take(self) -> bool:
-        try:
-            self.etcd.create(self.key, self.owner, self.etcd.grant(self.ttl))
-            return True
-        except AlreadyExists:
-            return False
-
-    def __exit__(self, *_: Any) -> None:
-        try:
-            self.etcd.delete(self.key, if_value=self.owner)
-        except (CompareFailed, StoreUnavailable):
-            pass  # gone already, or left to its TTL
-
+def rank(record: dict[str, Any]) -> tuple[int, int]:
+    """Which of two desired records is the newer: the higher version number; at the same number a stop
+    (written after that version was given out) wins over the deploy of it."""
+    if not record:
+        return (-1, 0)
+    return int(record.get("version") or 0), 1 if record.get("stopped") else 0

@@ -55,6 +55,13 @@ class Announcer:
         except CompareFailed as exc:  # someone else owns the key now
             log.info("withdraw skipped", extra={"key": key, "reason": str(exc)})
 
+    def forget(self) -> None:
+        """Stop keeping every key alive, without deleting any: another process keeps them from now on
+        (the scheduler that leads now announces the instances)."""
+        with self._lock:
+            self._wanted.clear()
+            self._leases.clear()
+
     @property
     def keys(self) -> dict[str, str]:
         with self._lock:

@@ -13,7 +13,9 @@
 | ``/paz/scheduler/services/<name>/latest`` | the last version number given out |
 | ``/paz/scheduler/services/<name>/versions/<n>`` | a version document (JSON) |
 | ``/paz/scheduler/journal/<in-order key>`` | a journal entry (JSON) |
-| ``/paz/scheduler/locks/<name>`` | a service's deploy lock (TTL) |
+| ``/paz/scheduler/desired/<name>`` | what the service should run: a version with its image and config, or stopped (JSON) |
+| ``/paz/scheduler/locks/<name>`` | the controller working on a service (bound to its lease) |
+| ``/paz/leaders/<part>`` | the instance of a suite part that leads (bound to its lease) |
 
 Services reach each other's data through these names or through each other's HTTP APIs, never by
 spelling a path themselves.
@@ -37,6 +39,8 @@ SCHEDULER = f"{ROOT}/scheduler"
 SCHEDULER_SERVICES = f"{SCHEDULER}/services"
 JOURNAL = f"{SCHEDULER}/journal"
 LOCKS = f"{SCHEDULER}/locks"
+DESIRED = f"{SCHEDULER}/desired"
+LEADERS = f"{ROOT}/leaders"
 
 
 _VERSION_DOCUMENT = re.compile(rf"^{SCHEDULER_SERVICES}/([^/]+)/versions/(\d+)$")
@@ -80,6 +84,16 @@ def version_document(name: str, version: int) -> str:
 
 def deploy_lock(name: str) -> str:
     return f"{LOCKS}/{name}"
+
+
+def desired(name: str) -> str:
+    """Where the scheduler's record of what ``name`` should run is kept."""
+    return f"{DESIRED}/{name}"
+
+
+def leader(part: str) -> str:
+    """Where the instance of suite part ``part`` (e.g. ``paz-scheduler``) that leads says so."""
+    return f"{LEADERS}/{part}"
 
 
 def parse_version_document(key: str) -> tuple[str, int] | None:

@@ -45,6 +45,21 @@ def is_service_name(name: str) -> bool:
     return bool(SERVICE_NAME.fullmatch(name))
 
 
+RESERVED_PREFIX = "paz-"
+"""Every name starting with it is the suite's own: ``paz-<part>`` is how each part announces itself
+in ``/paz/services`` and how its containers and units are named, so a user's service may not take
+any of them (all of ``paz-*``, not only the parts that exist today, so a part added later is never
+shadowed by a service registered before it)."""
+
+
+def reserved_problem(name: str) -> str | None:
+    """Why ``name`` is the suite's own and cannot be registered, or None when it is free."""
+    if name.startswith(RESERVED_PREFIX):
+        return (f"starts with {RESERVED_PREFIX!r}, which the suite keeps for its own parts (paz-scheduler, "
+                "paz-web, ...): choose a name that does not")
+    return None
+
+
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a service name, or None when it can."""
     if SERVICE_NAME.fullmatch(name):

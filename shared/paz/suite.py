@@ -343,6 +343,20 @@ class Suite:
             return None
         return f"degraded: {', '.join(failing)}" if failing else "healthy"
 
+    def leadership(self, part: Part) -> str:
+        """``leads``, or ``standby (leader: <address>)``, for a part whose instances elect a leader in
+        ``/paz/leaders`` (the scheduler); empty for the others, or when etcd does not answer."""
+        if not part.announced_as:
+            return ""
+        try:
+            value = self.etcd(1.0).value(keys.leader(part.announced_as))
+        except StoreUnavailable:
+            return ""
+        if value is None:
+            return ""
+        address = json.loads(value).get("address")
+        return "leads" if address == part.address else f"standby (leader: {address})"
+
     def wait_ready(self, part: Part, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str | None:
         """What :meth:`probe` says once ``part`` is ready; None when ``proc`` exits or ``timeout`` passes."""
         state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.2)

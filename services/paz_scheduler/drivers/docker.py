@@ -19,7 +19,7 @@ import docker
 import requests
 from docker.utils import parse_repository_tag
 
-from paz.errors import BadGateway, NotFound, Unavailable
+from paz.errors import ApiError, BadGateway, NotFound, Unavailable
 
 from .base import DIED, GONE, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
 from .logs import LogQuery, LogStream, docker_logs
@@ -37,6 +37,12 @@ EPHEMERAL_PORT_ATTEMPTS = 3
 PORT_TAKEN = "address already in use"
 """Docker hands out ephemeral host ports without checking that no other program (another engine on the
 machine) holds one; its start then fails with this, and starting again gets the next port."""
+
+
+class EngineRefused(ApiError):
+    """The engine answered, but refused what was asked (a Docker API error nobody handled)."""
+
+    status = 502
 
 
 class DockerDriver:
@@ -64,11 +70,15 @@ class DockerDriver:
 
     @contextlib.contextmanager
     def reaching(self) -> Iterator[None]:
-        """Turn "the engine cannot be reached" into a 503 that names it; Docker's own answers pass."""
+        """Turn "the engine cannot be reached" into a 503 that names it, and an engine's refusal that
+        its caller did not handle into a 502 (503 when the engine says it cannot serve: not a swarm
+        manager) that names the engine and says why: never a 500."""
         try:
             yield
-        except docker.errors.APIError:
-            raise
+        except docker.errors.APIError as exc:
+            log.warning("docker engine refused", extra={"docker_host": self.where, "reason": explanation(exc)})
+            raise EngineRefused(f"The Docker Engine at {self.where} refused: {explanation(exc)}",
+                                {"dockerHost": self.where}, status=503 if exc.status_code == 503 else 502) from None
         except (requests.RequestException, docker.errors.DockerException, OSError) as exc:
             self._clients.clear()
             log.warning("docker engine unreachable", extra={"docker_host": self.where, "reason": str(exc)})
@@ -116,10 +126,11 @@ class DockerDriver:
         client = self.client(self.settings.pull_timeout)
         try:
             with self.reaching():
-                client.api.pull(repository, tag=tag or "latest")
+                try:
+                    client.api.pull(repository, tag=tag or "latest")
+                except docker.errors.APIError as exc:
+                    return isinstance(exc, docker.errors.NotFound), explanation(exc)
             return False, None
-        except docker.errors.APIError as exc:
-            return isinstance(exc, docker.errors.NotFound), explanation(exc)
         except Unavailable:
             return False, f"the engine gave no answer within PAZ_PULL_TIMEOUT={self.settings.pull_timeout:g}s"
 
@@ -208,7 +219,7 @@ class DockerDriver:
         try:
             with self.reaching():
                 self.client(5.0).api.update_container(unit.containerId, restart_policy=RESTART_POLICY)
-        except (docker.errors.APIError, Unavailable) as exc:
+        except (EngineRefused, Unavailable) as exc:
             log.warning("could not set the restart policy", extra={"unit": unit.id, "reason": str(exc)})
 
     def _last_words(self, unit: Unit) -> str:

@@ -42,7 +42,7 @@ from paz.names import SERVICE_NAME
 from paz.waiting import poll
 
 from .base import DIED, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
-from .docker import DockerDriver, explanation, unit_stats
+from .docker import DockerDriver, EngineRefused, explanation, unit_stats
 from .logs import LogQuery, LogStream
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class SwarmDriver(DockerDriver):
     def _give_back_room(self, version: str) -> None:
         """The old versions get back the replicas a failed fixed-port rollover took from them."""
         for name, replicas in (self._holding.get(version) or {}).items():
-            with contextlib.suppress(docker.errors.APIError, Unavailable), self.reaching():
+            with contextlib.suppress(EngineRefused, Unavailable), self.reaching():
                 if self._replicas(name) != replicas:
                     self._scale(name, replicas)
 
@@ -299,7 +299,7 @@ class SwarmDriver(DockerDriver):
         try:
             with self.reaching():
                 return unit, unit_stats(unit, self._engine_of(task.get("NodeID")))
-        except (docker.errors.APIError, Unavailable) as exc:
+        except (EngineRefused, Unavailable) as exc:
             log.warning("no stats from the unit's node", extra={"unit": unit.id, "reason": str(exc)})
             return unit, unit_stats(unit, None)
 

@@ -128,7 +128,9 @@ def status(ctx: click.Context) -> None:
         all_healthy &= state == "healthy"
         record = restarts.get(part.name)
         restarted = f", restarted {record.count}x (last {record.lastAt})" if record else ""
-        click.echo(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else "") + restarted)
+        role = suite.leadership(part) if pid else ""
+        click.echo(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else "") + restarted
+                   + (f", {role}" if role else ""))
     ctx.exit(0 if all_healthy else FAILED)
 
 

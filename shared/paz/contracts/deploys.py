@@ -7,11 +7,12 @@ from marshmallow import Schema, fields, validate
 JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
 STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
 """A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
-``failed`` (never served), ``replaced`` (a newer version took over) or ``stopped`` (service stopped)."""
-HOOK_ERRORS = (400, 401, 404, 409, 422, 502)
-"""What a deploy can answer besides success: a bad body or token, an unknown service, another deploy
-holding the service, a version that did not serve (the old one keeps serving), an image that could
-not be pulled."""
+``failed`` (never served), ``replaced`` (a newer version took over, or was wanted before this one
+served: then without ``deployedAt``) or ``stopped`` (service stopped)."""
+HOOK_ERRORS = (400, 401, 404, 409, 422, 502, 503)
+"""What a deploy can answer besides success: a bad body or token, an unknown service, a newer deploy
+(or a stop) that superseded it before it served, a version that did not serve (the old one keeps
+serving), an image that could not be pulled or an engine that refused (naming it and its reason)."""
 
 
 class RollbackSchema(Schema):
@@ -38,7 +39,8 @@ class VersionOut(Schema):
     deployedAt = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES))
     rollbackOf = fields.Integer(metadata={"description": "the version this one restored, for a rollback"})
-    message = fields.String(metadata={"description": "why a deploy failed"})
+    message = fields.String(metadata={"description": "why a deploy failed, or why it never served"})
+    failureStatus = fields.Integer(metadata={"description": "a failed deploy's HTTP status: 422 (it did not serve), 502 or 503 (the engine refused)"})
     progress = fields.Dict(metadata={"description": "the deploy's last step: image-pulled, instance-started (started of total), old-stopped"})
 
 

@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, pre_load, va
 from passlib.hash import sha512_crypt
 
 from paz.api import Pattern, ReadQuery
-from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem
+from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem, reserved_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATTERN = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
@@ -26,7 +26,7 @@ CRYPT = sha512_crypt.using(rounds=5000)
 
 
 def check_name(name: str) -> None:
-    problem = name_problem(name)
+    problem = name_problem(name) or reserved_problem(name)
     if problem:
         raise ValidationError(f"{name!r} {problem}")
 
