@@ -27,7 +27,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from . import keys
-from .errors import ApiError
+from .errors import ApiError, Unavailable
 from .etcd import AlreadyExists, KeyNotFound, Store, StoreUnavailable
 from .settings import SettingsError
 
@@ -90,13 +90,15 @@ def _read_keys(path: Path) -> list[str]:
 
 
 class Keyring:
-    """The keys of a key file, read again whenever the file changes (a rotation while the suite runs)."""
+    """The keys of a key file, read on first use and again whenever the file changes (a rotation while
+    the suite runs). A service checks its file at start (:func:`check_settings`); an app made without
+    starting (``paz docs build``) never reads it."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._seen: tuple[int, int] | None = None
-        self._fernet = self._load()
+        self._fernet: MultiFernet | None = None
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -105,17 +107,24 @@ class Keyring:
             return None
         return stat.st_ino, stat.st_mtime_ns
 
-    def _load(self) -> MultiFernet:
-        self._seen = self._stamp()
-        return MultiFernet([Fernet(line) for line in _read_keys(self.path)])
+    def load(self) -> MultiFernet:
+        """The file's keys, read now; :class:`SettingsError` with a sentence naming the file when it is unusable."""
+        stamp = self._stamp()
+        self._fernet = MultiFernet([Fernet(line) for line in _read_keys(self.path)])
+        self._seen = stamp
+        return self._fernet
 
     @property
     def fernet(self) -> MultiFernet:
         with self._lock:
-            stamp = self._stamp()
-            if stamp is not None and stamp != self._seen:
+            if self._fernet is None:
                 try:
-                    self._fernet = self._load()
+                    return self.load()
+                except SettingsError as exc:
+                    raise Unavailable(str(exc), {"keyFile": str(self.path)}) from None
+            if self._stamp() not in (None, self._seen):
+                try:
+                    self.load()
                 except SettingsError as exc:
                     log.warning("secrets key file changed but is unusable; keeping the keys read before",
                                 extra={"reason": str(exc)})
@@ -209,6 +218,7 @@ def check_settings(settings: Any) -> None:
     from .etcd import from_settings
 
     keyring = Keyring(settings.secrets_key_file)
+    keyring.load()
     try:
         check_key(from_settings(settings), keyring)
     except StoreUnavailable as exc:

@@ -14,6 +14,7 @@ from paz.contracts.service_document import ConfigSchema, ServiceOut
 from paz.secrets import (
     Keyring, SecretUnreadable, ensure_key_file, new_key, opened, public, resealed, sealed_patch, write_key_file,
 )
+from paz.errors import Unavailable
 from paz.settings import SettingsError
 from paz_directory.schemas import merge_config, sealed
 from paz_scheduler.drivers.base import InstanceSpec
@@ -47,8 +48,11 @@ def test_a_missing_or_broken_key_file_is_a_sentence_naming_it(tmp_path: Path, co
     if content is not None:
         path.write_text(content)
     with pytest.raises(SettingsError) as raised:
-        Keyring(path)
+        Keyring(path).load()
     assert str(path) in str(raised.value) and words in str(raised.value)
+    with pytest.raises(Unavailable) as unavailable:
+        Keyring(path).seal("value")
+    assert str(path) in unavailable.value.message and "value" not in unavailable.value.message.replace(str(path), "")
 
 
 def test_a_value_sealed_opens_byte_for_byte_and_never_shows(keyring: Keyring) -> None:
