@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from . import keys
 from .errors import ApiError, Unavailable
-from .etcd import AlreadyExists, KeyNotFound, Store, StoreUnavailable
+from .etcd import AlreadyExists, CompareFailed, Store, StoreUnavailable
 from .settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -36,8 +35,8 @@ log = logging.getLogger(__name__)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 NAME_RULE = "a secret's name is an environment variable name: letters, digits and '_', not starting with a digit"
 KEY_CHECK_PLAIN = b"paz secrets key check"
-SEALED_FOLDERS = (keys.DIRECTORY, keys.DESIRED, keys.SCHEDULER_SERVICES)
-"""Where sealed secrets are kept: in service documents, desired records and version documents (``config.secrets``)."""
+FERNET_TOKEN = re.compile(r"gAAAAA[A-Za-z0-9_-]+=*")
+"""A Fernet token as it stands in a stored value (version byte 0x80 and a 64-bit time: ``gAAAAA``)."""
 
 
 class SecretUnreadable(ApiError):
@@ -186,18 +185,6 @@ def sealed_of(etcd: Store, service: str) -> dict[str, Any]:
     return secrets if isinstance(secrets, dict) else {}
 
 
-def resealed(document: Any, reseal: Callable[[str], str]) -> Any:
-    """``document`` with every sealed value of ``config.secrets`` passed through ``reseal``."""
-    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
-        return document
-    secrets = document["config"].get("secrets")
-    if not isinstance(secrets, dict) or not secrets:
-        return document
-    secrets = {name: {**entry, "sealed": reseal(entry["sealed"])} if isinstance(entry, dict) and "sealed" in entry else entry
-               for name, entry in secrets.items()}
-    return {**document, "config": {**document["config"], "secrets": secrets}}
-
-
 # -- the key, checked and rotated ----------------------------------------------------------------
 
 
@@ -233,27 +220,41 @@ def check_settings(settings: Any) -> None:
         log.warning("etcd away at start: the secrets key was not checked against it", extra={"reason": str(exc)})
 
 
-def _sealed_keys(etcd: Store) -> Iterator[str]:
-    for folder in SEALED_FOLDERS:
-        for node in etcd.list_prefix(folder, consistent=True).nodes:
-            if '"sealed"' in (node.value or ""):
-                yield node.key
+def resealed(value: str, keyring: Keyring) -> str:
+    """``value`` with every token that opens with ``keyring``'s keys sealed again under its first key;
+    other text, and tokens that do not open (someone else's), stay as they are."""
+    def again(match: re.Match[str]) -> str:
+        try:
+            return keyring.reseal(match.group())
+        except InvalidToken:
+            return match.group()
+
+    return FERNET_TOKEN.sub(again, value)
+
+
+def _reseal_key(etcd: Store, key: str, keyring: Keyring) -> bool:
+    """Re-seal what ``key`` holds (compare-and-swap); whether it held anything sealed."""
+    for _ in range(etcd.CAS_ATTEMPTS):
+        node = etcd.get(key, consistent=True)
+        text = resealed(node.value, keyring) if node and node.value else None
+        if node is None or text is None or text == node.value:
+            return False
+        try:
+            etcd.swap(key, text, node.revision)
+            return True
+        except CompareFailed:
+            continue
+    raise StoreUnavailable(etcd.endpoints, RuntimeError(f"{key} kept changing under {etcd.CAS_ATTEMPTS} attempts"))
 
 
 def rotate(etcd: Store, path: Path) -> int:
-    """Re-seal every secret under a new key, written first into the key file so running services
-    open both meanwhile; then the old keys are dropped from the file. The number of documents re-sealed."""
-    old = _read_keys(path)
+    """Re-seal everything sealed in etcd (services' secrets in their configs, desired records and
+    versions; certificates' keys; the key check) under a new key. The new key is written into the
+    key file first, so running services open both meanwhile; the old keys are dropped at the end.
+    The number of etcd keys re-sealed."""
     fresh = new_key()
-    write_key_file(path, [fresh, *old])
+    write_key_file(path, [fresh, *_read_keys(path)])
     keyring = Keyring(path)
-    count = 0
-    for key in _sealed_keys(etcd):
-        try:
-            etcd.update_json(key, lambda document: resealed(document, keyring.reseal))
-            count += 1
-        except KeyNotFound:
-            pass  # deleted meanwhile
-    etcd.put(keys.SECRETS_KEY_CHECK, keyring.seal(KEY_CHECK_PLAIN.decode()))
+    count = sum(_reseal_key(etcd, node.key, keyring) for node in etcd.list_prefix(keys.ROOT, consistent=True).nodes)
     write_key_file(path, [fresh])
     return count

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from cryptography.fernet import Fernet
 from marshmallow import ValidationError
 
 from paz.contracts.deploys import VersionOut
@@ -79,10 +81,12 @@ def test_the_keyring_reads_its_file_again_when_it_changes_and_a_rotation_reseals
     keys = keyring.path.read_text().split()
     write_key_file(keyring.path, [new_key(), *keys])
     os.utime(keyring.path, ns=(1, 1))  # a new inode anyway; the time too, in case
-    document = {"name": "web", "config": {"env": {}, "secrets": {"A": {"sealed": old, "setAt": "t"}}}}
-    rotated = resealed(document, keyring.reseal)
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"someone else's").decode()
+    document = json.dumps({"name": "web", "config": {"env": {"X": foreign}, "secrets": {"A": {"sealed": old, "setAt": "t"}}}})
+    rotated = json.loads(resealed(document, keyring))
     write_key_file(keyring.path, keyring.path.read_text().split()[:1])
-    assert rotated["config"]["secrets"]["A"]["setAt"] == "t"
+    assert rotated["config"]["secrets"]["A"]["setAt"] == "t" and rotated["config"]["env"]["X"] == foreign
+    assert rotated["config"]["secrets"]["A"]["sealed"] != old
     assert opened(rotated["config"]["secrets"], keyring) == {"A": "value"}
     with pytest.raises(SecretUnreadable):
         keyring.open("A", old)

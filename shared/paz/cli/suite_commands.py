@@ -215,7 +215,7 @@ def secrets_init(ctx: click.Context, key_file: Path | None) -> None:
 @ETCD_OPTION
 @click.pass_context
 def secrets_rotate(ctx: click.Context, key_file: Path | None, etcd: str) -> None:
-    """Re-seal every secret (services, versions, desired deploys) under a new key, and keep only it.
+    """Re-seal everything sealed in etcd (secrets of services, versions and deploys; certificates' keys) under a new key, and keep only it.
 
     The services keep running: they read the key file again when it changes, and open secrets with
     either key while the new one is being written. Run it where the key file is.
@@ -227,7 +227,7 @@ def secrets_rotate(ctx: click.Context, key_file: Path | None, etcd: str) -> None
         raise PazError(str(exc), USAGE) from None
     except StoreUnavailable as exc:
         raise PazError(str(exc), UNREACHABLE) from None
-    click.echo(f"re-sealed the secrets of {count} document(s) under a new key, now alone in {path}")
+    click.echo(f"re-sealed {count} etcd value(s) under a new key, now alone in {path}")
 
 
 def _in_etcd(etcd: str, action: Callable[[TokenStore], T]) -> T:
