@@ -44,6 +44,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: Any) -> Itera
         services["scheduler"] = Service("paz-scheduler", etcd, folder,
                                         env={**scheduler_env(docker_engine), **REQUIRED, "PAZ_TOKEN": admin}).start()
         services["orchestrator"] = Service("paz-orchestrator", etcd, folder, env=REQUIRED).start()
+        services["web"] = Service("paz-web", etcd, folder, env={"PAZ_WEB_SECRET_FILE": str(folder / "web-secret"), **REQUIRED}).start()
         yield {"etcd": etcd, "admin": admin, "folder": folder, **services}
     finally:
         for service in reversed(services.values()):
@@ -71,10 +72,10 @@ def read_routes(service: Service, name: str, unit: str) -> list[str]:
             for path, operations in document["paths"].items() if "get" in operations]
 
 
-def body_of(url: str, headers: dict[str, str], query: dict[str, str]) -> str:
+def body_of(url: str, headers: dict[str, str], query: dict[str, str], session: requests.Session | None = None) -> str:
     """What a GET answers, read for at most two seconds (some routes stream; one silent so long is left)."""
     try:
-        answer = requests.get(url, headers=headers, params=query, stream=True, timeout=(5, 2))
+        answer = (session or requests).get(url, headers=headers, params=query, stream=True, timeout=(5, 2))
     except requests.ReadTimeout:
         return ""
     text, deadline = b"", time.monotonic() + 2
@@ -88,6 +89,14 @@ def body_of(url: str, headers: dict[str, str], query: dict[str, str]) -> str:
     finally:
         answer.close()
     return text.decode(errors="replace")
+
+
+def logged_in(web: Service, token: str) -> requests.Session:
+    """A browser's session of the dashboard, logged in with ``token``."""
+    session = requests.Session()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', session.get(f"{web.url}/login", timeout=10).text)[1]
+    assert session.post(f"{web.url}/login", data={"csrf_token": csrf, "token": token}, timeout=10).ok
+    return session
 
 
 def shows(text: str, values: tuple[str, ...]) -> list[str]:
@@ -125,8 +134,17 @@ def test_a_secret_reaches_the_container_and_nowhere_else(suite: dict[str, Any], 
                 text = body_of(service.url + path, headers, {"lastEventId": str(since)} if path == "/events" else {})
                 assert not shows(text, (HOSTILE, SECOND)), (part, path, headers)
                 read.append((part, path, "DB_PASSWORD" in text))
+    web = suite["web"]
+    pages = [*read_routes(web, name, unit), "/", "/services", f"/services/{name}", f"/services/{name}/stats",
+             f"/services/{name}/delete", "/events", "/events/stream"]
+    for session in (requests.Session(), logged_in(web, suite["admin"])):
+        for path in pages:
+            text = body_of(web.url + path, {}, {}, session)
+            assert not shows(text, (HOSTILE, SECOND)), ("web", path)
+            read.append(("web", path, "DB_PASSWORD" in text))
     assert len(read) > 40 and {(part, path) for part, path, named in read if named} >= {
-        ("directory", f"/services/{name}"), ("orchestrator", f"/services/{name}/config/last"), ("scheduler", f"/config/{name}/history")}
+        ("directory", f"/services/{name}"), ("orchestrator", f"/services/{name}/config/last"), ("scheduler", f"/config/{name}/history"),
+        ("web", f"/services/{name}")}
 
     events = EventStream(f"{suite['orchestrator'].url}/events?service={name}", last_event_id=since)
     try:
@@ -140,7 +158,7 @@ def test_a_secret_reaches_the_container_and_nowhere_else(suite: dict[str, Any], 
     raw = etcd.values_below("/paz")
     assert any("DB_PASSWORD" in value for value in raw.values())
     assert not [key for key, value in raw.items() if shows(value, (HOSTILE, SECOND))]
-    for part in ("directory", "scheduler", "orchestrator"):
+    for part in ("directory", "scheduler", "orchestrator", "web"):
         assert not shows(suite[part].process.log(), (HOSTILE, SECOND)), part
     key = secrets_key_of(etcd).read_text().strip()
     assert not [path for path, value in raw.items() if key in value]

@@ -167,9 +167,14 @@ def test_a_person_registers_deploys_watches_rolls_back_and_deletes(suite: Suite,
     env_box = browser.find_element(By.ID, "env")
     env_box.clear()
     env_box.send_keys("MESSAGE=hello from v2")
+    browser.find_element(By.ID, "secretName").send_keys("DB_PASSWORD")
+    assert browser.find_element(By.ID, "secretValue").get_attribute("type") == "password"
+    browser.find_element(By.ID, "secretValue").send_keys("typed-in-the-dashboard-77")
     browser.find_element(By.CSS_SELECTOR, "#edit-config button[type=submit]").click()
     wait_until(lambda: "changed" in text_of(browser, "#diff .diff-changed"), 10, what="the changed env in the diff")
     assert "hello from v2" in text_of(browser, "#diff .diff-changed")
+    assert "remove DB_PASSWORD (set " in text_of(browser, "#edit-config")
+    assert "typed-in-the-dashboard-77" not in browser.page_source
     browser.find_element(By.ID, "deploy").click()
     wait_until(lambda: "Version 2" in text_of(browser, "#running-version") and "running" in text_of(browser, "#running-version"),
                LIVE_SECONDS, what="version 2 running")
