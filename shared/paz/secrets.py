@@ -27,14 +27,13 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from . import keys
 from .errors import ApiError, Unavailable
-from .etcd import AlreadyExists, CompareFailed, Store, StoreUnavailable
+from .etcd import AlreadyExists, CompareFailed, Store, StoreUnavailable, from_settings
 from .settings import SettingsError
 
 log = logging.getLogger(__name__)
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 NAME_RULE = "a secret's name is an environment variable name: letters, digits and '_', not starting with a digit"
-KEY_CHECK_PLAIN = b"paz secrets key check"
+KEY_CHECK_PLAIN = "paz secrets key check"
 FERNET_TOKEN = re.compile(r"gAAAAA[A-Za-z0-9_-]+=*")
 """A Fernet token as it stands in a stored value (version byte 0x80 and a 64-bit time: ``gAAAAA``)."""
 
@@ -194,7 +193,7 @@ def check_key(etcd: Store, keyring: Keyring) -> None:
     value = etcd.value(keys.SECRETS_KEY_CHECK, consistent=True)
     if value is None:
         try:
-            etcd.create(keys.SECRETS_KEY_CHECK, keyring.seal(KEY_CHECK_PLAIN.decode()))
+            etcd.create(keys.SECRETS_KEY_CHECK, keyring.seal(KEY_CHECK_PLAIN))
             return
         except AlreadyExists:
             value = etcd.value(keys.SECRETS_KEY_CHECK, consistent=True) or ""
@@ -209,9 +208,8 @@ def check_key(etcd: Store, keyring: Keyring) -> None:
 def check_settings(settings: Any) -> None:
     """A service's start-up check: its key file is there, holds a key, and is this suite's.
 
-    etcd down at start is no reason to refuse: the key is checked by the first deploy anyway."""
-    from .etcd import from_settings
-
+    etcd down at start is no reason to refuse: a secret sealed under another key then fails its
+    deploy, naming the secret and the file."""
     keyring = Keyring(settings.secrets_key_file)
     keyring.load()
     try:
