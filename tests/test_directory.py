@@ -82,6 +82,18 @@ def test_delete_then_everything_about_it_is_404(directory, unique_name):
     assert patch.status_code == 404
 
 
+def test_a_write_is_read_at_once_whichever_worker_answers(directory, unique_name):
+    """Every request on a new connection, so the directory's workers take turns: a plain read (no
+    ``X-Paz-Index``) sees the write made a moment before through another worker."""
+    create(directory, doc(unique_name))
+    for count in range(2, 22):
+        patched = directory.request("PATCH", f"/services/{unique_name}/config", json={"numInstances": count})
+        assert patched.status_code == 200, patched.text
+        assert directory.request("GET", f"/services/{unique_name}").json()["config"]["numInstances"] == count
+    assert directory.request("DELETE", f"/services/{unique_name}").status_code == 204
+    assert directory.request("GET", f"/services/{unique_name}").status_code == 404
+
+
 def test_patch_merges_env_and_replaces_other_keys(directory, unique_name):
     create(directory, doc(unique_name, config={"env": {"A": "1", "B": "2"}, "ports": [{"container": 80}]}))
     answer = directory.request("PATCH", f"/services/{unique_name}/config",

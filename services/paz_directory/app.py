@@ -17,7 +17,7 @@ from .store import DirectoryStore
 def attach_store(app: Flask, paz: Paz) -> None:
     store = app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view)
     if not reads_need_token(paz.settings):  # the fast path answers before the token check
-        app.wsgi_app = FastReads(app.wsgi_app, store)
+        app.wsgi_app = FastReads(app.wsgi_app, store, paz.written)
 
 
 service = Service(
