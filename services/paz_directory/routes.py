@@ -81,7 +81,7 @@ def get_config(query: dict[str, Any], name: str):
 
 
 @bp.patch("/services/<name>/config", parameters=NAMED)
-@bp.arguments(ConfigSchema(partial=True), description="The keys to change; env and volume merge key by key (null removes one)")
+@bp.arguments(ConfigSchema(partial=True), description="The keys to change; env, secrets and volume merge key by key (null removes one); a secret is answered as its name and when it was set, never its value")
 @bp.response(200, ConfigSchema, description="The whole config after the change")
 @bp.errors(400, 404, 409)
 def patch_config(patch: dict[str, Any], name: str):

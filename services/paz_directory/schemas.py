@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+from paz.contracts.times import iso
+from paz.secrets import Keyring, sealed_patch
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "publicFacing": False,
     "loadBalanced": True,
     "ports": [],
     "env": {},
+    "secrets": {},
     "volume": {},
     "numInstances": 1,
     "autoDeploy": "never",
     "conflictsWith": [],
     "mustShareWith": [],
 }
-MERGED_KEYS = ("env", "volume")
+MERGED_KEYS = ("env", "secrets", "volume")
 """Config keys whose PATCH merges key by key (``null`` removes a key) instead of replacing."""
+
+
+def sealed(config: dict[str, Any], keyring: Keyring) -> dict[str, Any]:
+    """``config`` (a create's or a PATCH's) with the clear values of its ``secrets`` sealed."""
+    if not config.get("secrets"):
+        return config
+    return {**config, "secrets": sealed_patch(config["secrets"], keyring, iso(dt.datetime.now(dt.timezone.utc)))}
 
 
 def merge_config(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,9 @@ from paz.errors import Conflict, NotFound
 from paz.etcd import AlreadyExists, KeyNotFound, Store
 from paz.view import EtcdView
 
-from .schemas import merge_config
+from paz.secrets import Keyring
+
+from .schemas import merge_config, sealed
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +71,14 @@ def _answer(key: str, value: str) -> bytes:
 class DirectoryStore:
     """Create, read, patch and delete service documents; every update is a compare-and-swap."""
 
-    def __init__(self, etcd: Store, view: EtcdView) -> None:
+    def __init__(self, etcd: Store, view: EtcdView, keyring: Keyring) -> None:
         self.etcd = etcd
         self.view = view
+        self.keyring = keyring
 
     def create(self, document: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The document as stored, and the etcd index of the write."""
-        document = {**document, "config": merge_config({}, document["config"])}
+        document = {**document, "config": merge_config({}, sealed(document["config"], self.keyring))}
         try:
             written = self.etcd.create(keys.service_document(document["name"]), json.dumps(document, sort_keys=True))
         except AlreadyExists:
@@ -123,6 +126,7 @@ class DirectoryStore:
 
     def patch_config(self, name: str, patch: dict[str, Any]) -> tuple[dict[str, Any], int]:
         key = keys.service_document(name)
+        patch = sealed(patch, self.keyring)
 
         def apply(document: Any) -> dict[str, Any]:
             return {**document, "config": merge_config(_checked(key, document)["config"], patch)}

@@ -156,7 +156,7 @@ def next_config(name: str):
 
 
 @bp.patch("/services/<name>/config/next", parameters=NAMED)
-@bp.arguments(forwarded(ConfigSchema(partial=True)), description="The keys to change; env and volume merge key by key (null removes one)")
+@bp.arguments(forwarded(ConfigSchema(partial=True)), description="The keys to change; env, secrets and volume merge key by key (null removes one); a secret is answered as its name and when it was set, never its value")
 @bp.response(200, ConfigSchema, description="The whole config after the change")
 @bp.errors(400, 404, 409, 502)
 def patch_next_config(patch: dict[str, Any], name: str):

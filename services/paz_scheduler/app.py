@@ -13,6 +13,7 @@ from flask import Flask
 from paz import keys
 from paz.context import Paz
 from paz.etcd import Store
+from paz.secrets import check_settings
 from paz.service import Service
 from paz.settings import (
     Settings, SettingsError, env, parse_choice, parse_host, parse_ip, parse_labels, parse_positive_float,
@@ -81,6 +82,6 @@ def leader(etcd: Store, address: str) -> dict[str, Any]:
 service = Service(
     name="scheduler", port=9002,
     description="Deploy hooks, versioned zero-downtime deploys through a runtime driver, history and journal.",
-    blueprint=bp, settings=SchedulerSettings, extend=attach_scheduler, tasks=(start_background,),
+    blueprint=bp, settings=SchedulerSettings, extend=attach_scheduler, tasks=(start_background,), checks=(check_settings,),
     watches=(keys.SCHEDULER_SERVICES, keys.DESIRED),
 )

@@ -46,6 +46,7 @@ from paz import keys
 from paz.errors import ApiError
 from paz.etcd import AlreadyExists, Change, CompareFailed, KeyNotFound, Lease, Store, StoreUnavailable
 from paz.leadership import Leadership
+from paz.secrets import Keyring, opened
 from paz.view import EtcdView, Listener
 from paz.waiting import poll
 
@@ -101,6 +102,7 @@ class DeployController:
     def __init__(self, settings: Any, driver: Driver, etcd: Store, view: EtcdView) -> None:
         self.settings, self.driver, self.etcd, self.view = settings, driver, etcd, view
         self.store = SchedulerStore(etcd)
+        self.keyring = Keyring(settings.secrets_key_file)
         self.leadership = Leadership(etcd, PART, settings.address, settings.leader_ttl)
         self.queues: dict[str, ServiceQueue] = {}
         self.stopping = threading.Event()
@@ -242,8 +244,9 @@ class DeployController:
                announce_while_starting: bool) -> list[Unit]:
         """Start the version's instances (into ``started``, so a failure removes them) and wait until they serve."""
         total = int(config.get("numInstances") or 1)
+        secrets = opened(config.get("secrets"), self.keyring)
         for instance in range(1, total + 1):
-            started.append(self.driver.start(InstanceSpec(name, version, instance, image, config)))
+            started.append(self.driver.start(InstanceSpec(name, version, instance, image, config, secrets)))
             self._progress(name, version, step="instance-started", unit=started[-1].id, started=instance, total=total)
         if announce_while_starting:
             self.store.update_version(name, version, status="running")

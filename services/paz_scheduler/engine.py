@@ -23,6 +23,7 @@ from typing import Any
 from paz import keys
 from paz.errors import ApiError, Conflict, NotFound, Unavailable
 from paz.etcd import Store
+from paz.secrets import sealed_of
 from paz.upstream import Upstream
 from paz.view import EtcdView
 
@@ -71,7 +72,8 @@ class Scheduler:
     def deploy(self, name: str, image: str | None, pushed_at: str | None, request_id: str) -> dict[str, Any]:
         """Want ``image`` (default: the service's repository) with the directory's current config; the new version's document."""
         document = self.service(name)
-        return self._want(name, image or document["dockerRepository"], document["config"], pushed_at, request_id, "deploy")
+        config = {**document["config"], "secrets": sealed_of(self.etcd, name)}  # the answer shows only their names
+        return self._want(name, image or document["dockerRepository"], config, pushed_at, request_id, "deploy")
 
     def rollback(self, name: str, version: int, request_id: str) -> dict[str, Any]:
         """Want recorded ``version``'s image and config again, as a new version."""

@@ -41,6 +41,9 @@ JOURNAL = f"{SCHEDULER}/journal"
 LOCKS = f"{SCHEDULER}/locks"
 DESIRED = f"{SCHEDULER}/desired"
 LEADERS = f"{ROOT}/leaders"
+SECRETS_KEY_CHECK = f"{ROOT}/secrets/keycheck"
+"""A constant sealed with the suite's secrets key: a service given another key finds out at start.
+It holds no secret and never the key."""
 
 
 _VERSION_DOCUMENT = re.compile(rf"^{SCHEDULER_SERVICES}/([^/]+)/versions/(\d+)$")

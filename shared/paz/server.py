@@ -147,6 +147,8 @@ def serve(service: Service) -> None:
     """Run ``service`` until SIGTERM; a bad setting exits 2 with its reason."""
     try:
         settings = service.settings_from_env()
+        for check in service.checks:
+            check(settings)
     except SettingsError as exc:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

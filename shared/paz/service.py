@@ -53,6 +53,8 @@ class Service:
     ``/paz/services`` (discovery) always is."""
     tasks: tuple[BackgroundTask, ...] = ()
     """Run once per service, in its companion process (see :mod:`paz.server`)."""
+    checks: tuple[Callable[[Settings], None], ...] = ()
+    """Run before the service starts; a :class:`~paz.settings.SettingsError` stops it (exit 2) with its sentence."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Settings this service defaults differently from the rest, e.g. ``{"threads": 32}``."""
 

@@ -237,6 +237,9 @@ class Settings:
     """This service's own token, for the calls it makes on its own (not on behalf of a request)."""
     hook_token: str = env("PAZ_HOOK_TOKEN", str, "")
     """A static token with the role deploy, taken by the deploy hooks only (e.g. in Docker Hub's webhook URL)."""
+    secrets_key_file: str = env("PAZ_SECRETS_KEY_FILE", parse_path, ".paz/secrets.key")
+    """The key that seals services' secrets (``paz up`` makes it, mode 0600); read by the services that
+    declare they need it (the directory and the scheduler), which refuse to start without it."""
 
     def __post_init__(self) -> None:
         if bool(self.etcd_cert) != bool(self.etcd_key):

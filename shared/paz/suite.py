@@ -192,7 +192,8 @@ class Suite:
 
     def _services(self) -> list[Part]:
         """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
-        common = {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1"}
+        common = {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1",
+                  "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file)}
         extra_env = {
             "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
@@ -248,6 +249,12 @@ class Suite:
     def service_token_file(self) -> Path:
         """The services' own token (role read), for the calls they make on their own."""
         return self.state_dir / "service.token"
+
+    @property
+    def secrets_key_file(self) -> Path:
+        """The key that seals services' secrets: ``PAZ_SECRETS_KEY_FILE``, else ``secrets.key`` in the state folder."""
+        given = self.environ.get("PAZ_SECRETS_KEY_FILE")
+        return Path(given).expanduser().resolve() if given else self.state_dir / "secrets.key"
 
     def ensure_tokens(self) -> list[Path]:
         """Make the admin token and the services' token unless their files hold tokens etcd knows;

@@ -26,6 +26,7 @@ import requests
 
 from paz import etcd, sse
 from paz.processes import command
+from paz.secrets import ensure_key_file
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -311,6 +312,13 @@ class EtcdServer:
             self.v3("kv/compaction", {"revision": self.index(), "physical": True})
 
 
+def secrets_key_of(etcd: EtcdServer) -> Path:
+    """The secrets key file of the services that share ``etcd`` (one key per etcd, as one per suite), made once."""
+    path = etcd.workdir / "secrets.key"
+    ensure_key_file(path)
+    return path
+
+
 class Service:
     """One of the suite's services run as its console script (gunicorn, real HTTP) on a free port."""
 
@@ -326,6 +334,7 @@ class Service:
             "PAZ_ANNOUNCE_TTL": "3",
             "PAZ_WORKERS": "2",
             "PAZ_AUTH": "off",  # tests of what a route does; tests/test_auth.py turns it on
+            "PAZ_SECRETS_KEY_FILE": str(secrets_key_of(etcd)),
             **(env or {}),
         }
         self.process = Process([str(VENV_BIN / script)], env=self.env, log_path=workdir / f"{script}-{self.port}.log",

@@ -44,10 +44,17 @@ class InstanceSpec:
     instance: int
     image: str
     config: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
+    """The config's secrets opened: for the container's environment only (never shown: ``repr=False``)."""
 
     @property
     def id(self) -> str:
         return unit_id(self.service, self.version, self.instance)
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The container's environment: the config's env, and its secrets over it."""
+        return {**(self.config.get("env") or {}), **self.secrets}
 
 
 @dataclass(frozen=True)

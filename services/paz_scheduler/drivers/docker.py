@@ -165,7 +165,7 @@ class DockerDriver:
                     detach=True,
                     name=spec.id,
                     labels=labels,
-                    environment=dict(config.get("env") or {}),
+                    environment=spec.environment,
                     volumes={host: {"bind": inside, "mode": "rw"} for host, inside in (config.get("volume") or {}).items()},
                     ports={f"{inside}/tcp": (self.settings.instance_host, host) for inside, host in ports},
                     dns=[self.settings.instance_dns] if self.settings.instance_dns else None,

@@ -186,6 +186,11 @@ class FleetDriver:
         """Nothing: each machine pulls in the unit's ExecStartPre (and keeps its own copy when that fails)."""
 
     def start(self, spec: InstanceSpec) -> Unit:
+        if spec.secrets:
+            raise DeployFailed(
+                f"{spec.service} has secrets ({', '.join(sorted(spec.secrets))}), which the fleet driver does not pass: "
+                "fleet keeps unit files in its etcd in clear. Deploy it with the docker or swarm driver, or remove them "
+                f"(PATCH /services/{spec.service}/config/next with secrets set to null).", {"service": spec.service})
         machine_of = self._machine_of(spec)
         self._submit(f"{spec.id}.service", service_unit(spec, machine_of, dict(self.settings.instance_labels)))
         if (spec.config.get("ports") or []):

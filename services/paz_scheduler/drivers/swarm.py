@@ -107,7 +107,7 @@ class SwarmDriver(DockerDriver):
         ports = self._ports(spec.image, config.get("ports") or [])
         labels = self.version_labels(spec, ports)
         container = ContainerSpec(
-            spec.image, env=dict(config.get("env") or {}), labels=labels,
+            spec.image, env=spec.environment, labels=labels,
             mounts=[Mount(inside, host, type="bind") for host, inside in (config.get("volume") or {}).items()],
             stop_grace_period=self.settings.stop_timeout * 1_000_000_000,
             dns_config=DNSConfig(nameservers=[self.settings.instance_dns]) if self.settings.instance_dns else None,

@@ -19,6 +19,7 @@ from ..etcd_migrate import copy_v2_tree
 from ..logs import configure_logging
 from ..names import DOMAIN
 from ..registry import declarations
+from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
 from ..suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 from ..supervisor import Supervisor, read_restarts
@@ -62,6 +63,7 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
                    "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
                    "works; deploys answer 503.", err=True)
     click.echo(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
+    key_made = ensure_key_file(suite.secrets_key_file)
     tokens_made: list[Path] | None = None
     for part in suite.wanted():
         if part.announced_as and tokens_made is None:
@@ -84,6 +86,8 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
     click.echo(f"admin token        in {suite.admin_token_file} ({made}; paz uses it from here)")
+    click.echo(f"secrets key        in {suite.secrets_key_file} ({'made now' if key_made else 'made before'}; "
+               "keep it: secrets cannot be read without it)")
     click.echo(f"\nstate and logs: {suite.state_dir} (paz status, paz suite-logs [part], paz down)")
     click.echo("try: paz services   (or curl -s http://127.0.0.1:9000/services)")
 
@@ -187,6 +191,32 @@ def token_revoke(token_or_id: str, etcd: str) -> None:
     click.echo(f"revoked {record['id']} ({record.get('role')}, {record.get('name') or 'no name'})")
 
 
+@click.group("secrets")
+def secrets_group() -> None:
+    """The key that seals services' secrets."""
+
+
+@secrets_group.command("rotate")
+@click.option("--key-file", envvar="PAZ_SECRETS_KEY_FILE", type=click.Path(path_type=Path),
+              help="the key file the services use (PAZ_SECRETS_KEY_FILE; default: secrets.key in the state folder)")
+@ETCD_OPTION
+@click.pass_context
+def secrets_rotate(ctx: click.Context, key_file: Path | None, etcd: str) -> None:
+    """Re-seal every secret (services, versions, desired deploys) under a new key, and keep only it.
+
+    The services keep running: they read the key file again when it changes, and open secrets with
+    either key while the new one is being written. Run it where the key file is.
+    """
+    path = key_file or Path(ctx.obj["state_dir"]) / "secrets.key"
+    try:
+        count = rotate(etcd_of(etcd, 3.0), path)
+    except SettingsError as exc:
+        raise PazError(str(exc), USAGE) from None
+    except StoreUnavailable as exc:
+        raise PazError(str(exc), UNREACHABLE) from None
+    click.echo(f"re-sealed the secrets of {count} document(s) under a new key, now alone in {path}")
+
+
 def _in_etcd(etcd: str, action: Callable[[TokenStore], T]) -> T:
     try:
         return action(token_store(etcd))
@@ -278,4 +308,4 @@ def etcd_migrate(etcd: str, to: str | None) -> None:
     click.echo(f"paz etcd migrate: {done.copied} keys copied to the v3 API, {done.unchanged} already there")
 
 
-COMMANDS = (up, down, status, supervise, suite_logs, token, etcd_group, docs)
+COMMANDS = (up, down, status, supervise, suite_logs, token, secrets_group, etcd_group, docs)

@@ -95,28 +95,43 @@ def create(ctx: click.Context, file: Path, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--unset", multiple=True, metavar="KEY", help="remove an environment variable")
+@click.option("--secret", "secrets", multiple=True, metavar="KEY=VALUE",
+              help="set a secret: in the containers' environment, shown nowhere else")
+@click.option("--unset-secret", multiple=True, metavar="KEY", help="remove a secret")
 @JSON_OPTION
 @click.pass_context
-def config(ctx: click.Context, name: str, settings: tuple[str, ...], unset: tuple[str, ...], as_json: bool) -> None:
-    """Show the config the next deploy uses, or set (KEY=VALUE) and --unset its environment variables."""
+def config(ctx: click.Context, name: str, settings: tuple[str, ...], unset: tuple[str, ...], secrets: tuple[str, ...],
+           unset_secret: tuple[str, ...], as_json: bool) -> None:
+    """Show the config the next deploy uses, or set (KEY=VALUE) and --unset its environment variables and secrets."""
+    patch = {key: changes for key, changes in (("env", _changes(settings, unset)), ("secrets", _changes(secrets, unset_secret)))
+             if changes}
+    paz = orchestrator(ctx)
+    path = f"/services/{name}/config/next"
+    current = paz.json("PATCH", path, json=patch) if patch else paz.json("GET", path)
+    if as_json:
+        return emit_json(current)
+    for key, value in sorted(current.items()):
+        if key not in ("env", "secrets"):
+            click.echo(f"{key:<16} {json.dumps(value)}")
+    for key, value in sorted((current.get("env") or {}).items()):
+        click.echo(f"env {key:<12} {value}")
+    for key, value in sorted((current.get("secrets") or {}).items()):
+        click.echo(f"secret {key:<9} set {value.get('setAt')}")
+    if patch:
+        changed = sorted(key for changes in patch.values() for key in changes)
+        done(f"changed {', '.join(changed)}: paz deploy {name} runs with it")
+
+
+def _changes(settings: tuple[str, ...], unset: tuple[str, ...]) -> dict[str, str | None]:
+    """``KEY=VALUE`` settings and keys to remove (None) as a PATCH's mapping."""
     changes: dict[str, str | None] = {key: None for key in unset}
     for setting in settings:
         key, equals, value = setting.partition("=")
         if not equals or not key:
-            raise PazError(f"{setting!r} is not KEY=VALUE.", USAGE)
+            raise PazError("Give each setting and secret as KEY=VALUE, with a KEY before the '=' "
+                           "(what was given is not repeated here: it may be a secret).", USAGE)
         changes[key] = value
-    paz = orchestrator(ctx)
-    path = f"/services/{name}/config/next"
-    current = paz.json("PATCH", path, json={"env": changes}) if changes else paz.json("GET", path)
-    if as_json:
-        return emit_json(current)
-    for key, value in sorted(current.items()):
-        if key != "env":
-            click.echo(f"{key:<16} {json.dumps(value)}")
-    for key, value in sorted((current.get("env") or {}).items()):
-        click.echo(f"env {key:<12} {value}")
-    if changes:
-        done(f"changed {', '.join(sorted(changes))}: paz deploy {name} runs with it")
+    return changes
 
 
 # -- deploys -------------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from paz.contracts.service_document import ConfigSchema
+
 JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
 STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
 """A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
@@ -38,7 +40,7 @@ class VersionOut(Schema):
     service = fields.String()
     version = fields.Integer()
     dockerRepository = fields.String(metadata={"description": "the image run, with its tag"})
-    config = fields.Dict()
+    config = fields.Nested(ConfigSchema, metadata={"description": "the config it ran with; secrets by name and time set only"})
     pushedAt = fields.String(allow_none=True)
     deployedAt = fields.String(allow_none=True)
     status = fields.String(validate=validate.OneOf(STATUSES))

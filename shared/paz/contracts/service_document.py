@@ -16,6 +16,7 @@ from passlib.hash import sha512_crypt
 
 from paz.api import Pattern, ReadQuery
 from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem, reserved_problem
+from paz.secrets import NAME_RULE, public
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATTERN = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
@@ -92,6 +93,22 @@ class PatternList(fields.Field):
         return value
 
 
+class SecretsField(fields.Dict):
+    """``secrets``: name to value on the way in (null removes one); on the way out each name with when
+    it was set, never a value (whatever the document holds, sealed or not)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            keys=fields.String(validate=Pattern(_ENV_NAME, error=NAME_RULE)),
+            values=fields.String(allow_none=True, validate=[validate.Length(max=65536), _no_nul]),
+            metadata={"description": "in: name to value (null removes one); out: name to {setAt}, never a value"},
+            **kwargs,
+        )
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return public(value)
+
+
 class ConfigSchema(Schema):
     """What a service's next deploy uses. Unknown keys are refused."""
 
@@ -100,6 +117,7 @@ class ConfigSchema(Schema):
     ports = fields.List(fields.Nested(PortSchema), load_default=list, validate=validate.Length(max=32))
     env = fields.Dict(keys=fields.String(validate=Pattern(_ENV_NAME, error="env names are letters, digits and '_', not starting with a digit")),
                       values=fields.String(allow_none=True, validate=_no_nul), load_default=dict)
+    secrets = SecretsField(load_default=dict)
     volume = fields.Dict(keys=fields.String(validate=_absolute_path), values=fields.String(allow_none=True, validate=_absolute_path), load_default=dict)
     numInstances = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 100))
     autoDeploy = fields.String(load_default="never", validate=validate.OneOf(AUTO_DEPLOY))
