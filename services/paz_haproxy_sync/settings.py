@@ -11,9 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paz.settings import (
-    Settings, env, parse_base_urls, parse_bool, parse_host, parse_ip, parse_ip_ports, parse_port, parse_positive_float, parse_seconds_up_to,
-    parse_socket_dir, parse_url,
+    Settings, env, parse_base_urls, parse_bool, parse_host, parse_ip, parse_ip_ports, parse_port, parse_port_or_off,
+    parse_positive_float, parse_readable_file, parse_seconds_up_to, parse_socket_dir, parse_url,
 )
+
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+def parse_acme_directory(raw: str) -> str:
+    """An ACME directory URL, or ``off`` (no certificate is ordered; brought ones are still served)."""
+    return "off" if raw.strip().lower() == "off" else parse_url(raw)
 
 
 def default_haproxy() -> str:
@@ -42,6 +50,12 @@ class SyncSettings(Settings):
     marathon_silence: float = env("PAZ_MARATHON_SILENCE_SECONDS", parse_positive_float, 30.0)
     marathon_resync: float = env("PAZ_MARATHON_RESYNC_SECONDS", parse_seconds_up_to(60.0), 60.0)  # at least every minute
     marathon_callback_url: str = env("PAZ_MARATHON_CALLBACK_URL", parse_url, "")
+    https_port: int = env("PAZ_HTTPS_PORT", parse_port_or_off, 8443)
+    """Where the router terminates TLS (on ``PAZ_ROUTER_BIND``); 0: no HTTPS."""
+    acme_directory: str = env("PAZ_ACME_DIRECTORY", parse_acme_directory, LETS_ENCRYPT)
+    acme_email: str = env("PAZ_ACME_EMAIL", str, "")
+    acme_ca_bundle: str = env("PAZ_ACME_CA_BUNDLE", parse_readable_file, "")
+    """A CA file to trust for the ACME server itself (a private CA); by default the system's."""
 
     @property
     def router_listen(self) -> str:
@@ -67,6 +81,20 @@ class SyncSettings(Settings):
     @property
     def pid_file(self) -> Path:
         return self.state_dir / "haproxy.pid"
+
+    @property
+    def certs_dir(self) -> Path:
+        """Where HAProxy reads the certificates it serves (cert and key, mode 0600), one file per name."""
+        return self.state_dir / "certs"
+
+    @property
+    def crt_list(self) -> Path:
+        return self.state_dir / "certs.list"
+
+    @property
+    def ordering(self) -> bool:
+        """Whether this router orders certificates (it serves HTTPS and an ACME CA is configured)."""
+        return bool(self.https_port) and self.acme_directory != "off"
 
     @property
     def status_path(self) -> Path:

@@ -43,6 +43,7 @@ def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], expect
 
 
 parse_port = _number(int, lambda port: 0 < port < 65536, "a port is a whole number from 1 to 65535")
+parse_port_or_off = _number(int, lambda port: 0 <= port < 65536, "a port is a whole number from 1 to 65535 (0: off)")
 parse_positive_int = _number(int, lambda value: value >= 1, "expected a whole number of at least 1")
 parse_positive_float = _number(float, lambda value: value > 0, "expected a number above 0")
 parse_seconds = _number(float, lambda value: value >= 0, "expected a number of seconds, 0 or more")

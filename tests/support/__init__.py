@@ -657,10 +657,12 @@ class HaproxySync(Service):
 
     def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         need("haproxy")
-        self.http_port, self.stats_port, self.folder = free_port(), free_port(), folder
+        self.http_port, self.stats_port, self.https_port, self.folder = free_port(), free_port(), free_port(), folder
         super().__init__("paz-haproxy-sync", etcd, folder, env={
             "PAZ_HTTP_PORT": str(self.http_port), "PAZ_STATS_PORT": str(self.stats_port),
-            "PAZ_HAPROXY_DIR": str(folder / "haproxy"), **(env or {}),
+            "PAZ_HTTPS_PORT": str(self.https_port), "PAZ_HAPROXY_DIR": str(folder / "haproxy"),
+            "PAZ_ACME_DIRECTORY": "off",  # never Let's Encrypt from a test: tests/test_https.py gives its own CA
+            **(env or {}),
         }, port=port)
 
     def haproxy_pid(self) -> int | None:

@@ -21,7 +21,7 @@ from ..names import DOMAIN
 from ..registry import declarations
 from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
-from ..suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
+from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 from ..supervisor import Supervisor, read_restarts
 from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
@@ -81,7 +81,8 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     if domain is not None:
         suite.set_domain(domain)
         click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
-    click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
+    click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, HTTPS at 127.0.0.1:{HTTPS_PORT}, "
+               f"stats at 127.0.0.1:{STATS_PORT}")
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
     _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
