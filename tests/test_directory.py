@@ -289,3 +289,27 @@ def test_consistent_reads_ask_etcd_and_a_bad_index_is_refused(directory, etcd, u
         refused = directory.request("GET", f"/services/{unique_name}", headers={"X-Paz-Index": bad})
         assert refused.status_code == 400 and "X-Paz-Index" in refused.json()["error"]["message"], bad
     assert directory.request("GET", f"/services/{unique_name}", params={"index": "abc"}).status_code == 400
+
+
+@pytest.mark.parametrize("domain", ["www.shop.test\nx", 'www".shop.test', "$(reboot).shop.test", "a;b.shop.test", "*.shop.test",
+                                    "Www.Shop.test", "shop.paz", "localhost"])
+def test_a_domain_that_is_not_a_domain_name_is_refused_and_nothing_changes(directory, unique_name, domain):
+    create(directory, doc(unique_name))
+    answer = directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [domain]})
+    assert answer.status_code == 400, answer.text
+    assert "domain" in json.dumps(answer.json()["error"])
+    assert "domains" not in directory.request("GET", f"/services/{unique_name}/config").json()
+
+
+def test_a_domain_belongs_to_one_service(directory, unique_name):
+    other = f"{unique_name}-b"
+    domain = f"www.{unique_name}.test"
+    assert create(directory, doc(unique_name, config={"domains": [domain]})).status_code == 201
+    assert create(directory, doc(other)).status_code == 201
+    claimed = directory.request("PATCH", f"/services/{other}/config", json={"domains": [domain]})
+    assert claimed.status_code == 409, claimed.text
+    assert claimed.json()["error"]["message"].startswith(f"{domain} is already a domain of service {unique_name!r}")
+    assert create(directory, doc(f"{unique_name}-c", config={"domains": [domain]})).status_code == 409
+    assert directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [], "httpsRedirect": False}).status_code == 200
+    moved = directory.request("PATCH", f"/services/{other}/config", json={"domains": [domain]})
+    assert moved.status_code == 200 and moved.json()["domains"] == [domain] and "httpsRedirect" not in moved.json()
