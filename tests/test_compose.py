@@ -26,6 +26,8 @@ import pytest
 import requests
 import yaml
 
+from paz.secrets import ensure_key_file
+
 from tests.support import ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
@@ -116,6 +118,10 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
     assert environment(scheduler)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
     mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in scheduler["volumes"]]
     assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), mounts
+    for name in ("paz-service-directory", "paz-scheduler"):
+        mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services[name]["volumes"]]
+        assert any(m.endswith("secrets.key:/run/paz/secrets.key") or ":/run/paz/secrets.key:" in m for m in mounts), mounts
+        assert environment(services[name])["PAZ_SECRETS_KEY_FILE"] == "/run/paz/secrets.key"
 
 
 def test_compose_variables_move_every_published_port_and_the_socket_and_choose_the_etcd_api() -> None:
@@ -230,7 +236,10 @@ class ComposedSuite:
         ipam = engine.client().networks.get("bridge").attrs["IPAM"]["Config"][0]
         gateway = ipam.get("Gateway") or str(ipaddress.ip_network(ipam["Subnet"])[1])  # the host on docker0
         socket = engine.host.removeprefix("unix://")
+        key_file = workdir / "secrets.key"
+        ensure_key_file(key_file)  # as `paz secrets init --key-file` makes it
         self.env = compose_env(
+            PAZ_SECRETS_KEY_FILE=str(key_file),
             DOCKER_HOST=engine.host, COMPOSE_PROJECT_NAME=f"paz-test-{SESSION_ID}", PAZ_IMAGE=image,
             PAZ_DOCKER_SOCKET=socket, PAZ_INSTANCE_HOST=gateway, PAZ_INSTANCE_LABELS=f"{TEST_LABEL}={SESSION_ID}",
             PAZ_ETCD_API=ETCD_API, PAZ_ETCD_ENABLE_V2=str(ETCD_API == "2").lower(),  # the test run's API, as its etcds

@@ -27,7 +27,7 @@ def test_create_applies_paz_defaults_and_is_stored_in_etcd(directory, etcd, uniq
         "description": "Test service",
         "dockerRepository": "lukebond/demo-api",
         "config": {
-            "publicFacing": False, "loadBalanced": True, "ports": [], "env": {}, "volume": {},
+            "publicFacing": False, "loadBalanced": True, "ports": [], "env": {}, "secrets": {}, "volume": {},
             "numInstances": 1, "autoDeploy": "never", "conflictsWith": [], "mustShareWith": [],
         },
     }

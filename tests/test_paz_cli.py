@@ -91,6 +91,20 @@ def test_create_deploy_config_rollback_scale_as_a_person(suite, env, tmp_path):
     assert any(line.split()[:3] == ["talk", IMAGE, "2"] for line in screen.splitlines()), screen
 
 
+def test_config_sets_and_removes_a_secret_and_shows_only_its_name(suite, env, tmp_path):
+    code, screen = run("create", write_json(tmp_path, "keeper.json", {"name": "keeper", "dockerImage": IMAGE}), env=env)
+    assert code == 0, screen
+    code, screen = run("config", "keeper", "--secret", "DB_PASSWORD=s3cret; $(id)", "MODE=x", env=env)
+    assert code == 0 and "secret DB_PASSWORD" in screen and "set 20" in screen and "env MODE" in screen, screen
+    assert "s3cret" not in screen and "changed DB_PASSWORD, MODE" in screen
+    code, screen = run("config", "keeper", "--secret", "1BAD=v", env=env)
+    assert code != 0 and "environment variable name" in screen, screen
+    code, screen = run("config", "keeper", "--secret", "no-equals-sign", env=env)
+    assert code == 2 and "no-equals-sign" not in screen, screen
+    code, screen = run("config", "keeper", "--unset-secret", "DB_PASSWORD", env=env)
+    assert code == 0 and "secret DB_PASSWORD" not in screen, screen
+
+
 def test_logs_follow_sees_a_new_line(suite, env, tmp_path):
     code, screen = run("create", write_json(tmp_path, "follow-me.json", {"name": "follow-me", "dockerImage": IMAGE}), env=env)
     assert code == 0, screen

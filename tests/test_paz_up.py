@@ -46,6 +46,11 @@ def test_up_announces_every_service_and_routes_through_haproxy(suite_up):
         assert requests.get(f"http://{address}/health", timeout=5).status_code == 200
     through = requests.get("http://127.0.0.1:8080/health", headers={"Host": "paz-orchestrator.paz"}, timeout=5)
     assert through.status_code == 200 and through.json()["service"] == "paz-orchestrator"
+    key = state / "secrets.key"
+    assert f"secrets key        in {key} (made now" in output, output
+    assert key.stat().st_mode & 0o777 == 0o600
+    check = etcdctl_get("http://127.0.0.1:2379", "/paz/secrets/keycheck")  # sealed with the key, not the key
+    assert check.startswith("gAAAAA") and key.read_text().strip() not in check
 
 
 def test_status_and_a_second_up_start_nothing_twice(suite_up):

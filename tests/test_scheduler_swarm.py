@@ -150,13 +150,15 @@ def test_a_killed_task_is_replaced_and_announced_again(swarm, suite, unique_name
 
 def test_hostile_env_values_arrive_byte_for_byte(swarm, suite, unique_name):
     hostile = 'say "hi" \'there\'\nline two; $(touch /tmp/pwned) `id` ${HOME} %n \\ end'
-    suite.register(unique_name, IMAGE, env={"MESSAGE": hostile, "OTHER": "a;b\n$(c)\"d\""}, volume={"/tmp": "/host-tmp"})
+    suite.register(unique_name, IMAGE, env={"MESSAGE": hostile, "OTHER": "a;b\n$(c)\"d\""}, volume={"/tmp": "/host-tmp"},
+                   secrets={"SECRET": hostile})
     assert suite.deploy(unique_name).status_code == 201
     (address,) = suite.announced(unique_name).values()
     assert page(address) == hostile
     (unit,) = suite.scheduler.request("GET", "/units", params={"service": unique_name}).json()
     container = swarm.manager.client().containers.get(unit["containerId"])
     assert container.exec_run(["/bin/sh", "-c", 'printf %s "$OTHER"']).output.decode() == "a;b\n$(c)\"d\""
+    assert container.exec_run(["/bin/sh", "-c", 'printf %s "$SECRET"']).output.decode() == hostile  # a secret, opened
     assert container.exec_run(["/bin/sh", "-c", "ls /tmp"]).output.decode() == ""
     assert any(m["Type"] == "bind" and m["Destination"] == "/host-tmp" for m in container.attrs["Mounts"])
 

@@ -17,7 +17,9 @@ from .store import DirectoryStore
 bp = Blueprint(
     "directory", __name__,
     description="Services and the config their next deploy will use. Writes answer X-Paz-Index (the etcd index "
-                "they made); a read given that index (X-Paz-Index header or ?index=) includes the write.",
+                "they made); a read given that index (X-Paz-Index header or ?index=) includes the write. A config's "
+                "secrets are write-only: stored sealed, answered as each name and when it was set, opened only "
+                "into the containers' environment at deploy.",
 )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from werkzeug.datastructures import MultiDict
+
 from paz.errors import BadRequest
 
 AUTO_DEPLOY = ("never", "always")
@@ -66,7 +68,7 @@ def new_service(form: Mapping[str, str]) -> dict[str, Any]:
 
 
 def config_of(form: Mapping[str, str]) -> dict[str, Any]:
-    """The config keys a form sets: instances, ports, env, public-facing and auto-deploy."""
+    """The config keys a form sets: instances, ports, env, a secret, public-facing and auto-deploy."""
     config: dict[str, Any] = {
         "numInstances": parse_whole(form.get("numInstances", "1")),
         "publicFacing": form.get("publicFacing") == "on",
@@ -76,7 +78,23 @@ def config_of(form: Mapping[str, str]) -> dict[str, Any]:
     ports = parse_ports(form.get("ports", ""))
     if ports:
         config["ports"] = ports
+    secrets = secrets_of(form)
+    if secrets:
+        config["secrets"] = secrets
     return config
+
+
+def secrets_of(form: Mapping[str, str]) -> dict[str, str | None]:
+    """The secrets a form changes: the boxes ticked to remove one (``removeSecret``, repeated) and the
+    one typed (``secretName`` and the password field ``secretValue``; the directory checks the name)."""
+    removed = form.getlist("removeSecret") if isinstance(form, MultiDict) else []
+    secrets: dict[str, str | None] = {name: None for name in removed}
+    name, value = form.get("secretName", "").strip(), form.get("secretValue", "")
+    if value and not name:
+        raise BadRequest("The form is not valid: see details for each field.", {"secrets": ["give the secret a name"]})
+    if name:
+        secrets[name] = value
+    return secrets
 
 
 def config_patch(form: Mapping[str, str], current: Mapping[str, Any]) -> dict[str, Any]:

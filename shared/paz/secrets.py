@@ -61,11 +61,19 @@ def write_key_file(path: Path, lines: list[str]) -> None:
 
 
 def ensure_key_file(path: Path) -> bool:
-    """Make a key file at ``path`` unless there is one; whether it was made."""
+    """Make a key file at ``path`` unless there is one; whether it was made. Two makers at once
+    (compose's services sharing a volume) end with one key: the file is linked into place, never replaced."""
     if path.exists():
         return False
-    write_key_file(path, [new_key()])
-    return True
+    temporary = path.with_name(f".{path.name}.new.{os.getpid()}")
+    write_key_file(temporary, [new_key()])
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
 
 
 def _read_keys(path: Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from marshmallow import ValidationError
@@ -17,7 +18,8 @@ from paz.secrets import (
 from paz.errors import Unavailable
 from paz.settings import SettingsError
 from paz_directory.schemas import merge_config, sealed
-from paz_scheduler.drivers.base import InstanceSpec
+from paz_scheduler.drivers.base import DeployFailed, InstanceSpec
+from paz_scheduler.drivers.fleet import FleetDriver
 
 pytestmark = pytest.mark.unit
 
@@ -122,3 +124,10 @@ def test_secrets_join_the_env_in_the_container_environment_but_not_in_the_spec_r
     spec = InstanceSpec("web", 1, 1, "a/b:1", {"env": {"A": "env", "B": "env"}}, {"B": "secret-value"})
     assert spec.environment == {"A": "env", "B": "secret-value"}
     assert "secret-value" not in repr(spec)
+
+
+def test_the_fleet_driver_refuses_secrets_before_anything_reaches_fleet() -> None:
+    driver = FleetDriver(SimpleNamespace(fleet_url="http://127.0.0.1:9", instance_labels=()))
+    with pytest.raises(DeployFailed) as raised:
+        driver.start(InstanceSpec("web", 1, 1, "a/b:1", {}, {"DB_PASSWORD": "hunter2"}))
+    assert "DB_PASSWORD" in raised.value.message and "hunter2" not in raised.value.message

@@ -4,6 +4,7 @@ typed form sends back."""
 from __future__ import annotations
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from paz.errors import ApiError, BadRequest
 from paz_web import forms, views
@@ -115,3 +116,15 @@ def test_the_api_details_are_one_message_per_form_field() -> None:
     details = {"name": ["is too short"], "config": {"numInstances": ["must be at least 1"], "ports": {"0": {"container": ["bad"]}}}}
     assert forms.field_errors(details) == {"name": "is too short", "numInstances": "must be at least 1", "ports": "0: container: bad"}
     assert forms.field_errors("not a mapping") == {}
+
+
+def test_the_edit_form_sets_the_typed_secret_and_removes_the_ticked_ones() -> None:
+    form = MultiDict([("numInstances", "1"), ("secretName", " DB_PASSWORD "), ("secretValue", " it's $(x);\n"),
+                      ("removeSecret", "OLD"), ("removeSecret", "OTHER")])
+    patch = forms.config_patch(form, {"env": {}, "secrets": {"OLD": {"setAt": "t"}, "OTHER": {"setAt": "t"}}})
+    assert patch["secrets"] == {"OLD": None, "OTHER": None, "DB_PASSWORD": " it's $(x);\n"}
+    assert "secrets" not in forms.config_patch(MultiDict([("numInstances", "1")]), {})
+    with pytest.raises(BadRequest) as raised:
+        forms.config_patch(MultiDict([("numInstances", "1"), ("secretValue", "typed, no name")]), {})
+    assert raised.value.details == {"secrets": ["give the secret a name"]}
+    assert "typed, no name" not in raised.value.message

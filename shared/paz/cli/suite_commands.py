@@ -197,9 +197,22 @@ def secrets_group() -> None:
     """The key that seals services' secrets."""
 
 
+KEY_FILE_OPTION = click.option("--key-file", envvar="PAZ_SECRETS_KEY_FILE", type=click.Path(path_type=Path),
+                               help="the key file the services use (PAZ_SECRETS_KEY_FILE; default: secrets.key in the state folder)")
+
+
+@secrets_group.command("init")
+@KEY_FILE_OPTION
+@click.pass_context
+def secrets_init(ctx: click.Context, key_file: Path | None) -> None:
+    """Make a key file (mode 0600) unless there is one: for compose and fleet hosts (paz up makes its own)."""
+    path = key_file or Path(ctx.obj["state_dir"]) / "secrets.key"
+    made = ensure_key_file(path)
+    click.echo(f"{'made' if made else 'kept'} the secrets key file {path}" + ("" if made else " (it was there)"))
+
+
 @secrets_group.command("rotate")
-@click.option("--key-file", envvar="PAZ_SECRETS_KEY_FILE", type=click.Path(path_type=Path),
-              help="the key file the services use (PAZ_SECRETS_KEY_FILE; default: secrets.key in the state folder)")
+@KEY_FILE_OPTION
 @ETCD_OPTION
 @click.pass_context
 def secrets_rotate(ctx: click.Context, key_file: Path | None, etcd: str) -> None:
