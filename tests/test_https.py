@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support import EtcdServer, HaproxySync, free_port, instance, need, wait_until
+from tests.support import VENV_BIN, EtcdServer, HaproxySync, free_port, instance, need, secrets_key_of, wait_until
 from tests.support.pebble import Pebble
 
 DOMAIN = "example.test"
@@ -168,7 +168,7 @@ def test_a_renewed_certificate_is_served_without_a_reload_and_without_a_failed_r
         ca.stop()
 
 
-def test_two_routers_serve_one_certificate_ordered_once_and_a_restart_orders_nothing(own_etcd, tmp_path, servers):
+def test_two_routers_serve_one_certificate_ordered_once_and_a_restart_orders_nothing_even_after_a_key_rotation(own_etcd, tmp_path, servers):
     first, ca = router_with_ca(own_etcd, tmp_path)
     second = second_router(own_etcd, tmp_path / "second", ca)  # the CA reaches only the first: it answers for both
     ca.start()
@@ -186,6 +186,11 @@ def test_two_routers_serve_one_certificate_ordered_once_and_a_restart_orders_not
         second.stop()  # the leader goes: the other takes over and finds nothing to order
         wait_until(lambda: '"leading"' in first.process.log(), 20, what="the first router leading")
         first.stop()
+        record = own_etcd.get(f"/paz/certs/{name}")["value"]
+        rotated = subprocess.run([str(VENV_BIN / "paz"), "secrets", "rotate", "--key-file", str(secrets_key_of(own_etcd)),
+                                  "--etcd", own_etcd.url], capture_output=True, text=True, timeout=60)
+        assert rotated.returncode == 0, rotated.stderr
+        assert own_etcd.get(f"/paz/certs/{name}")["value"] != record  # its key sealed again, under the new key
         first.start()
         assert wait_until(lambda: serial(name, first.https_port, roots), 10, what="HTTPS after the restart") == number
         wait_until(lambda: '"leading"' in first.process.log(), 20, what="the restarted router leading")

@@ -14,6 +14,7 @@ from flask import Response, current_app, request
 
 from paz.api import NAMED
 from paz.auth import TokenStore
+from paz.contracts.certs import CERTIFICATE_NAME, CertificateIn, CertificateOut, CertificatesOut
 from paz.contracts.cluster import HostOut, UnitOut
 from paz.contracts.deploys import ACCEPTED, HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, VersionOut
 from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
@@ -31,7 +32,7 @@ from .schemas import (
     LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
     TokenOut,
 )
-from .upstream import DEPLOY_SECONDS, DIRECTORY, SCHEDULER, Cluster, segment
+from .upstream import DEPLOY_SECONDS, DIRECTORY, LOAD_BALANCER, SCHEDULER, Cluster, segment
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
 
@@ -228,6 +229,33 @@ def deploy(body: dict[str, Any], name: str):
 def rollback(body: dict[str, Any], name: str):
     """Deploy a recorded version's image and config again, as a new version (relayed to the scheduler; Prefer: respond-async answers at once)."""
     return relayed_deploy(name, f"/services/{checked_name(name)}/rollback", body)
+
+
+@bp.get("/certs")
+@bp.response(200, CertificatesOut, description="Every certificate the routers serve, and the names whose order failed")
+@bp.errors(502, 503)
+def certificates():
+    """The routers' certificates (name, source, issuer, validity; never a key) and failed orders (relayed to haproxy-sync)."""
+    return relayed(LOAD_BALANCER, "GET", "/certs")
+
+
+@bp.put("/certs/<name>", parameters=[CERTIFICATE_NAME])
+@bp.requires("admin")
+@bp.arguments(forwarded(CertificateIn()), description="The PEM chain (leaf first) and its unencrypted private key")
+@bp.response(200, CertificateOut, description="Stored (its key sealed); every router serves it within a moment")
+@bp.errors(400, 502, 503)
+def bring_certificate(body: dict[str, Any], name: str):
+    """Serve a certificate you bring for a host name (relayed to haproxy-sync; it is not renewed)."""
+    return relayed(LOAD_BALANCER, "PUT", f"/certs/{segment(name)}", json=body)
+
+
+@bp.delete("/certs/<name>", parameters=[CERTIFICATE_NAME])
+@bp.requires("admin")
+@bp.response(204, description="Removed")
+@bp.errors(404, 502, 503)
+def remove_certificate(name: str):
+    """Stop serving a certificate (relayed to haproxy-sync)."""
+    return relayed(LOAD_BALANCER, "DELETE", f"/certs/{segment(name)}")
 
 
 @bp.get("/services/<name>/units", parameters=NAMED)

@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 NAME_RULE = "a secret's name is an environment variable name: letters, digits and '_', not starting with a digit"
 KEY_CHECK_PLAIN = b"paz secrets key check"
-SEALED_FOLDERS = (keys.DIRECTORY, keys.DESIRED, keys.SCHEDULER_SERVICES)
-"""Where sealed secrets are kept: in service documents, desired records and version documents (``config.secrets``)."""
+SEALED_FOLDERS = (keys.DIRECTORY, keys.DESIRED, keys.SCHEDULER_SERVICES, keys.CERTS, keys.ACME_ACCOUNT)
+"""Where sealed values are kept: secrets in service documents, desired records and version documents
+(``config.secrets``), and the routers' certificate keys and ACME account key."""
 
 
 class SecretUnreadable(ApiError):
@@ -187,15 +188,13 @@ def sealed_of(etcd: Store, service: str) -> dict[str, Any]:
 
 
 def resealed(document: Any, reseal: Callable[[str], str]) -> Any:
-    """``document`` with every sealed value of ``config.secrets`` passed through ``reseal``."""
-    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
-        return document
-    secrets = document["config"].get("secrets")
-    if not isinstance(secrets, dict) or not secrets:
-        return document
-    secrets = {name: {**entry, "sealed": reseal(entry["sealed"])} if isinstance(entry, dict) and "sealed" in entry else entry
-               for name, entry in secrets.items()}
-    return {**document, "config": {**document["config"], "secrets": secrets}}
+    """``document`` with every sealed value in it (``{"sealed": ...}`` at any depth) passed through ``reseal``."""
+    if isinstance(document, dict):
+        return {key: reseal(value) if key == "sealed" and isinstance(value, str) else resealed(value, reseal)
+                for key, value in document.items()}
+    if isinstance(document, list):
+        return [resealed(item, reseal) for item in document]
+    return document
 
 
 # -- the key, checked and rotated ----------------------------------------------------------------
