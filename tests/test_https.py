@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.support import VENV_BIN, EtcdServer, HaproxySync, free_port, instance, need, secrets_key_of, wait_until
+from tests.support import VENV_BIN, EtcdServer, HaproxySync, Service, free_port, instance, need, secrets_key_of, wait_until
 from tests.support.pebble import Pebble
 
 DOMAIN = "example.test"
@@ -219,3 +219,45 @@ def test_an_unreachable_ca_leaves_everything_else_routing_and_says_why(own_etcd,
     finally:
         router.stop()
         ca.stop()
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` and its key, made with openssl as a person would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([need("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt"), "-days", "30",
+                    "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True, timeout=30)
+    return folder / f"{name}.crt", folder / f"{name}.key"
+
+
+def test_a_certificate_a_user_brings_is_served_listed_and_removed_with_paz_certs(own_etcd, tmp_path, servers):
+    (tmp_path / "router").mkdir()
+    router = HaproxySync(own_etcd, tmp_path / "router").start()  # ordering off: only what is brought
+    orchestrator = Service("paz-orchestrator", own_etcd, tmp_path).start()
+    try:
+        publish(own_etcd, "blog", instance(servers, "blog-1").address, domains=["blog.mine.test"])
+        cert, key = self_signed(tmp_path / "pem", "blog.mine.test")
+        paz = [str(VENV_BIN / "paz"), "--url", orchestrator.url, "certs"]
+        added = subprocess.run([*paz, "add", "blog.mine.test", str(cert), str(key)], capture_output=True, text=True, timeout=30)
+        assert added.returncode == 0 and "serving blog.mine.test" in added.stdout, added.stderr
+        wait_until(lambda: served(router, "blog.mine.test", cert) == "blog-1", 10, what="the brought certificate served")
+        listed = subprocess.run(paz, capture_output=True, text=True, timeout=30).stdout.splitlines()
+        assert listed[0].split() == ["NAME", "SOURCE", "ISSUER", "EXPIRES", "RENEWS"]
+        assert listed[1].split()[:3] == ["blog.mine.test", "brought", "blog.mine.test"]
+
+        other_cert, other_key = self_signed(tmp_path / "pem", "else.mine.test")
+        wrong = subprocess.run([*paz, "add", "blog.mine.test", str(other_cert), str(key)], capture_output=True, text=True, timeout=30)
+        assert wrong.returncode == 2 and "not the key of the certificate" in wrong.stderr, wrong.stderr
+        wrong = subprocess.run([*paz, "add", "blog.mine.test", str(other_cert), str(other_key)], capture_output=True, text=True, timeout=30)
+        assert wrong.returncode == 2 and "is for else.mine.test, not blog.mine.test" in wrong.stderr, wrong.stderr
+        assert "PRIVATE KEY" not in "\n".join(own_etcd.values_below("/paz").values())
+
+        assert subprocess.run([*paz, "rm", "blog.mine.test"], capture_output=True, timeout=30).returncode == 0
+        wait_until(lambda: "unrecognized name" in curl("--cacert", str(cert), "--resolve", f"blog.mine.test:{router.https_port}:127.0.0.1",
+                                                        f"https://blog.mine.test:{router.https_port}/").stderr, 10,
+                   what="the certificate withdrawn")
+        wait_until(lambda: router.route("blog.mine.test", allow_redirects=False).text == "blog-1", 5,
+                   what="plain HTTP again, not redirected")
+    finally:
+        orchestrator.stop()
+        router.stop()

@@ -16,7 +16,6 @@ from paz.settings import (
 )
 
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-LETS_ENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 
 def parse_acme_directory(raw: str) -> str:
@@ -53,7 +52,10 @@ class SyncSettings(Settings):
     https_port: int = env("PAZ_HTTPS_PORT", parse_port_or_off, 8443)
     """Where the router terminates TLS (on ``PAZ_ROUTER_BIND``); 0: no HTTPS."""
     acme_directory: str = env("PAZ_ACME_DIRECTORY", parse_acme_directory, LETS_ENCRYPT)
+    """The ACME CA certificates are ordered from (Let's Encrypt's production directory; its staging one is
+    https://acme-staging-v02.api.letsencrypt.org/directory); ``off``: none is ordered, brought ones are served."""
     acme_email: str = env("PAZ_ACME_EMAIL", str, "")
+    """The contact the ACME account is registered with (the CA writes about expiring certificates)."""
     acme_ca_bundle: str = env("PAZ_ACME_CA_BUNDLE", parse_readable_file, "")
     """A CA file to trust for the ACME server itself (a private CA); by default the system's."""
 
