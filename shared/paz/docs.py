@@ -46,10 +46,11 @@ SET_BY_THE_SUITE = {
 """Variables the suite sets for its own processes; never set by hand."""
 
 
-def build(site: Path, config: Path = Path("mkdocs.yml")) -> Path:
-    """Build the site described by ``config`` into ``site`` in strict mode (any warning fails it)."""
+def build(site: Path, command: click.Group, config: Path = Path("mkdocs.yml")) -> Path:
+    """Build the site described by ``config`` into ``site`` in strict mode (any warning fails it), with the
+    reference of ``command`` (the ``paz`` command, passed in so that this module does not import it)."""
     loaded = load_config(config_file=os.fspath(config), strict=True, site_dir=os.fspath(site.resolve()))
-    loaded.plugins["paz-reference"] = ReferencePages()
+    loaded.plugins["paz-reference"] = ReferencePages(command)
     mkdocs_build(loaded)
     return site
 
@@ -65,16 +66,20 @@ def server(folder: Path, port: int, host: str = "127.0.0.1") -> ThreadingHTTPSer
 class ReferencePages(BasePlugin):
     """Adds the generated reference pages (and the OpenAPI documents) to the site's files."""
 
+    def __init__(self, command: click.Group) -> None:
+        super().__init__()
+        self.command = command
+
     def on_files(self, files: Any, config: Any) -> Any:
-        for path, content in reference_pages().items():
+        for path, content in reference_pages(self.command).items():
             files.append(File.generated(config, path, content=content))
         return files
 
 
-def reference_pages() -> dict[str, str]:
+def reference_pages(command: click.Group) -> dict[str, str]:
     """Every generated file of the site, by its path in the site's sources."""
     services = declarations()
-    pages = {"reference/settings.md": settings_page(services), "reference/cli.md": cli_page(),
+    pages = {"reference/settings.md": settings_page(services), "reference/cli.md": cli_page(command),
              "reference/etcd.md": etcd_page(), f"{API}/index.md": api_index(services)}
     for service, spec in zip(services, (openapi_spec(create_app(service)) for service in services)):
         name = f"paz-{service.name}"
@@ -145,13 +150,11 @@ def _cell(text: str) -> str:
 
 # --- the paz command ------------------------------------------------------------------------------
 
-def cli_page() -> str:
+def cli_page(command: click.Group) -> str:
     """Every ``paz`` command and option, from the click group."""
-    from .cli import cli
-
     lines = ["# The paz command", "", "Made from the `paz` command's click declarations (`shared/paz/cli/`).", ""]
-    for path, command in _commands(cli, ("paz",)):
-        lines += _command_section(path, command)
+    for path, sub in _commands(command, ("paz",)):
+        lines += _command_section(path, sub)
     return "\n".join(lines)
 
 

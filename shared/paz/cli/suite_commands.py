@@ -230,14 +230,15 @@ SITE_OPTION = click.option("--site", "site", default="site", show_default=True, 
 @SITE_OPTION
 @click.option("--config", default="mkdocs.yml", show_default=True, type=click.Path(path_type=Path),
               help="the site's mkdocs configuration (its pages are in its docs_dir)")
-def docs_build(site: Path, config: Path) -> None:
+@click.pass_context
+def docs_build(ctx: click.Context, site: Path, config: Path) -> None:
     """Build the site with mkdocs in strict mode: a broken link or a missing page fails it."""
     from mkdocs.exceptions import MkDocsException
 
     from .. import docs as site_docs
 
     try:
-        site_docs.build(site, config)
+        site_docs.build(site, ctx.find_root().command, config)
     except (SettingsError, OSError, MkDocsException) as exc:
         raise PazError(str(exc) or "the site has warnings (strict mode): see above") from None
     click.echo(f"built {site}/ (open {site}/index.html, or run paz docs serve)")
