@@ -224,4 +224,5 @@ def api_index(services: list[Service]) -> str:
 def api_page(name: str, spec: dict[str, Any]) -> str:
     """One service's routes, rendered from its OpenAPI document by essentials-openapi (no script, no CDN)."""
     body = OpenAPIV3DocumentationHandler(spec, style="MARKDOWN").write()
+    body = re.sub(r"^### (Response|Request)", r"#### \1", body, flags=re.MULTILINE)  # below their route, not beside it
     return f"Download: [{name}.openapi.json]({name}.openapi.json)\n\n{body}"
