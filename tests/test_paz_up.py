@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -92,40 +92,63 @@ def test_logs_show_each_part(suite_up):
     assert unknown.returncode == 2 and "no part named 'nonsense'" in unknown.stderr
 
 
-def tutorial_script() -> str:
-    """Every ``sh`` block of the site's tutorial, in order, as one bash script."""
-    page = (ROOT / "docs" / "tutorial.md").read_text()
-    return "\n".join(re.findall(r"^```sh\n(.*?)^```$", page, flags=re.MULTILINE | re.DOTALL))
+def sh_blocks(page: Path, section: str = "") -> list[str]:
+    """The ``sh`` blocks of a Markdown page (of its ``## <section>...`` only, when given), in order."""
+    text = page.read_text()
+    if section:
+        text = next(part for part in text.split("\n## ") if part.startswith(section))
+    return re.findall(r"^```sh\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+@pytest.fixture(scope="module")
+def as_a_user(suite_up, docker_engine, test_image, tmp_path_factory) -> Callable[[str], str]:
+    """Runs a bash script (``set -euo pipefail``) as a user would in a checkout, against ``paz up``: in a folder
+    whose ``.paz`` is the suite's state and whose ``./bin/paz`` is this checkout's paz, with paz's demo images in
+    the engine (no registry is reachable here, so they are the tests' image, tagged). Answers its output."""
+    state, env, _ = suite_up
+    docker_engine.client().images.get(test_image).tag("lukebond/demo-api", "latest")
+    build_test_image(docker_engine, "lukebond/contrived-service-1:0.0.1",
+                     extra_changes=["ENV PORT=9000", "ENV MESSAGE=\"Hello World 1\"", "EXPOSE 9000"])
+    folder = tmp_path_factory.mktemp("checkout")
+    (folder / ".paz").symlink_to(state)
+    (folder / "bin").mkdir()
+    (folder / "bin" / "paz").write_text(f'#!/bin/sh\nexec "{VENV_BIN / "paz"}" "$@"\n')
+    (folder / "bin" / "paz").chmod(0o755)
+
+    def run(script: str) -> str:
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=folder, capture_output=True, text=True,
+                              timeout=600, env={**os.environ, **env, "ETCDCTL_ENDPOINTS": "http://127.0.0.1:2379"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        statuses = re.findall(r"^HTTP/1\.1 (\d{3})", done.stdout, flags=re.MULTILINE)
+        assert all(int(status) < 400 for status in statuses), statuses
+        return done.stdout
+
+    return run
+
+
+def assert_gone(docker_engine, *names: str) -> None:
+    for name in names:
+        assert docker_engine.client().containers.list(all=True, filters={"label": f"paz.service={name}"}) == []
+        assert etcdctl_get("http://127.0.0.1:2379", f"/paz/services/{name}") == ""
+        assert requests.get(f"http://127.0.0.1:9000/services/{name}", timeout=10).status_code == 404
 
 
 @pytest.mark.skipif(ETCD_API == "2", reason="the tutorial's etcdctl lines speak etcd's v3 API")
-def test_the_tutorial_runs_as_written(suite_up, docker_engine, test_image, tmp_path):
-    """docs/tutorial.md (paz's walkthrough with curl, then with paz), run block by block against ``paz up``:
-    in a folder whose ``.paz`` is the suite's state and whose ``./bin/paz`` is this checkout's paz."""
-    state, env, _ = suite_up
-    client = docker_engine.client()
-    client.images.get(test_image).tag("lukebond/demo-api", "latest")
-    build_test_image(docker_engine, "lukebond/contrived-service-1:0.0.1",
-                     extra_changes=["ENV PORT=9000", "ENV MESSAGE=\"Hello World 1\"", "EXPOSE 9000"])
+def test_the_tutorial_runs_as_written(as_a_user, docker_engine):
+    """docs/tutorial.md (paz's walkthrough with curl, then with paz): every sh block, in order, as written."""
     assert requests.post("http://127.0.0.1:9000/services", json={}, timeout=10).status_code == 401  # no token, no change
-    (tmp_path / ".paz").symlink_to(state)
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "paz").write_text(f'#!/bin/sh\nexec "{VENV_BIN / "paz"}" "$@"\n')
-    (tmp_path / "bin" / "paz").chmod(0o755)
-    run = subprocess.run(["bash", "-euo", "pipefail", "-c", tutorial_script()], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600, env={**os.environ, **env, "ETCDCTL_ENDPOINTS": "http://127.0.0.1:2379"})
-    out = run.stdout
-    assert run.returncode == 0, out + run.stderr
+    out = as_a_user("\n".join(sh_blocks(ROOT / "docs" / "tutorial.md")))
     assert "already running" in out  # ./bin/paz up found the suite
-    statuses = re.findall(r"^HTTP/1\.1 (\d{3})", out, flags=re.MULTILINE)
-    assert statuses and all(int(status) < 400 for status in statuses), statuses
-    assert out.count("so platform; many service; wow") >= 1 and out.count("Hello World 1") >= 2, out
+    assert "HTTP/1.1 201" in out and "so platform; many service; wow" in out and out.count("Hello World 1") >= 2, out
     assert "127.0.0.1:9001" in out and "127.0.0.1:9002" in out and "/paz/services/demo-api/1/1" in out
     assert "deployed contrived-service-1 v1" in out
-    for name in ("demo-api", "contrived-service-1"):  # the clean-up step
-        assert client.containers.list(all=True, filters={"label": f"paz.service={name}"}) == []
-        assert etcdctl_get("http://127.0.0.1:2379", f"/paz/services/{name}") == ""
-        assert requests.get(f"http://127.0.0.1:9000/services/{name}", timeout=10).status_code == 404
+    assert_gone(docker_engine, "demo-api", "contrived-service-1")  # its clean-up step
+
+
+def test_the_readme_walkthrough_runs_as_written(as_a_user, docker_engine):
+    out = as_a_user("\n".join(sh_blocks(ROOT / "README.md", section="The walkthrough")))
+    assert re.search(r"deployed demo-api v\d+", out), out
+    assert_gone(docker_engine, "demo-api")
 
 
 def test_up_serves_paz_names_on_the_docker_bridge(suite_up, docker_engine):
