@@ -2,7 +2,7 @@
 
 The document comes from the worker's view of etcd, already rendered (:meth:`DirectoryStore.get_json`),
 so the answer is a dictionary look-up and a write. Flask, flask-smorest and their request context
-cost about ten times that (see the README's directory benchmark), so a plain read skips them.
+cost about ten times that (see docs/explanation/benchmarks.md), so a plain read skips them.
 Anything else, including a read with a query string or an ``X-Paz-Index`` header, a read while the
 view is behind a write of this server (:mod:`paz.written`) and every failure (no such service, a bad
 name, etcd never read), goes to the Flask app, which answers it as the

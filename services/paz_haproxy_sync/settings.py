@@ -30,10 +30,15 @@ def default_haproxy() -> str:
 @dataclass(frozen=True)
 class SyncSettings(Settings):
     http_port: int = env("PAZ_HTTP_PORT", parse_port, 8080)
+    """HAProxy's router port on ``PAZ_ROUTER_BIND`` (``<service>.paz`` by its Host header)."""
     stats_port: int = env("PAZ_STATS_PORT", parse_port, 1936)
+    """HAProxy's stats page port."""
     haproxy_dir: str = env("PAZ_HAPROXY_DIR", parse_socket_dir, ".paz/haproxy")
+    """HAProxy's files: ``haproxy.cfg`` in force, the last rejected one, its pid, master and stats sockets, ``status.json``."""
     haproxy_bin: str = env("PAZ_HAPROXY_BIN", str, default_haproxy())
+    """The HAProxy binary (``haproxy`` on PATH, else ``/usr/sbin/haproxy``)."""
     router_bind: str = env("PAZ_ROUTER_BIND", parse_host, "127.0.0.1")
+    """Where the router and stats listeners bind."""
     router_address: str = env("PAZ_ROUTER_ADDRESS", parse_ip, "")
     """Where containers reach the router (port 80) and the name server (port 53), and what
     ``<service>.paz`` resolves to; empty: no name server, and the router on ``PAZ_ROUTER_BIND`` only."""
@@ -41,14 +46,21 @@ class SyncSettings(Settings):
     """Where the name server and the router's port 80 listen, when not on ``PAZ_ROUTER_ADDRESS``
     itself (compose: 0.0.0.0 inside the container, published on the router address)."""
     dns_port: int = env("PAZ_DNS_PORT", parse_port, 53)
+    """The name server's port on the router address."""
     dns_upstream: tuple[tuple[str, int], ...] = env("PAZ_DNS_UPSTREAM", parse_ip_ports, ())
     """Where names outside .paz are asked; by default the nameservers of /etc/resolv.conf."""
     keep_haproxy: bool = env("PAZ_HAPROXY_KEEP", parse_bool, False)
+    """false: a clean stop stops HAProxy; true: HAProxy keeps serving and the next haproxy-sync adopts it."""
     marathon_urls: tuple[str, ...] = env("PAZ_MARATHON_URLS", parse_base_urls, ())
+    """Marathon's base URLs, comma-separated; wins over ``/paz/config/marathon`` in etcd and the settings file."""
     marathon_settings: str = env("PAZ_MARATHON_SETTINGS", str, "")
+    """The seed's per-app settings file for Marathon (JSON: ``marathon_hosts``, apps, ``auth_confs``)."""
     marathon_silence: float = env("PAZ_MARATHON_SILENCE_SECONDS", parse_positive_float, 30.0)
+    """Marathon's event stream is dropped and opened again after this long without a word."""
     marathon_resync: float = env("PAZ_MARATHON_RESYNC_SECONDS", parse_seconds_up_to(60.0), 60.0)  # at least every minute
+    """Every app is read again at least this often (at most 60)."""
     marathon_callback_url: str = env("PAZ_MARATHON_CALLBACK_URL", parse_url, "")
+    """Subscribe this URL to Marathon's events (callbacks, Marathon before 1.5) instead of its stream."""
     https_port: int = env("PAZ_HTTPS_PORT", parse_port_or_off, 8443)
     """Where the router terminates TLS (on ``PAZ_ROUTER_BIND``); 0: no HTTPS."""
     acme_directory: str = env("PAZ_ACME_DIRECTORY", parse_acme_directory, LETS_ENCRYPT)

@@ -1,7 +1,7 @@
 """Running a service under its WSGI server with exactly one announcer.
 
 The server is gunicorn (``PAZ_WORKER_CLASS`` ``gthread``, ``gevent`` or ``sync``) or granian
-(``granian``); each service declares its default (the README's benchmark says why). Both run the
+(``granian``); each service declares its default (docs/explanation/benchmarks.md says why). Both run the
 same companion.
 
 A service's process-wide work (its announcer, and tasks such as the scheduler's instance announcer

@@ -429,7 +429,7 @@ class DockerEngine:
 
 
 BUSYBOX_HTTPD_SCRIPT = """#!/bin/sh
-# A tiny web app: serves MESSAGE (and the env it was given) on $PORT, default 8000.
+# A tiny web app: serves MESSAGE at / and /cgi-bin/index (and the env it was given) on $PORT, default 8000.
 mkdir -p /www/cgi-bin
 cat > /www/cgi-bin/index <<'CGI'
 #!/bin/sh
@@ -441,8 +441,8 @@ cat > /www/cgi-bin/env <<'CGI'
 printf 'Content-Type: text/plain\\r\\n\\r\\n'
 env
 CGI
-chmod +x /www/cgi-bin/index /www/cgi-bin/env
-printf '<meta http-equiv="refresh" content="0;url=/cgi-bin/index">' > /www/index.html
+cat /www/cgi-bin/index > /www/cgi-bin/index.cgi  # httpd runs it for / (there is no index.html), as paz's demo images answer
+chmod +x /www/cgi-bin/index /www/cgi-bin/index.cgi /www/cgi-bin/env
 exec /bin/busybox httpd -f -p "${PORT:-8000}" -h /www
 """
 

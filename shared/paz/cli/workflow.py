@@ -78,7 +78,7 @@ def version_line(version: dict[str, Any]) -> str:
 @JSON_OPTION
 @click.pass_context
 def create(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Register a service from a JSON file (paz's service document, e.g. the README's contrived-service-1.json)."""
+    """Register a service from a JSON file (paz's service document, e.g. the tutorial's contrived-service-1.json)."""
     try:
         document = json.loads(file.read_text())
     except OSError as exc:
