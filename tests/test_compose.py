@@ -45,6 +45,7 @@ PORT_VARIABLES = {
     "PAZ_HAPROXY_SYNC_PORT": ("paz-haproxy-sync", 9003),
     "PAZ_WEB_PORT": ("paz-web", 9004),
     "PAZ_HTTP_PORT": ("paz-haproxy-sync", 80),
+    "PAZ_HTTPS_PORT": ("paz-haproxy-sync", 443),
     "PAZ_STATS_PORT": ("paz-haproxy-sync", 1936),
     "PAZ_ETCD_PORT": ("etcd", 2379),
 }

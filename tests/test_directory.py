@@ -82,6 +82,18 @@ def test_delete_then_everything_about_it_is_404(directory, unique_name):
     assert patch.status_code == 404
 
 
+def test_a_write_is_read_at_once_whichever_worker_answers(directory, unique_name):
+    """Every request on a new connection, so the directory's workers take turns: a plain read (no
+    ``X-Paz-Index``) sees the write made a moment before through another worker."""
+    create(directory, doc(unique_name))
+    for count in range(2, 22):
+        patched = directory.request("PATCH", f"/services/{unique_name}/config", json={"numInstances": count})
+        assert patched.status_code == 200, patched.text
+        assert directory.request("GET", f"/services/{unique_name}").json()["config"]["numInstances"] == count
+    assert directory.request("DELETE", f"/services/{unique_name}").status_code == 204
+    assert directory.request("GET", f"/services/{unique_name}").status_code == 404
+
+
 def test_patch_merges_env_and_replaces_other_keys(directory, unique_name):
     create(directory, doc(unique_name, config={"env": {"A": "1", "B": "2"}, "ports": [{"container": 80}]}))
     answer = directory.request("PATCH", f"/services/{unique_name}/config",
@@ -277,3 +289,27 @@ def test_consistent_reads_ask_etcd_and_a_bad_index_is_refused(directory, etcd, u
         refused = directory.request("GET", f"/services/{unique_name}", headers={"X-Paz-Index": bad})
         assert refused.status_code == 400 and "X-Paz-Index" in refused.json()["error"]["message"], bad
     assert directory.request("GET", f"/services/{unique_name}", params={"index": "abc"}).status_code == 400
+
+
+@pytest.mark.parametrize("domain", ["www.shop.test\nx", 'www".shop.test', "$(reboot).shop.test", "a;b.shop.test", "*.shop.test",
+                                    "Www.Shop.test", "shop.paz", "localhost"])
+def test_a_domain_that_is_not_a_domain_name_is_refused_and_nothing_changes(directory, unique_name, domain):
+    create(directory, doc(unique_name))
+    answer = directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [domain]})
+    assert answer.status_code == 400, answer.text
+    assert "domain" in json.dumps(answer.json()["error"])
+    assert "domains" not in directory.request("GET", f"/services/{unique_name}/config").json()
+
+
+def test_a_domain_belongs_to_one_service(directory, unique_name):
+    other = f"{unique_name}-b"
+    domain = f"www.{unique_name}.test"
+    assert create(directory, doc(unique_name, config={"domains": [domain]})).status_code == 201
+    assert create(directory, doc(other)).status_code == 201
+    claimed = directory.request("PATCH", f"/services/{other}/config", json={"domains": [domain]})
+    assert claimed.status_code == 409, claimed.text
+    assert claimed.json()["error"]["message"].startswith(f"{domain} is already a domain of service {unique_name!r}")
+    assert create(directory, doc(f"{unique_name}-c", config={"domains": [domain]})).status_code == 409
+    assert directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [], "httpsRedirect": False}).status_code == 200
+    moved = directory.request("PATCH", f"/services/{other}/config", json={"domains": [domain]})
+    assert moved.status_code == 200 and moved.json()["domains"] == [domain] and "httpsRedirect" not in moved.json()

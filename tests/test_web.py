@@ -5,7 +5,7 @@ driver, a real Docker Engine), haproxy-sync with its HAProxy, the orchestrator a
 The story a person follows: register a service through the form (a validation error first), deploy
 it and watch the deploy appear live, see its unit healthy and its traffic after requests through
 HAProxy, roll back, delete it. Each step's screenshot is saved under the run's tmp folder; with
-``PAZ_SCREENSHOTS=docs/screenshots`` one of each page is written there too (the README shows them).
+``PAZ_SCREENSHOTS=docs/screenshots`` one of each page is written there too (the site shows them: docs/explanation/dashboard.md).
 """
 
 from __future__ import annotations

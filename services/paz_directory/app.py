@@ -19,14 +19,14 @@ def attach_store(app: Flask, paz: Paz) -> None:
     keyring = Keyring(paz.settings.secrets_key_file)
     store = app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view, keyring)
     if not reads_need_token(paz.settings):  # the fast path answers before the token check
-        app.wsgi_app = FastReads(app.wsgi_app, store)
+        app.wsgi_app = FastReads(app.wsgi_app, store, paz.written)
 
 
 service = Service(
     name="service-directory", port=9001,
     description="The catalogue of services and the config their next deploy will use.",
     blueprint=bp, extend=attach_store, watches=(keys.DIRECTORY,), checks=(check_settings,),
-    # granian: the fastest server for its hot read (README: the directory's benchmark); a client that
+    # granian: the fastest server for its hot read (docs/explanation/benchmarks.md); a client that
     # trickles a body holds one of its threads, so it gets many (tests/test_hostile.py)
     defaults={"worker_class": "granian", "threads": 64},
 )

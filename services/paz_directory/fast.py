@@ -2,9 +2,10 @@
 
 The document comes from the worker's view of etcd, already rendered (:meth:`DirectoryStore.get_json`),
 so the answer is a dictionary look-up and a write. Flask, flask-smorest and their request context
-cost about ten times that (see the README's directory benchmark), so a plain read skips them.
-Anything else, including a read with a query string or an ``X-Paz-Index`` header and every failure
-(no such service, a bad name, etcd never read), goes to the Flask app, which answers it as the
+cost about ten times that (see docs/explanation/benchmarks.md), so a plain read skips them.
+Anything else, including a read with a query string or an ``X-Paz-Index`` header, a read while the
+view is behind a write of this server (:mod:`paz.written`) and every failure (no such service, a bad
+name, etcd never read), goes to the Flask app, which answers it as the
 OpenAPI document says. It answers before the token check, so it is not installed when reads need a
 token (``PAZ_AUTH_READS=token``).
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from paz.names import is_service_name
 from paz.web import log_request, request_id_from
+from paz.written import WriteMark
 
 from .store import DirectoryStore
 
@@ -27,16 +29,17 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class FastReads:
     """WSGI middleware: plain ``GET /services/<name>`` from the view, the rest to ``app``."""
 
-    def __init__(self, app: WsgiApp, store: DirectoryStore) -> None:
+    def __init__(self, app: WsgiApp, store: DirectoryStore, written: WriteMark) -> None:
         self.app = app
         self.store = store
+        self.written = written
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.monotonic()
         path = environ.get("PATH_INFO", "")
         name = path[len(PREFIX):] if path.startswith(PREFIX) else ""
         if (environ.get("REQUEST_METHOD") != "GET" or not is_service_name(name)
-                or environ.get("QUERY_STRING") or "HTTP_X_PAZ_INDEX" in environ):
+                or environ.get("QUERY_STRING") or "HTTP_X_PAZ_INDEX" in environ or self._behind()):
             return self.app(environ, start_response)
         try:
             body = self.store.get_json(name)
@@ -48,3 +51,10 @@ class FastReads:
         ])
         log_request("GET", path, 200, started, request_id=request_id)
         return [body]
+
+    def _behind(self) -> bool:
+        """Whether the view has yet to see a write of this server (the Flask app waits for it)."""
+        try:
+            return self.store.view.index < self.written.index
+        except Exception:  # noqa: BLE001 - etcd never read: Flask answers it
+            return True

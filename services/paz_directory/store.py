@@ -79,6 +79,7 @@ class DirectoryStore:
     def create(self, document: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The document as stored, and the etcd index of the write."""
         document = {**document, "config": merge_config({}, sealed(document["config"], self.keyring))}
+        self._check_domains(document["name"], document["config"])
         try:
             written = self.etcd.create(keys.service_document(document["name"]), json.dumps(document, sort_keys=True))
         except AlreadyExists:
@@ -129,7 +130,10 @@ class DirectoryStore:
         patch = sealed(patch, self.keyring)
 
         def apply(document: Any) -> dict[str, Any]:
-            return {**document, "config": merge_config(_checked(key, document)["config"], patch)}
+            config = merge_config(_checked(key, document)["config"], patch)
+            if "domains" in patch:
+                self._check_domains(name, config)
+            return {**document, "config": config}
 
         try:
             return self.etcd.update_json(key, apply)
@@ -137,6 +141,18 @@ class DirectoryStore:
             raise _missing(name) from None
         except ValueError:
             raise MalformedDocument(key) from None
+
+    def _check_domains(self, name: str, config: dict[str, Any]) -> None:
+        """409 when another service already has one of ``config``'s domains (a name has one certificate
+        and one backend). Read from etcd itself, so a claim made a moment before through any
+        directory counts; two claims at the same instant can still both pass."""
+        wanted = set(config.get("domains") or ())
+        for other in self.all(consistent=True) if wanted else ():
+            taken = sorted(wanted & set(other["config"].get("domains") or ()))
+            if other["name"] != name and taken:
+                raise Conflict(f"{taken[0]} is already a domain of service {other['name']!r}; remove it there first "
+                               f"(PATCH /services/{other['name']}/config with its other domains).",
+                               {"domain": taken[0], "service": other["name"]})
 
     def delete(self, name: str) -> int:
         """The etcd index of the delete."""

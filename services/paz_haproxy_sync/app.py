@@ -12,13 +12,14 @@ from .engine import start_engine
 from .haproxy import Haproxy
 from .routes import bp
 from .settings import SyncSettings
-from .status import haproxy_health
+from .status import certificates_health, haproxy_health
 
 
 def attach_haproxy(app: Flask, paz: Paz) -> None:
     settings = paz.settings
     app.extensions["paz.haproxy"] = Haproxy(settings)
     paz.health_checks["haproxy"] = lambda: haproxy_health(settings)
+    paz.health_checks["https"] = lambda: certificates_health(paz.etcd, settings)
 
 
 service = Service(

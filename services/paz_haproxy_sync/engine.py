@@ -16,18 +16,23 @@ from ``status.json`` and the config file in ``PAZ_HAPROXY_DIR``.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
 from paz import etcd, keys
+from paz.errors import ApiError
 from paz.etcd import PUT, Change, Store
 from paz.names import is_service_name
+from paz.secrets import Keyring
 from paz.view import EtcdView, Listener, below
 
+from .certs import BadCertificate, Certificate, from_stored
 from .dns import NameServer
 from .haproxy import Haproxy, HaproxyError
 from .marathon import MarathonSource, publish
@@ -36,9 +41,11 @@ from .model import (
     Instance, Malformed, RouterSettings, Table,
     parse_domain, parse_instance, parse_router_settings,
 )
+from .orders import CertificateOrders
 from .render import render, server_line
 from .settings import SyncSettings
 from .status import StatusFile
+from .tls import CertificateFiles
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +91,15 @@ class Engine:
         self._etcd = etcd
         self._marathon: dict[str, MarathonApp] | None = None  # None until Marathon's apps were read (or found unconfigured)
         self.marathon = MarathonSource(settings, self._on_marathon, lambda status: self._status.update(marathon=status))
+        self.keyring = Keyring(settings.secrets_key_file)
+        self.tls = CertificateFiles(settings, self.haproxy)
+        self._certificates: dict[str, Certificate] = {}
+        self._failures: dict[str, dict[str, Any]] = {}
+        self._served: frozenset[str] = frozenset()
+        self.orders: CertificateOrders | None = None
         self.followed: dict[str, Callable[..., None]] = {
             keys.SERVICES: self._on_instance, keys.DIRECTORY: self._on_document, keys.DOMAIN: self._on_domain,
-            keys.MARATHON: self._on_marathon_urls,
+            keys.MARATHON: self._on_marathon_urls, keys.CERTS: self._on_certificate, keys.ACME_FAILURES: self._on_failure,
         }
         self.view = EtcdView(etcd, tuple(self.followed))
 
@@ -95,6 +108,8 @@ class Engine:
     def start(self) -> "Engine":
         """Adopt the running HAProxy or start one on the last good config, then follow etcd."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.tls.prepare()
+        self._served = self.tls.served()
         pid = self.haproxy.master_pid()
         if pid:
             log.info("adopted the running haproxy", extra={"pid": pid})
@@ -108,12 +123,17 @@ class Engine:
                                           self.routed_names, self.settings.dns_upstream).start()
         self._thread = threading.Thread(target=self._run, name="paz-haproxy-apply", daemon=True)
         self._thread.start()
+        if self.settings.ordering:
+            self.orders = CertificateOrders(self.settings, self._etcd, self.keyring, self._https_names,
+                                            lambda: dict(self._certificates), lambda: dict(self._failures)).start()
         return self
 
     def stop(self) -> None:
         """Stop following etcd; stop HAProxy too unless ``PAZ_HAPROXY_KEEP`` asks to leave it serving."""
         self._stop.set()
         self._wake.set()
+        if self.orders:
+            self.orders.stop()
         self.marathon.stop()
         self.view.stop()
         if self.name_server:
@@ -125,6 +145,7 @@ class Engine:
 
     def _start_haproxy(self) -> None:
         try:
+            self.tls.prepare()
             if self.haproxy.installed() is None:
                 self.haproxy.install(render(Table(None, {}), self.settings))
             self.haproxy.start()
@@ -143,6 +164,8 @@ class Engine:
         with self._lock:
             self._instances.clear()
             self._routers.clear()
+            self._certificates.clear()
+            self._failures.clear()
             self._domain = None
             self.marathon.set_urls(self.view.get(keys.MARATHON))
             for prefix, on_change in self.followed.items():
@@ -191,6 +214,34 @@ class Engine:
         if wake:
             self._wake.set()
 
+    def _on_certificate(self, event: Change, wake: bool = True) -> None:
+        name = event.key.removeprefix(keys.CERTS + "/")
+        try:
+            certificate = None if event.gone else from_stored(name, event.value or "", self.keyring)
+        except (BadCertificate, ApiError) as exc:
+            log.warning("skipped a certificate", extra={"key": event.key, "reason": str(exc)})
+            certificate = None
+        with self._lock:
+            if event.gone and below(keys.CERTS, event.key):
+                self._certificates.clear()
+            elif certificate is None:
+                self._certificates.pop(name, None)
+            else:
+                self._certificates[name] = certificate
+        if wake:
+            self._wake.set()
+
+    def _on_failure(self, event: Change, wake: bool = True) -> None:
+        name = event.key.removeprefix(keys.ACME_FAILURES + "/")
+        with self._lock:
+            if event.gone:
+                self._failures = {} if below(keys.ACME_FAILURES, event.key) else {k: v for k, v in self._failures.items() if k != name}
+            else:
+                try:
+                    self._failures[name] = json.loads(event.value or "")
+                except ValueError:
+                    log.warning("skipped an order failure record", extra={"key": event.key})
+
     def _on_marathon_urls(self, event: Change, wake: bool = True) -> None:
         self.marathon.set_urls(None if event.gone else event.value)
 
@@ -215,7 +266,11 @@ class Engine:
             marathon = self._marathon or {}
             for backend, app in marathon.items():
                 routed[backend], routers[backend] = app.servers, app.router
-            return Table(self._domain, routed, routers, dict(marathon))
+            return Table(self._domain, routed, routers, dict(marathon), self._served)
+
+    def _https_names(self) -> dict[str, str] | None:
+        table = self.table()
+        return table.https_names() if table else None
 
     def routed_names(self) -> set[str]:
         """The services the router serves as ``<service>.paz``: what the name server answers in ``.paz``."""
@@ -256,6 +311,7 @@ class Engine:
             if not self.haproxy.master_pid() and self.haproxy.installed():
                 self._start_haproxy()
             return
+        table = self._sync_certificates(table)
         text, structure = render(table, self.settings), render(table, self.settings, servers=False)
         servers = {name: {i.name: i.address for i in instances} for name, instances in table.services.items()}
         running = self.haproxy.master_pid() is not None
@@ -272,6 +328,24 @@ class Engine:
         self._apply_reload(text, running)
         self._applied = Applied(structure, servers)
         self._done("reload", table)
+
+    def _sync_certificates(self, table: Table) -> Table:
+        """Serve the certificates etcd holds, in the running HAProxy when it takes them; else they go
+        to the files only and the reload that follows loads them. The table then knows which names
+        have one (plain HTTP redirects on those)."""
+        with self._lock:
+            wanted = dict(self._certificates)
+        running = self.haproxy.master_pid() is not None
+        try:
+            self.tls.sync(wanted, running)
+        except HaproxyError as exc:
+            log.warning("certificate change refused at runtime, reloading instead", extra={"reason": str(exc)})
+            self.tls.sync(wanted, running=False)
+            self._applied = None
+        self._served = self.tls.served()
+        if self.orders:
+            self.orders.wake.set()
+        return replace(table, certified=self._served)
 
     def _apply_reload(self, text: str, running: bool) -> None:
         if running and self._applied is None and text == self.haproxy.installed():

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paz import keys
-from paz.names import CRYPT_HASH, REALM, USERNAME, is_service_name
+from paz.names import CRYPT_HASH, DOMAIN, REALM, USERNAME, domain_problem, is_service_name
 
 _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-_DOMAIN = re.compile(r"^(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+\Z")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(?P<port>[0-9]{1,5})\Z")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
 # Stricter than the directory's: no quote, '$', '#' or backslash can reach an httpchk line.
@@ -64,6 +63,9 @@ class RouterSettings:
     auth: BasicAuth | None = None
     health: HealthCheck | None = None
     refused: str | None = None
+    domains: tuple[str, ...] = ()
+    """Custom domains the service is served on (besides ``<service>.paz`` and ``<service>.<domain>``)."""
+    https_redirect: bool = True
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,26 @@ class Table:
     settings: dict[str, RouterSettings] = field(default_factory=dict)
     marathon: dict[str, Any] = field(default_factory=dict)
     """Backends that route Marathon apps (:class:`~.marathon.MarathonApp` by backend name)."""
+    certified: frozenset[str] = frozenset()
+    """Host names HAProxy holds a certificate for (served over HTTPS)."""
 
     def settings_of(self, service: str) -> RouterSettings:
         return self.settings.get(service, RouterSettings())
+
+    def public_names(self, service: str) -> list[str]:
+        """The names ``service`` answers on besides ``<service>.paz``: ``<service>.<domain>`` when it is
+        public-facing, and its custom domains. These are the names that get certificates."""
+        router = self.settings_of(service)
+        names = [f"{service}.{self.domain}"] if self.domain and router.public and not service.startswith("paz-") else []
+        return names + [d for d in router.domains if d not in names]
+
+    def https_names(self) -> dict[str, str]:
+        """Every name that should be served over HTTPS, with its service (the first claim wins)."""
+        names: dict[str, str] = {}
+        for service in sorted(set(self.services) - set(self.marathon)):
+            for name in self.public_names(service):
+                names.setdefault(name, service)
+        return names
 
 
 def parse_address(raw: str) -> str:
@@ -128,7 +147,7 @@ def parse_domain(value: str | None) -> str | None:
     domain = (value or "").strip().lower().rstrip(".")
     if not domain:
         return None
-    if not _DOMAIN.match(domain):
+    if not DOMAIN.fullmatch(domain):
         raise Malformed(f"{keys.DOMAIN} = {value!r} is not a domain name such as example.com")
     return domain
 
@@ -149,10 +168,20 @@ def parse_router_settings(name: str, raw: str | None) -> tuple[RouterSettings, l
         return RouterSettings(refused=problem), [problem]
     auth, refused = basic_auth(config.get("basicAuth"))
     health = _health_check(config.get("healthCheck"))
+    domains, bad_domains = _domains(config.get("domains"))
     problems = [refused] if refused else []
     if config.get("healthCheck") is not None and health is None:
         problems.append("healthCheck is not {path, intervalSeconds, timeoutSeconds} with a plain path; routing without a health check")
-    return RouterSettings(public=config.get("publicFacing") is True, auth=auth, health=health, refused=refused), problems
+    problems += [f"domain {d[:100]!r} is not a domain name; not served on it" for d in bad_domains]
+    return RouterSettings(public=config.get("publicFacing") is True, auth=auth, health=health, refused=refused,
+                          domains=domains, https_redirect=config.get("httpsRedirect") is not False), problems
+
+
+def _domains(raw: Any) -> tuple[tuple[str, ...], list[Any]]:
+    """The valid custom domains of a config's ``domains``, and the values that are not."""
+    values = raw if isinstance(raw, list) else []
+    good = tuple(dict.fromkeys(d for d in values if isinstance(d, str) and domain_problem(d) is None))
+    return good, [d for d in values if d not in good]
 
 
 def basic_auth(raw: Any) -> tuple[BasicAuth | None, str | None]:

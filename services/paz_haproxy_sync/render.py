@@ -11,6 +11,9 @@ from .model import RouterSettings, Table
 from .settings import SyncSettings
 
 UNKNOWN_BACKEND = "paz_unknown"
+ACME_BACKEND = "paz_acme"
+ACME_PATH = "/.well-known/acme-challenge/"
+"""Where an ACME CA asks for an HTTP-01 answer: haproxy-sync's own API answers it from etcd, on every router."""
 ROUTER_PORT = 80
 """The port the router also listens on at ``PAZ_ROUTER_ADDRESS``, where ``http://<service>.paz/`` goes."""
 TEXT = 'content-type "text/plain; charset=utf-8"'
@@ -18,7 +21,8 @@ TEXT = 'content-type "text/plain; charset=utf-8"'
 
 def render(table: Table, settings: SyncSettings, servers: bool = True) -> str:
     """The whole config; with ``servers=False`` its structure only (what a runtime change cannot alter)."""
-    lines = [*_global(settings), *_frontend(table, settings), *_service_ports(table, settings), *_fixed(settings)]
+    lines = [*_global(settings), *_frontend(table, settings), *_service_ports(table, settings), *_fixed(settings),
+             *_acme_backend(settings)]
     for name in sorted(table.services):
         lines += _backend(table, name, servers)
     return "\n".join(lines) + "\n"
@@ -68,14 +72,13 @@ def _frontend(table: Table, settings: SyncSettings) -> list[str]:
     lines = [
         "frontend paz_router",
         *(f"    bind {address}" for address in router_binds(settings)),
+        *_tls_bind(settings),
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+        *_https_redirect(table, settings),
+        f"    use_backend {ACME_BACKEND} if {{ path_beg {ACME_PATH} }}",
     ]
     for name in sorted(table.services, key=lambda n: (n in table.marathon, n)):  # paz's own services win a host name
-        hosts = [f"{name}.paz"]
-        if name in table.marathon:
-            hosts = list(table.marathon[name].hosts)
-        elif table.domain and table.settings_of(name).public and not name.startswith("paz-"):
-            hosts.append(f"{name}.{table.domain}")
+        hosts = list(table.marathon[name].hosts) if name in table.marathon else [f"{name}.paz", *table.public_names(name)]
         lines.append(f"    use_backend {name} if {{ var(txn.host) -m str {' '.join(hosts)} }}")
     lines += [f"    default_backend {UNKNOWN_BACKEND}", ""]
     return lines
@@ -90,6 +93,31 @@ def router_binds(settings: SyncSettings) -> list[str]:
     if extra and not wildcard and f"{extra}:{ROUTER_PORT}" not in binds:
         binds.append(f"{extra}:{ROUTER_PORT}")
     return binds
+
+
+def _tls_bind(settings: SyncSettings) -> list[str]:
+    """TLS on ``PAZ_HTTPS_PORT``: SNI picks the certificate from the crt-list (filled at runtime);
+    a name without one fails the handshake ("unrecognized name"), never gets another site's."""
+    if not settings.https_port:
+        return []
+    return [f"    bind {settings.router_bind}:{settings.https_port} ssl crt-list {settings.crt_list} strict-sni alpn h2,http/1.1"]
+
+
+def _https_redirect(table: Table, settings: SyncSettings) -> list[str]:
+    """308 to HTTPS, path and query kept, for plain HTTP on a name with a certificate (unless its
+    service says ``httpsRedirect: false``); an ACME CA's HTTP-01 request is never redirected."""
+    names = sorted(name for name, service in table.https_names().items()
+                   if name in table.certified and table.settings_of(service).https_redirect)
+    if not settings.https_port or not names:
+        return []
+    port = "" if settings.https_port == 443 else f":{settings.https_port}"
+    return [f"    http-request redirect code 308 location https://%[var(txn.host)]{port}%[capture.req.uri] "
+            f"if !{{ ssl_fc }} !{{ path_beg {ACME_PATH} }} {{ var(txn.host) -m str {' '.join(names)} }}"]
+
+
+def _acme_backend(settings: SyncSettings) -> list[str]:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return [f"backend {ACME_BACKEND}", f"    server haproxy-sync {host}:{settings.port}", ""]
 
 
 def _service_ports(table: Table, settings: SyncSettings) -> list[str]:

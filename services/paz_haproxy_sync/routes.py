@@ -7,23 +7,34 @@ from __future__ import annotations
 
 from typing import Any
 
+import json
+import re
+
 from flask import Response, current_app, request
 
+from paz import keys
 from paz.api import Blueprint
 from paz.auth import OPEN
+from paz.contracts.certs import CERTIFICATE_NAME, CertificateIn, CertificateOut, CertificatesOut
 from paz.contracts.cluster import BackendOut
-from paz.errors import Forbidden, Unavailable
+from paz.errors import BadRequest, Forbidden, NotFound, Unavailable
 from paz.context import paz_context
+from paz.names import domain_problem
+from paz.secrets import Keyring
 
 from .haproxy import Haproxy, HaproxyError
 from .marathon import EVENT_TYPES, send_hint
+from .certs import BadCertificate
 from .marathon_model import BACKEND_PREFIX
-from .render import UNKNOWN_BACKEND
+from .orders import brought
+from .render import ACME_BACKEND, UNKNOWN_BACKEND
 from .schemas import MarathonEventIn, MarathonEventOut
 from .status import StatusFile
 
 bp = Blueprint("haproxy_sync", __name__, description="The HAProxy config in force and its backends.")
-_OWN_PROXIES = ("paz_router", "paz_stats", UNKNOWN_BACKEND)
+_OWN_PROXIES = ("paz_router", "paz_stats", UNKNOWN_BACKEND, ACME_BACKEND)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+"""An ACME token: base64url (RFC 8555, 8.3)."""
 
 
 def haproxy() -> Haproxy:
@@ -80,6 +91,55 @@ def marathon_event(event: dict[str, Any]):
     if accepted and not send_hint(paz_context().settings, event["eventType"]):
         raise Unavailable("haproxy-sync's engine is not running (no hint socket); see GET /health.")
     return {"eventType": event["eventType"], "accepted": accepted}
+
+
+@bp.get("/.well-known/acme-challenge/<token>")
+@bp.requires(OPEN)  # the ACME CA asks without a token
+@bp.response(200, {"type": "string"}, content_type="text/plain", description="The key authorization of an order under way")
+@bp.errors(404)
+def acme_challenge(token: str):
+    """An ACME CA's HTTP-01 request, which the router sends here: answered on every router from etcd."""
+    value = paz_context().etcd.value(keys.acme_challenge(token), consistent=True) if _TOKEN.fullmatch(token) else None
+    if value is None:
+        raise NotFound("No certificate order is waiting for this token.")
+    return Response(value, mimetype="text/plain")
+
+
+@bp.get("/certs")
+@bp.response(200, CertificatesOut, description="Every certificate the routers serve, and the names whose order failed")
+def certificates():
+    """The certificates in etcd (name, source, issuer, validity; never a key) and the failed orders with their reasons."""
+    etcd = paz_context().etcd
+    return {"certificates": [json.loads(node.value) for node in etcd.list_prefix(keys.CERTS).nodes],
+            "failures": [json.loads(node.value) for node in etcd.list_prefix(keys.ACME_FAILURES).nodes]}
+
+
+@bp.put("/certs/<name>", parameters=[CERTIFICATE_NAME])
+@bp.requires("admin")
+@bp.arguments(CertificateIn)
+@bp.response(200, CertificateOut, description="Stored (its key sealed); every router serves it within a moment")
+@bp.errors(400)
+def bring_certificate(body: dict[str, Any], name: str):
+    """Serve a certificate you bring for a host name (it replaces one the routers ordered; it is not renewed)."""
+    problem = domain_problem(name)
+    if problem:
+        raise BadRequest(f"{name[:100]!r} {problem}.")
+    paz = paz_context()
+    try:
+        return brought(paz.etcd, Keyring(paz.settings.secrets_key_file), name, body["certificate"], body["privateKey"]).summary()
+    except BadCertificate as exc:
+        raise BadRequest(f"Not stored: {exc}.", {"name": name}) from None
+
+
+@bp.delete("/certs/<name>", parameters=[CERTIFICATE_NAME])
+@bp.requires("admin")
+@bp.response(204, description="Removed; a name still served over HTTPS gets a new order")
+@bp.errors(404)
+def remove_certificate(name: str):
+    """Stop serving a certificate (the routers withdraw it within a moment)."""
+    if paz_context().etcd.delete(keys.certificate(name)) is None:
+        raise NotFound(f"No certificate for {name[:100]!r}; GET /certs lists them.")
+    return Response(status=204)
 
 
 def _number(row: dict[str, str], column: str) -> int:

@@ -13,6 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from paz import keys
+from paz.etcd import Store
+
 from .haproxy import Haproxy
 from .settings import SyncSettings
 
@@ -57,3 +60,19 @@ def haproxy_health(settings: SyncSettings) -> dict[str, Any]:
         "lastError": status.get("lastError"),
         "marathon": status.get("marathon") or {},
     }
+
+
+def certificates_health(etcd: Store, settings: SyncSettings) -> dict[str, Any]:
+    """HTTPS as a person checks it: the port, how many names have a certificate, and why each failed
+    order failed. A failed order never makes the router unhealthy: everything else still routes."""
+    if not settings.https_port:
+        return {"port": None}
+    failures = {}
+    for node in etcd.list_prefix(keys.ACME_FAILURES).nodes:
+        try:
+            record = json.loads(node.value)
+            failures[record["name"]] = f"{record['reason']} (try {record['attempts']}; next at {record['retryAt']})"
+        except (ValueError, KeyError, TypeError):
+            continue
+    served = len(list(settings.certs_dir.glob("*.pem")))
+    return {"port": settings.https_port, "ordering": settings.ordering, "certificates": served, "failedOrders": failures}

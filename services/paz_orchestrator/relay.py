@@ -18,7 +18,7 @@ from paz.api import Blueprint, BodyParser
 
 from .upstream import unusable_answer
 
-RELAYED_HEADERS = ("Content-Type", "Location", "Retry-After", "X-Paz-Index")
+RELAYED_HEADERS = ("Content-Type", "Location", "Preference-Applied", "Retry-After", "X-Paz-Index")
 
 
 def forwarded(schema: Schema) -> Schema:

@@ -14,8 +14,9 @@ from flask import Response, current_app, request
 
 from paz.api import NAMED
 from paz.auth import TokenStore
+from paz.contracts.certs import CERTIFICATE_NAME, CertificateIn, CertificateOut, CertificatesOut
 from paz.contracts.cluster import HostOut, UnitOut
-from paz.contracts.deploys import HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, VersionOut
+from paz.contracts.deploys import ACCEPTED, HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, VersionOut
 from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
 from paz.contracts.service_document import ConfigSchema, RepositoryQuery, ServiceOut, ServiceSchema
 from paz.errors import ApiError, NotFound, Unavailable
@@ -31,7 +32,7 @@ from .schemas import (
     LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
     TokenOut,
 )
-from .upstream import DEPLOY_SECONDS, DIRECTORY, SCHEDULER, Cluster, segment
+from .upstream import DEPLOY_SECONDS, DIRECTORY, LOAD_BALANCER, SCHEDULER, Cluster, segment
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
 
@@ -188,34 +189,73 @@ def config_version(name: str, version: int):
     return relayed(SCHEDULER, "GET", f"/config/{checked_name(name)}/version/{version}")
 
 
-def relayed_deploy(path: str, body: dict[str, Any]) -> Response:
-    """A deploy or rollback relayed to the scheduler, with the caller's hook token (``X-Paz-Token``) if any."""
-    token = {"X-Paz-Token": request.headers["X-Paz-Token"]} if "X-Paz-Token" in request.headers else {}
-    return relayed(SCHEDULER, "POST", path, json=body, headers=token, timeout=DEPLOY_SECONDS)
+DEPLOY_HEADERS = ("X-Paz-Token", "Prefer")
+"""What a deploy or rollback passes on to the scheduler: the caller's hook token, and whether it waits."""
+
+
+def relayed_deploy(name: str, path: str, body: dict[str, Any]) -> Response:
+    """A deploy or rollback of ``name`` relayed to the scheduler; its ``Location`` names the
+    orchestrator's own path of the version."""
+    headers = {header: request.headers[header] for header in DEPLOY_HEADERS if header in request.headers}
+    answer = relayed(SCHEDULER, "POST", path, json=body, headers=headers, timeout=DEPLOY_SECONDS)
+    version = (answer.get_json(silent=True) or {}).get("version") if answer.status_code < 300 else None
+    if isinstance(version, int):
+        answer.headers["Location"] = service_path(name, f"/config/history/{version}")
+    return answer
 
 
 @bp.post("/services/<name>/deploy", parameters=NAMED)
 @bp.requires("deploy")
 @bp.arguments(DeployBody, description="dockerRepository (with a tag) defaults to the service's; the scheduler validates it")
 @bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
+@bp.alt_response(202, schema=VersionOut, description=ACCEPTED)
 @bp.errors(*HOOK_ERRORS)
 def deploy(body: dict[str, Any], name: str):
     """Deploy a service as its next version, with the config its next deploy uses (relayed to the scheduler's deploy hook).
 
     The answer comes when the version serves (or failed: 422 with the reason, the old version
-    keeping on); GET /events?service=<name> shows its progress meanwhile.
+    keeping on), unless the request says Prefer: respond-async (202 at once, Location names the
+    version); GET /events?service=<name> shows its progress meanwhile.
     """
-    return relayed_deploy("/hooks/deploy", {**body, "serviceName": checked_name(name)})
+    return relayed_deploy(name, "/hooks/deploy", {**body, "serviceName": checked_name(name)})
 
 
 @bp.post("/services/<name>/rollback", parameters=NAMED)
 @bp.requires("deploy")
 @bp.arguments(RollbackSchema)
 @bp.response(201, VersionOut, description="Rolled back: the new version")
+@bp.alt_response(202, schema=VersionOut, description=ACCEPTED)
 @bp.errors(*HOOK_ERRORS)
 def rollback(body: dict[str, Any], name: str):
-    """Deploy a recorded version's image and config again, as a new version (relayed to the scheduler)."""
-    return relayed_deploy(f"/services/{checked_name(name)}/rollback", body)
+    """Deploy a recorded version's image and config again, as a new version (relayed to the scheduler; Prefer: respond-async answers at once)."""
+    return relayed_deploy(name, f"/services/{checked_name(name)}/rollback", body)
+
+
+@bp.get("/certs")
+@bp.response(200, CertificatesOut, description="Every certificate the routers serve, and the names whose order failed")
+@bp.errors(502, 503)
+def certificates():
+    """The routers' certificates (name, source, issuer, validity; never a key) and failed orders (relayed to haproxy-sync)."""
+    return relayed(LOAD_BALANCER, "GET", "/certs")
+
+
+@bp.put("/certs/<name>", parameters=[CERTIFICATE_NAME])
+@bp.requires("admin")
+@bp.arguments(forwarded(CertificateIn()), description="The PEM chain (leaf first) and its unencrypted private key")
+@bp.response(200, CertificateOut, description="Stored (its key sealed); every router serves it within a moment")
+@bp.errors(400, 502, 503)
+def bring_certificate(body: dict[str, Any], name: str):
+    """Serve a certificate you bring for a host name (relayed to haproxy-sync; it is not renewed)."""
+    return relayed(LOAD_BALANCER, "PUT", f"/certs/{segment(name)}", json=body)
+
+
+@bp.delete("/certs/<name>", parameters=[CERTIFICATE_NAME])
+@bp.requires("admin")
+@bp.response(204, description="Removed")
+@bp.errors(404, 502, 503)
+def remove_certificate(name: str):
+    """Stop serving a certificate (relayed to haproxy-sync)."""
+    return relayed(LOAD_BALANCER, "DELETE", f"/certs/{segment(name)}")
 
 
 @bp.get("/services/<name>/units", parameters=NAMED)

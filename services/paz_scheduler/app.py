@@ -34,23 +34,36 @@ DRIVERS = ("docker", "fleet", "swarm")
 @dataclass(frozen=True)
 class SchedulerSettings(Settings):
     driver: str = env("PAZ_DRIVER", parse_choice(*DRIVERS), "docker")
+    """The runtime: ``docker``, ``swarm`` or ``fleet``."""
     docker_host: str = env("DOCKER_HOST", str, "")
+    """The Docker Engine (a swarm manager with ``swarm``); empty: Docker's default socket. Docker's own variables (``DOCKER_TLS_VERIFY``) apply too."""
     instance_host: str = env("PAZ_INSTANCE_HOST", parse_host, "127.0.0.1")
+    """Address container ports are published on and announced with."""
     instance_labels: tuple[tuple[str, str], ...] = env("PAZ_INSTANCE_LABELS", parse_labels, ())
+    """Extra labels ``k=v,k2=v2`` on every container; the scheduler only manages containers carrying them."""
     instance_dns: str = env("PAZ_INSTANCE_DNS", parse_ip, "")
     """The name server of instances (Docker's ``dns`` option): the suite's, which answers ``<service>.paz``
     and forwards every other name; empty: Docker's default."""
     instance_ttl: int = env("PAZ_INSTANCE_TTL", parse_positive_int, 30)
+    """TTL of instance keys in seconds (refreshed every third of it)."""
     fleet_url: str = env("PAZ_FLEET_URL", parse_url, "")
+    """fleet's API base URL (needed with ``PAZ_DRIVER=fleet``)."""
     deploy_timeout: float = env("PAZ_DEPLOY_TIMEOUT", parse_positive_float, 60.0)
+    """Seconds new instances have to serve."""
     drain_seconds: float = env("PAZ_DRAIN_SECONDS", parse_seconds, 2.0)
+    """Wait between withdrawing old keys and stopping old containers."""
     stop_timeout: int = env("PAZ_STOP_TIMEOUT", parse_positive_int, 10)
+    """Seconds a container has after SIGTERM before SIGKILL."""
     pull_timeout: float = env("PAZ_PULL_TIMEOUT", parse_positive_float, 15.0)
+    """Seconds a pull may take before the engine's own copy is used."""
     leader_ttl: int = env("PAZ_LEADER_TTL", parse_positive_int, 10)
     """Seconds of the lease by which one scheduler leads: a standby takes over within them when the leader dies."""
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
+    """Seconds between health probes of announced instances (two failed probes withdraw a key)."""
     logs_max_seconds: float = env("PAZ_LOGS_MAX_SECONDS", parse_positive_float, 600.0)
+    """How long a followed log stream lasts at most (then it ends; follow again)."""
     logs_max_clients: int = env("PAZ_LOGS_MAX_FOLLOWERS", parse_positive_int, 0)
+    """Followed log streams one worker serves at once (beyond: 503); empty: its threads minus 4."""
 
     @property
     def logs_max_followers(self) -> int:

@@ -37,16 +37,15 @@ for: rolling back would silently drop a deploy that only needs another try.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import uuid
 from typing import Any
 
 from paz import keys
 from paz.errors import ApiError
 from paz.etcd import AlreadyExists, Change, CompareFailed, KeyNotFound, Lease, Store, StoreUnavailable
+from paz.leadership import Leadership
 from paz.secrets import Keyring, opened
 from paz.view import EtcdView, Listener
 from paz.waiting import poll
@@ -64,53 +63,6 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0)
 """How long a service's queue waits after a failed pass, the 1st, 2nd, ... time in a row."""
 ANNOUNCE_WAIT_SECONDS = 10.0
 """How long a deploy waits for the announcer to announce (or withdraw) instance keys."""
-
-
-class Leadership:
-    """This scheduler's claim to lead: ``/paz/leaders/paz-scheduler`` = its address, bound to a lease
-    it keeps alive every third of the TTL. Whoever holds the key runs the controller; the others
-    try to create it on each beat, so one takes over within the TTL of a leader that died."""
-
-    def __init__(self, etcd: Store, address: str, ttl: int) -> None:
-        self.etcd, self.ttl = etcd, ttl
-        self.value = json.dumps({"address": address, "id": uuid.uuid4().hex})
-        self.key = keys.leader(PART)
-        self.lease: Lease | None = None
-        self.leading = threading.Event()
-        self.gained = threading.Event()
-        """Set each time this scheduler becomes the leader (the controller then looks at every service)."""
-
-    def beat(self) -> None:
-        """Keep the lease alive, and take the lead when nobody holds it."""
-        try:
-            if self.lease is None or not self.lease.keep_alive():
-                self.lease = self.etcd.grant(self.ttl)
-            held = self.etcd.value(self.key)
-            if held is None:
-                self.etcd.create(self.key, self.value, self.lease)
-                held = self.value
-            self._lead(held == self.value)
-        except AlreadyExists:
-            self._lead(False)
-        except StoreUnavailable as exc:
-            log.warning("etcd away: not leading until it answers", extra={"reason": str(exc)})
-            self._lead(False)
-
-    def _lead(self, leading: bool) -> None:
-        if leading and not self.leading.is_set():
-            log.info("leading the scheduler's controller", extra={"key": self.key})
-            self.gained.set()
-        elif not leading and self.leading.is_set():
-            log.warning("no longer leading", extra={"key": self.key})
-        (self.leading.set if leading else self.leading.clear)()
-
-    def resign(self) -> None:
-        """Let a standby take over at once (a clean stop)."""
-        self.leading.clear()
-        try:
-            self.etcd.delete(self.key, if_value=self.value)
-        except (CompareFailed, StoreUnavailable):
-            pass
 
 
 class ServiceQueue:
@@ -151,7 +103,7 @@ class DeployController:
         self.settings, self.driver, self.etcd, self.view = settings, driver, etcd, view
         self.store = SchedulerStore(etcd)
         self.keyring = Keyring(settings.secrets_key_file)
-        self.leadership = Leadership(etcd, settings.address, settings.leader_ttl)
+        self.leadership = Leadership(etcd, PART, settings.address, settings.leader_ttl)
         self.queues: dict[str, ServiceQueue] = {}
         self.stopping = threading.Event()
         self._lock = threading.Lock()

@@ -10,7 +10,7 @@ from flask import Response, current_app, jsonify, request, url_for
 
 from paz.api import NAMED, Blueprint
 from paz.contracts.cluster import HostOut, UnitOut
-from paz.contracts.deploys import HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, ServiceQuery, VersionOut
+from paz.contracts.deploys import ACCEPTED, HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, ServiceQuery, VersionOut
 from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
 from paz.errors import NotFound
 from paz.names import checked_name
@@ -50,8 +50,7 @@ def answered(document: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, s
 @bp.requires("deploy", query_token=True)
 @bp.arguments(DeployHookSchema)
 @bp.response(201, VersionOut, description="Deployed: the new version serves and the old one is stopped")
-@bp.alt_response(202, schema=VersionOut, description="Accepted (Prefer: respond-async, or still deploying after the wait): "
-                 "the version, deploying; follow Location")
+@bp.alt_response(202, schema=VersionOut, description=ACCEPTED)
 @bp.errors(*HOOK_ERRORS)
 def deploy_hook(body: dict[str, Any]):
     """Deploy a service's image (with the directory's current config) as its next version.
@@ -125,7 +124,7 @@ def journal(query: dict[str, Any]):
 @bp.requires("deploy")
 @bp.arguments(RollbackSchema)
 @bp.response(201, VersionOut, description="Rolled back: the new version")
-@bp.alt_response(202, schema=VersionOut, description="Accepted (Prefer: respond-async): the new version, deploying; follow Location")
+@bp.alt_response(202, schema=VersionOut, description=ACCEPTED)
 @bp.errors(*HOOK_ERRORS)
 def rollback(body: dict[str, Any], name: str):
     """Deploy a recorded version's image and config again, as a new version (Prefer: respond-async answers at once)."""

@@ -23,7 +23,9 @@ from .cache import EventCache
 
 ORCHESTRATOR = "paz-orchestrator"
 LONG_CALL_SECONDS = 300.0
-"""Deploys, rollbacks and deletes answer once the instances serve or are stopped."""
+"""Deletes answer once the instances are stopped."""
+RESPOND_ASYNC = {"Prefer": "respond-async"}
+"""Deploys and rollbacks answer at once (202); their progress comes through the event stream."""
 
 
 def path_of(name: str, rest: str = "") -> str:
@@ -46,9 +48,10 @@ class Orchestrator:
 
         return self.cache.get(path, ask) if path in CACHED and not params else ask()
 
-    def send(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+    def send(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float | None = None,
+             headers: dict[str, str] | None = None) -> Any:
         try:
-            return self.upstream.json(ORCHESTRATOR, method, path, json=body, timeout=timeout)
+            return self.upstream.json(ORCHESTRATOR, method, path, json=body, timeout=timeout, headers=headers)
         finally:
             self.cache.forget()  # this worker's next page shows the change even before its event arrives
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from paz.errors import ApiError, BadRequest, NotFound
 from paz.names import checked_name
 
 from . import forms, views
-from .orchestrator import LONG_CALL_SECONDS, Orchestrator, path_of
+from .orchestrator import LONG_CALL_SECONDS, RESPOND_ASYNC, Orchestrator, path_of
 from .settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -42,8 +40,6 @@ LIVE_EVENTS = (
     "service-created", "service-deleted", "config-changed", "deploy-started", "deploy-finished", "deploy-failed",
     "instance-up", "instance-down", "journal", "events-lost",
 )
-EARLY_ANSWER_SECONDS = 1.5
-"""How long a deploy or rollback form waits for a quick refusal before showing the page, where its progress appears live."""
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -233,7 +229,7 @@ def edit_config(name: str):
 @pages.post("/services/<name>/deploy")
 def deploy(name: str):
     name = checked_name(name)
-    return started(name, "deploy", lambda ask: ask.send("POST", path_of(name, "/deploy"), {}, timeout=LONG_CALL_SECONDS))
+    return started(name, "deploy", "/deploy", {})
 
 
 @pages.post("/services/<name>/rollback")
@@ -242,32 +238,19 @@ def rollback(name: str):
     version = forms.parse_whole(request.form.get("version", ""))
     if not isinstance(version, int):
         raise BadRequest("Choose a version to roll back to.")
-    return started(name, f"rollback to version {version}",
-                   lambda ask: ask.send("POST", path_of(name, "/rollback"), {"version": version}, timeout=LONG_CALL_SECONDS))
+    return started(name, f"rollback to version {version}", "/rollback", {"version": version})
 
 
-def started(name: str, what: str, call: Callable[[Orchestrator], Any]):
-    """Start a long call (a deploy answers once the new version serves) and show the service page,
-    where its progress appears from the event stream; a quick refusal is shown at once instead."""
-    ask = orchestrator()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["answer"] = call(ask)
-        except ApiError as exc:
-            outcome["error"] = exc
-            log.warning("long call failed", extra={"service": name, "what": what, "reason": exc.message})
-
-    worker = threading.Thread(target=run, name=f"paz-web-{what}", daemon=True)
-    worker.start()
-    worker.join(EARLY_ANSWER_SECONDS)
-    if "error" in outcome:
-        flash(f"The {what} of {name} did not happen: {outcome['error'].message}", "error")
-    elif "answer" in outcome:
-        flash(f"Version {outcome['answer'].get('version')} of {name} is running.")
+def started(name: str, what: str, path: str, body: dict[str, Any]):
+    """Start a deploy or rollback (the orchestrator answers at once, 202) and show the service page,
+    where its progress appears from the event stream; a refusal is shown instead."""
+    try:
+        answer = orchestrator().send("POST", path_of(name, path), body, headers=RESPOND_ASYNC)
+    except ApiError as exc:
+        log.warning("refused", extra={"service": name, "what": what, "reason": exc.message})
+        flash(f"The {what} of {name} did not happen: {exc.message}", "error")
     else:
-        flash(f"The {what} of {name} has started; its progress appears below as it happens.")
+        flash(f"The {what} of {name} has started as version {answer.get('version')}; its progress appears below as it happens.")
     return redirect(url_for("pages.service", name=name), 303)
 
 

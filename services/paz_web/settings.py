@@ -15,8 +15,11 @@ SECRET_BYTES = 32
 @dataclass(frozen=True)
 class WebSettings(Settings):
     upstream_timeout: float = env("PAZ_UPSTREAM_TIMEOUT", parse_positive_float, 10.0)
+    """Seconds a call to another service may take."""
     secret: str = env("PAZ_WEB_SECRET", parse_secret, "")
+    """Signs the session cookie (16 characters or more); every instance behind one name needs the same."""
     secret_file: str = env("PAZ_WEB_SECRET_FILE", parse_path, ".paz/web-secret")
+    """Where the secret is made once when ``PAZ_WEB_SECRET`` is not set."""
     events_read_timeout: float = env("PAZ_WEB_EVENTS_READ_TIMEOUT", parse_positive_float, 60.0)
     """Seconds the event relays wait for the orchestrator's next line (it sends keep-alives every 15 s)."""
     cache_seconds: float = env("PAZ_WEB_CACHE_SECONDS", parse_seconds, 2.0)

@@ -15,6 +15,7 @@ from .discovery import Discovery
 from .etcd import Store
 from .settings import Settings
 from .view import EtcdView
+from .written import WriteMark
 
 HealthCheck = Callable[[], dict[str, Any]]
 
@@ -27,6 +28,7 @@ class Paz:
     etcd: Store
     view: EtcdView
     discovery: Discovery
+    written: WriteMark = field(default_factory=WriteMark.from_env)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     spec: dict[str, Any] | None = None
 

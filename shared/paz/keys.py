@@ -41,6 +41,13 @@ JOURNAL = f"{SCHEDULER}/journal"
 LOCKS = f"{SCHEDULER}/locks"
 DESIRED = f"{SCHEDULER}/desired"
 LEADERS = f"{ROOT}/leaders"
+CERTS = f"{ROOT}/certs"
+"""The routers' certificates, one record per host name, the private key sealed."""
+ACME = f"{ROOT}/acme"
+ACME_ACCOUNT = f"{ACME}/account"
+ACME_CHALLENGES = f"{ACME}/challenges"
+ACME_FAILURES = f"{ACME}/failures"
+"""Why the last order of a name failed, and when the next try is: every router's /health says it."""
 SECRETS_KEY_CHECK = f"{ROOT}/secrets/keycheck"
 """A constant sealed with the suite's secrets key: a service given another key finds out at start.
 It holds no secret and never the key."""
@@ -108,3 +115,16 @@ def parse_version_document(key: str) -> tuple[str, int] | None:
 def relative(key: str, prefix: str) -> str | None:
     """What follows ``prefix/`` in ``key``, or None when ``key`` is not below ``prefix``."""
     return key[len(prefix) + 1:] if key.startswith(prefix + "/") else None
+
+
+def certificate(name: str) -> str:
+    return f"{CERTS}/{name}"
+
+
+def acme_challenge(token: str) -> str:
+    """Where the key authorization of HTTP-01 ``token`` waits for the CA (every router answers it)."""
+    return f"{ACME_CHALLENGES}/{token}"
+
+
+def acme_failure(name: str) -> str:
+    return f"{ACME_FAILURES}/{name}"

@@ -75,6 +75,16 @@ def name_problem(name: str) -> str | None:
     return f"is not a DNS label: {NAME_RULE}"
 
 
+def domain_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a custom domain of a service (served over HTTPS with a certificate
+    ordered by HTTP-01, so no wildcard), or None when it can."""
+    if not DOMAIN.fullmatch(value):
+        return "is not a lowercase domain name such as www.example.com (letters, digits, '-' and dots; no '*')"
+    if value.endswith(".paz"):
+        return "ends in .paz, which the suite's name server answers for its own services"
+    return None
+
+
 def checked_name(name: str) -> str:
     """``name`` when it can be a service name; a 400 that says why otherwise (for names in URL paths)."""
     problem = name_problem(name)

@@ -1,7 +1,7 @@
 """Running a service under its WSGI server with exactly one announcer.
 
 The server is gunicorn (``PAZ_WORKER_CLASS`` ``gthread``, ``gevent`` or ``sync``) or granian
-(``granian``); each service declares its default (the README's benchmark says why). Both run the
+(``granian``); each service declares its default (docs/explanation/benchmarks.md says why). Both run the
 same companion.
 
 A service's process-wide work (its announcer, and tasks such as the scheduler's instance announcer
@@ -31,7 +31,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import etcd, keys
+from . import etcd, keys, written
 from .announce import Announcer
 from .logs import configure_logging, logging_config
 from .registry import declaration
@@ -153,6 +153,7 @@ def serve(service: Service) -> None:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     _allow_open_files(settings.workers * settings.connections + 256)
+    written.share()
     if settings.worker_class == "gevent":
         # gevent's default resolver sends every getaddrinfo, even of an IP literal, through a thread
         # pool: relayed requests ran at a third of their rate. Addresses here come from etcd as IPs.

@@ -1,4 +1,4 @@
-"""Settings read from environment variables, with the defaults of DESIGN.md.
+"""Settings read from environment variables; the site's settings reference is made from these declarations.
 
 Each field names its variable and its parser; a service that needs more settings subclasses
 :class:`Settings` in its declaration and adds fields the same way, with the parsers of this module
@@ -43,6 +43,7 @@ def _number(convert: Callable[[str], Any], accept: Callable[[Any], bool], expect
 
 
 parse_port = _number(int, lambda port: 0 < port < 65536, "a port is a whole number from 1 to 65535")
+parse_port_or_off = _number(int, lambda port: 0 <= port < 65536, "a port is a whole number from 1 to 65535 (0: off)")
 parse_positive_int = _number(int, lambda value: value >= 1, "expected a whole number of at least 1")
 parse_positive_float = _number(float, lambda value: value > 0, "expected a number above 0")
 parse_seconds = _number(float, lambda value: value >= 0, "expected a number of seconds, 0 or more")
@@ -216,23 +217,41 @@ class Settings:
 
     name: str = ""
     port: int = env("PAZ_PORT", parse_port, 0)
+    """Port to listen on; by default the service's own (see below)."""
     host: str = env("PAZ_HOST", parse_host, "127.0.0.1")
+    """Address to listen on."""
     announce_host: str = env("PAZ_ANNOUNCE_HOST", parse_host, "")
+    """Address announced in etcd, when other machines reach this one differently; empty: ``PAZ_HOST``."""
     announce_ttl: int = env("PAZ_ANNOUNCE_TTL", parse_positive_int, 60)
+    """Seconds the announce key lives; refreshed every third of it."""
     etcd_endpoints: tuple[str, ...] = env("PAZ_ETCD_ENDPOINTS", parse_endpoints, ("http://127.0.0.1:2379",))
+    """Comma-separated etcd URLs; the client fails over between them (``https://`` with ``PAZ_ETCD_CA``)."""
     etcd_timeout: float = env("PAZ_ETCD_TIMEOUT", parse_positive_float, 2.0)
+    """Seconds an etcd request may take."""
     etcd_ca: str = env("PAZ_ETCD_CA", parse_readable_file, "")
+    """The CA file that etcd's server certificate is checked against (etcd over TLS)."""
     etcd_cert: str = env("PAZ_ETCD_CERT", parse_readable_file, "")
+    """This client's certificate file, for etcd's ``--client-cert-auth``; goes with ``PAZ_ETCD_KEY``."""
     etcd_key: str = env("PAZ_ETCD_KEY", parse_readable_file, "")
+    """The key file of ``PAZ_ETCD_CERT``."""
     etcd_api: str = env("PAZ_ETCD_API", parse_choice(*etcd.API_VERSIONS), etcd.DEFAULT_API)
+    """``3``: etcd's v3 API (etcd 3.6 has no other); ``2``: the v2 API (python-etcd; etcd with ``--enable-v2``)."""
     workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
+    """Worker processes of the service's server."""
     worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gevent")
+    """``gthread``, ``gevent`` or ``sync`` (gunicorn's worker classes) or ``granian``."""
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
+    """Threads per worker (gunicorn's ``gthread``, granian's blocking threads)."""
     connections: int = env("PAZ_CONNECTIONS", parse_positive_int, 4096)
+    """Connections one ``gevent`` worker holds at once (the server raises its open-file limit to match)."""
     view_wait: float = env("PAZ_VIEW_WAIT", parse_positive_float, 2.0)
+    """Seconds a read carrying an index waits for the process's view before it reads etcd itself."""
     log_level: str = env("PAZ_LOG_LEVEL", parse_log_level, "INFO")
+    """``DEBUG``, ``INFO``, ``WARNING`` or ``ERROR``; logs are JSON lines with the request id."""
     auth: str = env("PAZ_AUTH", parse_choice("required", "off"), "required")
+    """``required``: changes need a token; ``off``: no check (tests, never a shared machine)."""
     auth_reads: str = env("PAZ_AUTH_READS", parse_choice("open", "token"), "open")
+    """``open``: reads need no token; ``token``: reads need one too (role ``read`` or more)."""
     token: str = env("PAZ_TOKEN", str, "")
     """This service's own token, for the calls it makes on its own (not on behalf of a request)."""
     hook_token: str = env("PAZ_HOOK_TOKEN", str, "")

@@ -42,6 +42,7 @@ ETCD_URL = "http://127.0.0.1:2379"
 ETCD_PORTS = ((2379, 2380), (22379, 22380), (32379, 32380), (42379, 42380), (52379, 52380))
 """Client and peer ports of etcd members 1, 2, ... on loopback."""
 HTTP_PORT = 8080
+HTTPS_PORT = 8443
 STATS_PORT = 1936
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -196,7 +197,8 @@ class Suite:
                   "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file)}
         extra_env = {
             "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
-            "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
+            # PAZ_ACME_DIRECTORY, PAZ_ACME_EMAIL and PAZ_ACME_CA_BUNDLE pass on from paz up's environment
+            "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_HTTPS_PORT": str(HTTPS_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
                              "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy"), "PAZ_HAPROXY_KEEP": "true"},
             "web": {"PAZ_WEB_SECRET_FILE": str(self.state_dir / "web-secret")},
         }

@@ -101,6 +101,8 @@ class EtcdView:
     def wait_for(self, index: int, timeout: float) -> bool:
         """Wait until the view has reached etcd ``index``; False when it did not within ``timeout``."""
         self._ensure_loaded()
+        if self._index >= index:
+            return True
         with self._changed:
             return self._changed.wait_for(lambda: self._index >= index, timeout)
 

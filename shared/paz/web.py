@@ -96,24 +96,26 @@ INDEX_HEADER = "X-Paz-Index"
 
 
 def wrote(index: int) -> None:
-    """This request's write made etcd ``index``: its answer says so in ``X-Paz-Index``."""
+    """This request's write made etcd ``index``: its answer says so in ``X-Paz-Index``, and every
+    worker's next read waits for it (:mod:`paz.written`)."""
     g.paz_index = max(index, g.get("paz_index", 0))
+    paz_context().written.record(index)
 
 
 def read_from_etcd(query: dict[str, Any]) -> bool:
     """Whether this read must go to etcd itself rather than to the process's view.
 
-    ``?consistent=true`` asks for it. An index (``X-Paz-Index`` header or ``?index=``) waits, up to
-    ``PAZ_VIEW_WAIT`` seconds, for the view to reach it; an index the view does not reach by then
-    (a write outside the subtrees it follows, or etcd slow) is read from etcd, so the answer
-    always includes the client's write.
+    ``?consistent=true`` asks for it. An index (``X-Paz-Index`` header or ``?index=``, else the last
+    write any worker of this server made) waits, up to ``PAZ_VIEW_WAIT`` seconds, for the view to
+    reach it; an index the view does not reach by then (a write outside the subtrees it follows, or
+    etcd slow) is read from etcd, so the answer always includes the client's write.
     """
     if query.get("consistent"):
         return True
+    paz = paz_context()
     index = query.get("index", _header_index())
     if index is None:
-        return False
-    paz = paz_context()
+        index = paz.written.index
     return not paz.view.wait_for(index, paz.settings.view_wait)
 
 

@@ -429,7 +429,7 @@ class DockerEngine:
 
 
 BUSYBOX_HTTPD_SCRIPT = """#!/bin/sh
-# A tiny web app: serves MESSAGE (and the env it was given) on $PORT, default 8000.
+# A tiny web app: serves MESSAGE at / and /cgi-bin/index (and the env it was given) on $PORT, default 8000.
 mkdir -p /www/cgi-bin
 cat > /www/cgi-bin/index <<'CGI'
 #!/bin/sh
@@ -441,8 +441,8 @@ cat > /www/cgi-bin/env <<'CGI'
 printf 'Content-Type: text/plain\\r\\n\\r\\n'
 env
 CGI
-chmod +x /www/cgi-bin/index /www/cgi-bin/env
-printf '<meta http-equiv="refresh" content="0;url=/cgi-bin/index">' > /www/index.html
+cat /www/cgi-bin/index > /www/cgi-bin/index.cgi  # httpd runs it for / (there is no index.html), as paz's demo images answer
+chmod +x /www/cgi-bin/index /www/cgi-bin/index.cgi /www/cgi-bin/env
 exec /bin/busybox httpd -f -p "${PORT:-8000}" -h /www
 """
 
@@ -657,10 +657,12 @@ class HaproxySync(Service):
 
     def __init__(self, etcd: EtcdServer, folder: Path, env: dict[str, str] | None = None, port: int | None = None) -> None:
         need("haproxy")
-        self.http_port, self.stats_port, self.folder = free_port(), free_port(), folder
+        self.http_port, self.stats_port, self.https_port, self.folder = free_port(), free_port(), free_port(), folder
         super().__init__("paz-haproxy-sync", etcd, folder, env={
             "PAZ_HTTP_PORT": str(self.http_port), "PAZ_STATS_PORT": str(self.stats_port),
-            "PAZ_HAPROXY_DIR": str(folder / "haproxy"), **(env or {}),
+            "PAZ_HTTPS_PORT": str(self.https_port), "PAZ_HAPROXY_DIR": str(folder / "haproxy"),
+            "PAZ_ACME_DIRECTORY": "off",  # never Let's Encrypt from a test: tests/test_https.py gives its own CA
+            **(env or {}),
         }, port=port)
 
     def haproxy_pid(self) -> int | None:

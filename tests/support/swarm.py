@@ -1,5 +1,5 @@
 """Docker Swarm clusters of the tests' own: each node a dockerd in a network namespace that the test
-makes, joined over a Linux bridge of the test's (see /work/shared/notes/swarm-here.md).
+makes, joined over a Linux bridge of the test's (docs/how-to/swarm.md says what runs here and how).
 
 A cluster of one is a single-node swarm; of three, one manager and two workers. Every name starts
 with ``paz-t`` and carries a random tag; the subnet is ``10.203.<n>.0/24``. Nothing outside that

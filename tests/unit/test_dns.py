@@ -75,7 +75,8 @@ def test_upstreams_take_an_optional_port() -> None:
 
 
 def binds(**settings: str | int) -> list[str]:
-    text = render(Table(None, {}), SyncSettings(name="haproxy-sync", haproxy_dir="/run/paz-haproxy", **settings))
+    """The plain HTTP binds of the router (TLS is tests/unit/test_https_model.py's)."""
+    text = render(Table(None, {}), SyncSettings(name="haproxy-sync", haproxy_dir="/run/paz-haproxy", https_port=0, **settings))
     frontend = text.split("frontend paz_router\n")[1].split("\n\n")[0]
     return [line.strip() for line in frontend.splitlines() if line.strip().startswith("bind")]
 

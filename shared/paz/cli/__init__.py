@@ -1,5 +1,5 @@
 """The ``paz`` command (click): run the suite on this machine (:mod:`.suite_commands`) and the daily
-workflow against its orchestrator (:mod:`.workflow`); how it prints and exits is :mod:`.output`'s."""
+workflow against its orchestrator (:mod:`.workflow`, :mod:`.certs`); how it prints and exits is :mod:`.output`'s."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import suite_commands, workflow
+from . import certs, suite_commands, workflow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -28,7 +28,7 @@ def cli(ctx: click.Context, state_dir: str, url: str | None, token: str | None) 
     ctx.obj = {"state_dir": state_dir, "url": url, "token": token}
 
 
-for command in (*suite_commands.COMMANDS, *workflow.COMMANDS):
+for command in (*suite_commands.COMMANDS, *workflow.COMMANDS, *certs.COMMANDS):
     cli.add_command(command)
 
 

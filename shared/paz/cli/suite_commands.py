@@ -11,7 +11,6 @@ from typing import TypeVar
 
 import click
 
-from .. import docs as api_docs
 from ..auth import ROLES, TokenStore
 from ..errors import ApiError
 from ..etcd import API_VERSIONS, StoreUnavailable, connect
@@ -21,7 +20,7 @@ from ..names import DOMAIN
 from ..registry import declarations
 from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
-from ..suite import ETCD_URL, HTTP_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
+from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
 from ..supervisor import Supervisor, read_restarts
 from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
@@ -81,7 +80,8 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     if domain is not None:
         suite.set_domain(domain)
         click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
-    click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, stats at 127.0.0.1:{STATS_PORT}")
+    click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, HTTPS at 127.0.0.1:{HTTPS_PORT}, "
+               f"stats at 127.0.0.1:{STATS_PORT}")
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
     _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
@@ -263,35 +263,43 @@ def suite_logs(ctx: click.Context, part: str | None, lines: int) -> None:
 
 @click.group()
 def docs() -> None:
-    """Build or serve the API documents (docs/)."""
+    """Build or serve the documentation site (docs/ and the references made from the code)."""
 
 
-DIR_OPTION = click.option("--dir", "folder", default="docs", show_default=True, type=click.Path(path_type=Path),
-                          help="the documents' folder")
+SITE_OPTION = click.option("--site", "site", default="site", show_default=True, type=click.Path(path_type=Path),
+                           help="the built site's folder")
 
 
 @docs.command("build")
-@DIR_OPTION
-def docs_build(folder: Path) -> None:
-    """Write each service's OpenAPI document and index.html."""
+@SITE_OPTION
+@click.option("--config", default="mkdocs.yml", show_default=True, type=click.Path(path_type=Path),
+              help="the site's mkdocs configuration (its pages are in its docs_dir)")
+@click.pass_context
+def docs_build(ctx: click.Context, site: Path, config: Path) -> None:
+    """Build the site with mkdocs in strict mode: a broken link or a missing page fails it."""
+    from mkdocs.exceptions import MkDocsException
+
+    from .. import docs as site_docs
+
     try:
-        written = api_docs.build(folder)
-    except (SettingsError, OSError) as exc:
-        raise PazError(str(exc)) from None
-    for path in written:
-        click.echo(f"wrote {path}")
+        site_docs.build(site, ctx.find_root().command, config)
+    except (SettingsError, OSError, MkDocsException) as exc:
+        raise PazError(str(exc) or "the site has warnings (strict mode): see above") from None
+    click.echo(f"built {site}/ (open {site}/index.html, or run paz docs serve)")
 
 
 @docs.command("serve")
-@DIR_OPTION
+@SITE_OPTION
 @click.option("--port", type=int, default=9090, show_default=True)
-def docs_serve(folder: Path, port: int) -> None:
-    """Serve the documents on 127.0.0.1."""
+def docs_serve(site: Path, port: int) -> None:
+    """Serve the built site on 127.0.0.1 (offline: every file is local)."""
+    from .. import docs as site_docs
+
     try:
-        httpd = api_docs.server(folder, port)
+        httpd = site_docs.server(site, port)
     except OSError as exc:
         raise PazError(str(exc)) from None
-    click.echo(f"serving {folder}/ at http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    click.echo(f"serving {site}/ at http://127.0.0.1:{port}/ (Ctrl-C stops)")
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:

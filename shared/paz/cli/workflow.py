@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import click
 import requests
 
 from .client import DEPLOY_SECONDS, EventReader, Orchestrator, orchestrator_url
-from .output import USAGE, PazError, done, emit_json, step, table
+from .output import USAGE, PazError, done, emit_json, exit_code_of, step, table
 from .suite_commands import part_names, show_suite_logs
 
+FOLLOW_SECONDS = 0.25
+"""How often a deploy's version is read while it deploys."""
 FINAL_EVENT_SECONDS = 5.0
 """How long, after the deploy answered, to wait for its last events (they go through etcd and the stream)."""
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="print JSON (for scripts) instead of text")
@@ -75,7 +78,7 @@ def version_line(version: dict[str, Any]) -> str:
 @JSON_OPTION
 @click.pass_context
 def create(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Register a service from a JSON file (paz's service document, e.g. the README's contrived-service-1.json)."""
+    """Register a service from a JSON file (paz's service document, e.g. the tutorial's contrived-service-1.json)."""
     try:
         document = json.loads(file.read_text())
     except OSError as exc:
@@ -190,9 +193,9 @@ def history(ctx: click.Context, name: str, as_json: bool) -> None:
 def watched_deploy(ctx: click.Context, name: str, path: str, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
     """POST ``path`` (a deploy or rollback) while showing ``name``'s events; the new version, or a PazError.
 
-    The event stream is opened first, so no step is missed; the request runs in a thread, and once
-    it answers, the events up to its journal entry are still shown (bounded by FINAL_EVENT_SECONDS).
-    With ``--json`` nothing but the answer is printed.
+    The event stream is opened first, so no step is missed; the version is followed in a thread
+    (:func:`followed_version`), and once it ends, the events up to its journal entry are still shown
+    (bounded by FINAL_EVENT_SECONDS). With ``--json`` nothing but the version is printed.
     """
     paz = orchestrator(ctx)
     events = None if as_json else paz.events(service=name)
@@ -200,13 +203,13 @@ def watched_deploy(ctx: click.Context, name: str, path: str, body: dict[str, Any
     if events is not None:
         threading.Thread(target=forward_events, args=(events, happened), daemon=True).start()
 
-    def request() -> None:
+    def follow() -> None:
         try:
-            happened.put(("answer", paz.json("POST", path, json=body, timeout=DEPLOY_SECONDS)))
+            happened.put(("answer", followed_version(paz, name, path, body)))
         except PazError as exc:
             happened.put(("error", exc))
 
-    threading.Thread(target=request, daemon=True).start()
+    threading.Thread(target=follow, daemon=True).start()
     try:
         outcome = show_progress(happened, events is not None)
     finally:
@@ -219,6 +222,29 @@ def watched_deploy(ctx: click.Context, name: str, path: str, body: dict[str, Any
         emit_json(outcome)
         ctx.exit(0)
     return outcome
+
+
+def followed_version(paz: Orchestrator, name: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST ``path`` without holding the request for the deploy (``Prefer: respond-async``), then read
+    the version until it ends: its document once it runs, else a PazError with the reason it did not.
+
+    The deploy belongs to the scheduler's controller, so an interrupted command (or a restarted
+    scheduler) changes nothing about how it ends; ``paz history`` shows that later.
+    """
+    document = paz.json("POST", path, json=body, headers={"Prefer": "respond-async"})
+    version, deadline = document["version"], time.monotonic() + DEPLOY_SECONDS
+    while document.get("status") == "deploying":
+        if time.monotonic() > deadline:
+            raise PazError(f"v{version} of {name} is still deploying after {DEPLOY_SECONDS:.0f} s; "
+                           f"paz history {name} shows how it ends.")
+        time.sleep(FOLLOW_SECONDS)
+        document = paz.json("GET", f"/services/{name}/config/history/{version}")
+    if document.get("status") == "failed":
+        raise PazError(document.get("message") or f"v{version} of {name} was not deployed.",
+                       exit_code_of(document.get("failureStatus", 422)))
+    if not document.get("deployedAt"):  # replaced or stopped before it served
+        raise PazError(document.get("message") or f"v{version} of {name} never served: a newer deploy or a stop came first.")
+    return document
 
 
 def forward_events(events: EventReader, into: queue.Queue[tuple[str, Any]]) -> None:

@@ -16,6 +16,10 @@ HOOK_ERRORS = (400, 401, 404, 409, 422, 502, 503)
 (or a stop) that superseded it before it served, a version that did not serve (the old one keeps
 serving), an image that could not be pulled or an engine that refused (naming it and its reason)."""
 
+ACCEPTED = ("Accepted (Prefer: respond-async, or still deploying after the wait): the version, deploying; "
+            "follow Location (its status ends running or failed) or GET /events")
+"""The 202 of a deploy or rollback: RFC 7240's ``Prefer: respond-async`` answers at once."""
+
 
 class RollbackSchema(Schema):
     version = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))

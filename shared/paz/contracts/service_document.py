@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, pre_load, va
 from passlib.hash import sha512_crypt
 
 from paz.api import Pattern, ReadQuery
-from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, name_problem, reserved_problem
+from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, domain_problem, name_problem, reserved_problem
 from paz.secrets import NAME_RULE, public
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -30,6 +30,12 @@ def check_name(name: str) -> None:
     problem = name_problem(name) or reserved_problem(name)
     if problem:
         raise ValidationError(f"{name!r} {problem}")
+
+
+def check_domain(value: str) -> None:
+    problem = domain_problem(value)
+    if problem:
+        raise ValidationError(f"{value[:100]!r} {problem}")
 
 
 def _no_nul(value: str) -> None:
@@ -125,6 +131,15 @@ class ConfigSchema(Schema):
     mustShareWith = PatternList(load_default=list)
     healthCheck = fields.Nested(HealthCheckSchema, allow_none=True)
     basicAuth = fields.Nested(BasicAuthSchema, allow_none=True)
+    domains = fields.List(fields.String(validate=check_domain), validate=validate.Length(max=50), metadata={
+        "description": "custom domains served over HTTPS (each belongs to one service); none when absent"})
+    httpsRedirect = fields.Boolean(metadata={
+        "description": "plain HTTP on a name with a certificate answers 308 to HTTPS; true when absent"})
+
+    @validates("domains")
+    def unique_domains(self, domains: list[str], **_: Any) -> None:
+        if len(set(domains)) != len(domains):
+            raise ValidationError("each domain may be listed once")
 
     @validates("ports")
     def unique_container_ports(self, ports: list[dict[str, int]], **_: Any) -> None:
