@@ -219,25 +219,26 @@ def test_rotate_reseals_everything_and_running_services_keep_deploying(suite: di
     assert container_env(docker_engine, name, 2)["TOKEN"] == SECOND
 
 
-def start_directory(suite: dict[str, Any], key_file: Path) -> subprocess.CompletedProcess[str]:
+def start(script: str, suite: dict[str, Any], key_file: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PAZ_ETCD_ENDPOINTS": suite["etcd"].url, "PAZ_ETCD_API": suite["etcd"].api,
            "PAZ_PORT": "1", "PAZ_SECRETS_KEY_FILE": str(key_file)}
-    return subprocess.run([str(VENV_BIN / "paz-service-directory")], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run([str(VENV_BIN / script)], env=env, capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.parametrize("script", ["paz-service-directory", "paz-scheduler"])
 @pytest.mark.parametrize(("content", "sentence"), [
     (None, "does not exist"),
     ("not-a-key", "does not hold a secrets key"),
     ("another", "does not hold the key this suite's secrets are sealed with"),
 ])
-def test_a_missing_or_wrong_key_file_stops_the_service_at_start_naming_it(suite: dict[str, Any], tmp_path: Path,
+def test_a_missing_or_wrong_key_file_stops_the_service_at_start_naming_it(suite: dict[str, Any], tmp_path: Path, script: str,
                                                                          content: str | None, sentence: str) -> None:
     key_file = tmp_path / "secrets.key"
     if content == "another":
         write_key_file(key_file, [new_key()])
     elif content is not None:
         key_file.write_text(content)
-    started = start_directory(suite, key_file)
+    started = start(script, suite, key_file)
     assert started.returncode == 2, started.stderr
     assert str(key_file) in started.stderr and sentence in started.stderr
     assert "Traceback" not in started.stderr
