@@ -32,10 +32,10 @@ def latest(etcd, name: str) -> int:
     return int(node["value"]) if node else 0
 
 
-def owned_by_running_versions(etcd, found: list, name: str) -> bool:
-    """Every container ``found`` belongs to a version of ``name`` whose status is ``running``."""
-    for container in found:
-        document = version_document(etcd, name, int(container.labels["paz.version"])) or {}
+def owned_by_running_versions(etcd, found: list[dict[str, str]], name: str) -> bool:
+    """Every runtime object whose labels are ``found`` belongs to a version of ``name`` whose status is ``running``."""
+    for labels in found:
+        document = version_document(etcd, name, int(labels["paz.version"])) or {}
         if document.get("status") != "running":
             return False
     return True
@@ -79,11 +79,13 @@ def _quietly(call: Callable[[], Any]) -> None:
 MOMENTS = [before_a_version_is_taken, while_pulling, with_some_instances_started, while_the_old_version_drains]
 
 
-def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containers_of: Callable[[], list]) -> Service:
+def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containers_of: Callable[[], list],
+                         services_of: Callable[[], list[dict[str, str]]] = lambda: []) -> Service:
     """Deploy ``name`` (3 instances) with a scheduler from ``start``, then at each of :data:`MOMENTS`
     kill the scheduler's process group, start another, and check what a person would: the version
-    ends running or failed, no container is left that no running version owns, and the next deploy
-    goes through at once. Answers the scheduler running at the end."""
+    ends running or failed, no container (nor, with ``services_of``, the labels of a runtime's
+    record of a version: a Swarm service, which may hold no container) is left that no running
+    version owns, and the next deploy goes through at once. Answers the scheduler running at the end."""
     scheduler = start()
     try:
         assert deploy(scheduler, name).status_code == 201
@@ -95,15 +97,17 @@ def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containe
             version = latest(etcd, name)
             wait_until(lambda: version_document(etcd, name, version)["status"] in ("running", "failed"),
                        RESTART_BUDGET_SECONDS, what=f"v{version} to end running or failed after a kill {moment.__name__}")
-            wait_until(lambda: owned_by_running_versions(etcd, containers_of(), name),
+            wait_until(lambda: owned_by_running_versions(etcd, [c.labels for c in containers_of()] + services_of(), name),
                        max(1.0, RESTART_BUDGET_SECONDS - (time.monotonic() - restarted)),
-                       what=f"no container left that no running version owns after a kill {moment.__name__}")
+                       what=f"nothing left that no running version owns after a kill {moment.__name__}")
             started = time.monotonic()
             answer = deploy(scheduler, name)
             assert answer.status_code == 201, (moment.__name__, answer.text)
             assert time.monotonic() - started < 15, moment.__name__
             wait_until(lambda: sorted(c.labels["paz.version"] for c in containers_of()) == [str(answer.json()["version"])] * 3,
                        10, what=f"only v{answer.json()['version']}'s 3 containers after a kill {moment.__name__}")
+            wait_until(lambda: {labels["paz.version"] for labels in services_of()} <= {str(answer.json()["version"])},
+                       10, what=f"no record of another version than v{answer.json()['version']} after a kill {moment.__name__}")
     except BaseException:
         scheduler.stop()
         raise

@@ -21,6 +21,7 @@ from tests.support import SESSION_ID, TEST_LABEL, Service, build_test_image, etc
 from paz.suite import make_swarm_manager
 from tests.support.docker_suite import KNOWN_STDERR, KNOWN_STDOUT, build_talking_image, say
 from tests.support.swarm import SwarmCluster, SwarmSuite, page, started, swarm_scheduler_env
+from tests.test_dns import fetch_by_paz_name
 from tests.test_scheduler_crash import kill_at_every_moment
 
 IMAGE = "paz-test/hello:1"
@@ -45,6 +46,12 @@ def suite(swarm: SwarmCluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 def swarm_services(swarm: SwarmCluster, name: str) -> list[str]:
     return sorted(s.name for s in swarm.manager.client().services.list(filters={"label": f"paz.service={name}"}))
+
+
+def swarm_service_labels(swarm: SwarmCluster, name: str) -> list[dict[str, str]]:
+    """The labels of every Swarm service of ``name``: a version's service may outlive its containers
+    (scaled to 0, or its tasks not placed yet), and is left behind just the same."""
+    return [s.attrs["Spec"]["Labels"] for s in swarm.manager.client().services.list(filters={"label": f"paz.service={name}"})]
 
 
 def test_the_seed_walkthrough_runs_on_swarm(swarm, suite):
@@ -114,10 +121,27 @@ def test_a_killed_scheduler_finishes_or_fails_the_deploy_on_swarm(swarm, suite, 
     try:
         scheduler = kill_at_every_moment(
             suite.etcd, unique_name, lambda: Service("paz-scheduler", suite.etcd, tmp_path, env=env, own_group=True).start(),
-            lambda: swarm.manager.client().containers.list(all=True, filters={"label": f"paz.service={unique_name}"}))
+            lambda: swarm.manager.client().containers.list(all=True, filters={"label": f"paz.service={unique_name}"}),
+            lambda: swarm_service_labels(swarm, unique_name))
         scheduler.stop()
     finally:
         suite.scheduler.start()
+
+
+def test_a_task_reaches_another_service_by_its_paz_name(swarm, suite, unique_name):
+    """Issue 22 on the swarm driver: a task's container asks the suite's name server for
+    ``<service>.paz`` and reaches that service through the router."""
+    server, client = f"{unique_name}-b", f"{unique_name}-a"
+    suite.register(server, IMAGE, env={"MESSAGE": "hello from b"})
+    suite.register(client, IMAGE)
+    for name in (server, client):
+        answer = suite.deploy(name)
+        assert answer.status_code == 201, answer.text
+    (unit,) = suite.scheduler.request("GET", "/units", params={"service": client}).json()
+    inside = swarm.manager.client().containers.get(unit["containerId"])
+    assert inside.attrs["HostConfig"]["Dns"] == [suite.router_address]
+    wait_until(lambda: suite.through(server) == "hello from b", 10, what=f"{server}.paz routed")
+    fetch_by_paz_name(inside, server, "hello from b", f"{unique_name}-nothing")
 
 
 def test_a_failing_version_is_removed_and_the_old_one_keeps_serving(swarm, suite, unique_name):

@@ -461,7 +461,7 @@ def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1", extra_
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(busybox, arcname="bin/busybox")
-        for applet in ("sh", "mkdir", "cat", "chmod", "printf", "env", "httpd", "sleep", "echo", "wget", "nc", "nslookup"):
+        for applet in ("sh", "mkdir", "cat", "chmod", "printf", "env", "httpd", "sleep", "echo", "wget", "nc", "nslookup", "timeout"):
             link = tarfile.TarInfo(f"bin/{applet}")
             link.type, link.linkname = tarfile.SYMTYPE, "busybox"
             tar.addfile(link)

@@ -26,7 +26,7 @@ from typing import Any
 import docker
 import requests
 
-from tests.support import SESSION_ID, TEST_LABEL, EtcdServer, HaproxySync, Process, Service, need, wait_until
+from tests.support import SESSION_ID, TEST_LABEL, EtcdServer, HaproxySync, Process, Service, free_port, need, wait_until
 
 SUBNET_PREFIX = "10.203"
 MANAGER_PORT = 2377
@@ -190,13 +190,21 @@ class SwarmCluster:
 class SwarmSuite:
     """The suite's services on free loopback ports around a swarm: an etcd of its own, the directory,
     the scheduler with ``PAZ_DRIVER=swarm`` on the swarm's manager, haproxy-sync (HAProxy) and the
-    orchestrator."""
+    orchestrator.
+
+    As ``paz up`` does on the Docker bridge, the router (port 80) and the suite's name server listen
+    where the tasks reach the host, here the test bridge's address, and tasks use that name server.
+    Names outside ``.paz`` are forwarded to a loopback port where nothing listens (SERVFAIL): the
+    tests send no traffic elsewhere."""
 
     def __init__(self, cluster: SwarmCluster, workdir: Path, **scheduler_env: str) -> None:
+        self.router_address = cluster.bridge.gateway
         self.etcd = EtcdServer(workdir)
         self.directory = Service("paz-service-directory", self.etcd, workdir)
-        self.scheduler = Service("paz-scheduler", self.etcd, workdir, env=swarm_scheduler_env(cluster.manager, **scheduler_env))
-        self.router = HaproxySync(self.etcd, workdir)
+        self.scheduler = Service("paz-scheduler", self.etcd, workdir, env=swarm_scheduler_env(
+            cluster.manager, PAZ_INSTANCE_DNS=self.router_address, **scheduler_env))
+        self.router = HaproxySync(self.etcd, workdir, env={
+            "PAZ_ROUTER_ADDRESS": self.router_address, "PAZ_DNS_UPSTREAM": f"127.0.0.1:{free_port()}"})
         self.orchestrator = Service("paz-orchestrator", self.etcd, workdir)
         self.parts = [self.etcd, self.directory, self.scheduler, self.router, self.orchestrator]
 
