@@ -80,12 +80,13 @@ MOMENTS = [before_a_version_is_taken, while_pulling, with_some_instances_started
 
 
 def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containers_of: Callable[[], list],
-                         services_of: Callable[[], list[dict[str, str]]] = lambda: []) -> Service:
+                         services_of: Callable[[], list[dict[str, str]]] = lambda: [], deploy_seconds: float = 15.0) -> Service:
     """Deploy ``name`` (3 instances) with a scheduler from ``start``, then at each of :data:`MOMENTS`
     kill the scheduler's process group, start another, and check what a person would: the version
     ends running or failed, no container (nor, with ``services_of``, the labels of a runtime's
     record of a version: a Swarm service, which may hold no container) is left that no running
-    version owns, and the next deploy goes through at once. Answers the scheduler running at the end."""
+    version owns, and the next deploy goes through at once (within ``deploy_seconds``: a whole rollover,
+    never a lock's timeout). Answers the scheduler running at the end."""
     scheduler = start()
     try:
         assert deploy(scheduler, name).status_code == 201
@@ -103,7 +104,7 @@ def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containe
             started = time.monotonic()
             answer = deploy(scheduler, name)
             assert answer.status_code == 201, (moment.__name__, answer.text)
-            assert time.monotonic() - started < 15, moment.__name__
+            assert time.monotonic() - started < deploy_seconds, moment.__name__
             wait_until(lambda: sorted(c.labels["paz.version"] for c in containers_of()) == [str(answer.json()["version"])] * 3,
                        10, what=f"only v{answer.json()['version']}'s 3 containers after a kill {moment.__name__}")
             wait_until(lambda: {labels["paz.version"] for labels in services_of()} <= {str(answer.json()["version"])},

@@ -122,7 +122,8 @@ def test_a_killed_scheduler_finishes_or_fails_the_deploy_on_swarm(swarm, suite, 
         scheduler = kill_at_every_moment(
             suite.etcd, unique_name, lambda: Service("paz-scheduler", suite.etcd, tmp_path, env=env, own_group=True).start(),
             lambda: swarm.manager.client().containers.list(all=True, filters={"label": f"paz.service={unique_name}"}),
-            lambda: swarm_service_labels(swarm, unique_name))
+            lambda: swarm_service_labels(swarm, unique_name),
+            deploy_seconds=30.0)  # a swarm rollover: service made, tasks serving, old tasks drained and removed
         scheduler.stop()
     finally:
         suite.scheduler.start()
