@@ -157,7 +157,7 @@ def test_a_renewed_certificate_is_served_without_a_reload_and_without_a_failed_r
         worker = router.worker_pid()
         load = KeepAliveLoad(name, router.https_port, roots)
         load.thread.start()
-        renewed = wait_until(lambda: serial(name, router.https_port, roots) != first, 30, interval=0.5, what="a renewal")
+        renewed = wait_until(lambda: serial(name, router.https_port, roots) != first, 45, interval=0.5, what="a renewal")
         time.sleep(1)
         load.stop.set()
         load.thread.join(10)
