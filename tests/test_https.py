@@ -154,6 +154,8 @@ def test_a_renewed_certificate_is_served_without_a_reload_and_without_a_failed_r
         publish(own_etcd, "api", instance(servers, 'api-1').address)
         roots, name = ca.issuing_roots(), "api.example.test"
         first = wait_until(lambda: serial(name, router.https_port, roots), 30, what="the first certificate")
+        # the name's first certificate adds its redirect to the config (a reload); the renewal must not
+        wait_until(lambda: router.route(name, allow_redirects=False).status_code == 308, 10, what="the redirect in force")
         worker = router.worker_pid()
         load = KeepAliveLoad(name, router.https_port, roots)
         load.thread.start()
@@ -214,7 +216,8 @@ def test_an_unreachable_ca_leaves_everything_else_routing_and_says_why(own_etcd,
         assert "lonely.example.test" in failing and "cannot be reached" in failing["lonely.example.test"]
         failures = router.request("GET", "/certs").json()["failures"]
         assert [f["name"] for f in failures] == ["lonely.example.test"] and failures[0]["retryAt"]
-        assert router.route("lonely.example.test").text == "lonely-1"  # plain HTTP, not redirected
+        wait_until(lambda: router.route("lonely.example.test", allow_redirects=False).text == "lonely-1", 10,
+                   what="plain HTTP routed, not redirected")
         assert router.route("lonely.paz").text == "lonely-1"
     finally:
         router.stop()
