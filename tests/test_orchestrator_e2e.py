@@ -257,6 +257,9 @@ def test_a_deploy_that_prefers_not_to_wait_answers_at_once_where_to_follow_it(su
     with a Location on the orchestrator itself whose version then ends running."""
     name = f"async-{uuid.uuid4().hex[:8]}"
     assert suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": images["demo"]}).status_code == 201
+    # the test before restarts the scheduler: the orchestrator relays to it once it is announced again
+    wait_until(lambda: suite.orchestrator.request("GET", f"/services/{name}/config/history").status_code == 200, 20,
+               what="the scheduler reachable through the orchestrator")
     asked = time.monotonic()
     answer = suite.orchestrator.request("POST", f"/services/{name}/deploy", json={}, headers={"Prefer": "respond-async"})
     assert answer.status_code == 202, answer.text
