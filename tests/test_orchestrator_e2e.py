@@ -232,6 +232,24 @@ def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: D
     assert [(e["id"], e["event"]) for e in again] == [(e["id"], e["event"]) for e in events]
 
 
+def test_a_deploy_that_prefers_not_to_wait_answers_at_once_where_to_follow_it(suite: Suite, images: dict[str, str]) -> None:
+    """``Prefer: respond-async`` goes through the orchestrator to the scheduler: 202 within a second,
+    with a Location on the orchestrator itself whose version then ends running."""
+    name = f"async-{uuid.uuid4().hex[:8]}"
+    assert suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": images["demo"]}).status_code == 201
+    asked = time.monotonic()
+    answer = suite.orchestrator.request("POST", f"/services/{name}/deploy", json={}, headers={"Prefer": "respond-async"})
+    assert answer.status_code == 202, answer.text
+    assert time.monotonic() - asked < 1.0
+    assert answer.headers["Preference-Applied"] == "respond-async"
+    assert (answer.json()["version"], answer.json()["status"]) == (1, "deploying")
+    assert answer.headers["Location"] == f"/services/{name}/config/history/1"
+    wait_until(lambda: suite.orchestrator.request("GET", answer.headers["Location"]).json()["status"] == "running", 30,
+               what=f"{name} v1 running")
+    refused = suite.orchestrator.request("POST", f"/services/{name}/rollback", json={"version": 7}, headers={"Prefer": "respond-async"})
+    assert refused.status_code == 404 and "Location" not in refused.headers, refused.text
+
+
 def test_with_the_scheduler_stopped_services_list_and_config_last_names_it(suite: Suite) -> None:
     name = f"demo-api-{uuid.uuid4().hex[:6]}"
     assert suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": "lukebond/demo-api"}).status_code == 201
@@ -250,24 +268,3 @@ def test_with_the_scheduler_stopped_services_list_and_config_last_names_it(suite
     summary = suite.orchestrator.request("GET", "/cluster").json()
     assert summary["services"] >= 1 and summary["units"] is None
     assert [p["source"] for p in summary["problems"]] == ["paz-scheduler"]
-
-
-def test_a_deploy_that_prefers_not_to_wait_answers_at_once_where_to_follow_it(suite: Suite, images: dict[str, str]) -> None:
-    """``Prefer: respond-async`` goes through the orchestrator to the scheduler: 202 within a second,
-    with a Location on the orchestrator itself whose version then ends running."""
-    name = f"async-{uuid.uuid4().hex[:8]}"
-    assert suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": images["demo"]}).status_code == 201
-    # the test before restarts the scheduler: the orchestrator relays to it once it is announced again
-    wait_until(lambda: suite.orchestrator.request("GET", f"/services/{name}/config/history").status_code == 200, 20,
-               what="the scheduler reachable through the orchestrator")
-    asked = time.monotonic()
-    answer = suite.orchestrator.request("POST", f"/services/{name}/deploy", json={}, headers={"Prefer": "respond-async"})
-    assert answer.status_code == 202, answer.text
-    assert time.monotonic() - asked < 1.0
-    assert answer.headers["Preference-Applied"] == "respond-async"
-    assert (answer.json()["version"], answer.json()["status"]) == (1, "deploying")
-    assert answer.headers["Location"] == f"/services/{name}/config/history/1"
-    wait_until(lambda: suite.orchestrator.request("GET", answer.headers["Location"]).json()["status"] == "running", 30,
-               what=f"{name} v1 running")
-    refused = suite.orchestrator.request("POST", f"/services/{name}/rollback", json={"version": 7}, headers={"Prefer": "respond-async"})
-    assert refused.status_code == 404 and "Location" not in refused.headers, refused.text
