@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from paz.context import Paz
+from paz.secrets import Keyring
 from paz.service import Service
 
 from .engine import start_engine
@@ -18,6 +19,7 @@ from .status import certificates_health, haproxy_health
 def attach_haproxy(app: Flask, paz: Paz) -> None:
     settings = paz.settings
     app.extensions["paz.haproxy"] = Haproxy(settings)
+    app.extensions["paz.keyring"] = Keyring(settings.secrets_key_file)  # seals the keys of brought certificates
     paz.health_checks["haproxy"] = lambda: haproxy_health(settings)
     paz.health_checks["https"] = lambda: certificates_health(paz.etcd, settings)
 

@@ -234,8 +234,10 @@ class Engine:
     def _on_failure(self, event: Change, wake: bool = True) -> None:
         name = event.key.removeprefix(keys.ACME_FAILURES + "/")
         with self._lock:
-            if event.gone:
-                self._failures = {} if below(keys.ACME_FAILURES, event.key) else {k: v for k, v in self._failures.items() if k != name}
+            if event.gone and below(keys.ACME_FAILURES, event.key):
+                self._failures.clear()
+            elif event.gone:
+                self._failures.pop(name, None)
             else:
                 try:
                     self._failures[name] = json.loads(event.value or "")
@@ -291,6 +293,8 @@ class Engine:
                 if not woke or time.monotonic() - self._unsaved_since > self.SAVE_AT_LEAST_EVERY:
                     self._save()
                 self.apply()
+                if woke and self.orders:
+                    self.orders.wake.set()  # a name may want a certificate now
             except Exception as exc:  # noqa: BLE001 - reported in status.json and retried at the next tick
                 self._failed(exc)
         try:
@@ -343,8 +347,6 @@ class Engine:
             self.tls.sync(wanted, running=False)
             self._applied = None
         self._served = self.tls.served()
-        if self.orders:
-            self.orders.wake.set()
         return replace(table, certified=self._served)
 
     def _apply_reload(self, text: str, running: bool) -> None:

@@ -20,7 +20,6 @@ from paz.contracts.cluster import BackendOut
 from paz.errors import BadRequest, Forbidden, NotFound, Unavailable
 from paz.context import paz_context
 from paz.names import domain_problem
-from paz.secrets import Keyring
 
 from .haproxy import Haproxy, HaproxyError
 from .marathon import EVENT_TYPES, send_hint
@@ -124,9 +123,9 @@ def bring_certificate(body: dict[str, Any], name: str):
     problem = domain_problem(name)
     if problem:
         raise BadRequest(f"{name[:100]!r} {problem}.")
-    paz = paz_context()
     try:
-        return brought(paz.etcd, Keyring(paz.settings.secrets_key_file), name, body["certificate"], body["privateKey"]).summary()
+        return brought(paz_context().etcd, current_app.extensions["paz.keyring"], name, body["certificate"],
+                       body["privateKey"]).summary()
     except BadCertificate as exc:
         raise BadRequest(f"Not stored: {exc}.", {"name": name}) from None
 

@@ -7,7 +7,7 @@ starts or reloads loads them all. A change reaches the running HAProxy through i
 ``set`` and ``commit`` for a renewal (connections open on the old certificate go on; new handshakes
 get the new one), ``del ssl crt-list`` and ``del ssl cert`` for a name that goes. The files are
 written after HAProxy took the change, so they always say what HAProxy serves; a file that differs
-from the certificate wanted is set again at the next pass.
+from the certificate wanted (read at start, then remembered as written) is set again at the next pass.
 """
 
 from __future__ import annotations
@@ -28,15 +28,18 @@ class CertificateFiles:
 
     def __init__(self, settings: SyncSettings, haproxy: Haproxy) -> None:
         self.folder, self.crt_list, self.haproxy = settings.certs_dir, settings.crt_list, haproxy
+        self._files: dict[str, str] = {}
+        """What each certificate file holds, read once at :meth:`prepare` and kept as it is written."""
 
     def prepare(self) -> None:
         """The folder and the crt-list the config names, so a HAProxy can start before any certificate exists."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._files = {path.name.removesuffix(".pem"): path.read_text() for path in self.folder.glob("*.pem")}
         self._write_list()
 
     def served(self) -> frozenset[str]:
         """The names with a certificate file (what HAProxy serves once a pass is done)."""
-        return frozenset(path.name.removesuffix(".pem") for path in self.folder.glob("*.pem"))
+        return frozenset(self._files)
 
     def sync(self, wanted: dict[str, Certificate], running: bool) -> bool:
         """Make HAProxy serve exactly ``wanted`` (name to certificate); whether anything changed.
@@ -44,7 +47,7 @@ class CertificateFiles:
         With HAProxy not running only the files change (it loads them when it starts). A command
         HAProxy refuses raises :class:`HaproxyError`; the files then say what it holds.
         """
-        changes = {name: cert for name, cert in wanted.items() if self._file_text(name) != cert.pem}
+        changes = {name: cert for name, cert in wanted.items() if self._files.get(name) != cert.pem}
         gone = self.served() - set(wanted)
         if not changes and not gone:
             return False
@@ -53,23 +56,19 @@ class CertificateFiles:
             if running:
                 self._set(self.path(name), certificate.pem, new=str(self.path(name)) not in loaded)
             self._write(self.path(name), certificate.pem)
+            self._files[name] = certificate.pem
             log.info("certificate served", extra={"host": name, "notAfter": certificate.summary()["notAfter"]})
         for name in sorted(gone):
             if running and str(self.path(name)) in loaded:
                 self._remove(self.path(name))
             self.path(name).unlink(missing_ok=True)
+            del self._files[name]
             log.info("certificate withdrawn", extra={"host": name})
         self._write_list()
         return True
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.pem"
-
-    def _file_text(self, name: str) -> str | None:
-        try:
-            return self.path(name).read_text()
-        except OSError:
-            return None
 
     def _loaded(self) -> set[str]:
         """The certificate files the running HAProxy holds (``show ssl cert``)."""
