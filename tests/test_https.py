@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import ssl
 import subprocess
@@ -111,6 +112,8 @@ def test_a_public_service_and_a_custom_domain_are_served_over_https(own_etcd, tm
         assert sorted(c["name"] for c in listed["certificates"]) == ["shop.example.test", "www.shop.test"]
         assert all(c["source"] == "acme" and c["issuer"].startswith("Pebble") for c in listed["certificates"])
         assert "PRIVATE KEY" not in json.dumps(listed) and "sealed" not in json.dumps(listed)
+        journal = sorted(e["message"] for e in map(json.loads, own_etcd.values_below("/paz/scheduler/journal").values()))
+        assert [m.split(" issued by ")[0] for m in journal] == ["certificate for shop.example.test", "certificate for www.shop.test"], journal
     finally:
         router.stop()
         ca.stop()
@@ -216,6 +219,9 @@ def test_an_unreachable_ca_leaves_everything_else_routing_and_says_why(own_etcd,
         assert "lonely.example.test" in failing and "cannot be reached" in failing["lonely.example.test"]
         failures = router.request("GET", "/certs").json()["failures"]
         assert [f["name"] for f in failures] == ["lonely.example.test"] and failures[0]["retryAt"]
+        journal = [json.loads(v) for v in own_etcd.values_below("/paz/scheduler/journal").values()]
+        assert journal and {(e["type"], e["service"]) for e in journal} == {("certificate-failed", "lonely")}, journal
+        assert "lonely.example.test" in journal[0]["message"] and "cannot be reached" in journal[0]["message"]
         wait_until(lambda: router.route("lonely.example.test", allow_redirects=False).text == "lonely-1", 10,
                    what="plain HTTP routed, not redirected")
         assert router.route("lonely.paz").text == "lonely-1"
@@ -224,11 +230,11 @@ def test_an_unreachable_ca_leaves_everything_else_routing_and_says_why(own_etcd,
         ca.stop()
 
 
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+def self_signed(folder: Path, name: str, days: int = 30) -> tuple[Path, Path]:
     """A certificate for ``name`` and its key, made with openssl as a person would."""
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run([need("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt"), "-days", "30",
+                    "-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt"), "-days", str(days),
                     "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"], check=True, capture_output=True, timeout=30)
     return folder / f"{name}.crt", folder / f"{name}.key"
 
@@ -237,9 +243,10 @@ def test_a_certificate_a_user_brings_is_served_listed_and_removed_with_paz_certs
     (tmp_path / "router").mkdir()
     router = HaproxySync(own_etcd, tmp_path / "router").start()  # ordering off: only what is brought
     orchestrator = Service("paz-orchestrator", own_etcd, tmp_path).start()
+    web = Service("paz-web", own_etcd, tmp_path, env={"PAZ_WEB_SECRET_FILE": str(tmp_path / "web-secret")}).start()
     try:
         publish(own_etcd, "blog", instance(servers, "blog-1").address, domains=["blog.mine.test"])
-        cert, key = self_signed(tmp_path / "pem", "blog.mine.test")
+        cert, key = self_signed(tmp_path / "pem", "blog.mine.test", days=10)
         paz = [str(VENV_BIN / "paz"), "--url", orchestrator.url, "certs"]
         added = subprocess.run([*paz, "add", "blog.mine.test", str(cert), str(key)], capture_output=True, text=True, timeout=30)
         assert added.returncode == 0 and "serving blog.mine.test" in added.stdout, added.stderr
@@ -247,6 +254,9 @@ def test_a_certificate_a_user_brings_is_served_listed_and_removed_with_paz_certs
         listed = subprocess.run(paz, capture_output=True, text=True, timeout=30).stdout.splitlines()
         assert listed[0].split() == ["NAME", "SOURCE", "ISSUER", "EXPIRES", "RENEWS"]
         assert listed[1].split()[:3] == ["blog.mine.test", "brought", "blog.mine.test"]
+        cluster = web.request("GET", "/").text  # the dashboard lists it, and warns: nothing renews it
+        assert "<td>blog.mine.test</td><td>brought</td>" in cluster
+        assert re.search(r"certificate blog\.mine\.test expires in (9|10) day\(s\), at [^;]+; it was brought, so nothing renews it", cluster), cluster
 
         other_cert, other_key = self_signed(tmp_path / "pem", "else.mine.test")
         wrong = subprocess.run([*paz, "add", "blog.mine.test", str(other_cert), str(key)], capture_output=True, text=True, timeout=30)
@@ -262,5 +272,6 @@ def test_a_certificate_a_user_brings_is_served_listed_and_removed_with_paz_certs
         wait_until(lambda: router.route("blog.mine.test", allow_redirects=False).text == "blog-1", 5,
                    what="plain HTTP again, not redirected")
     finally:
+        web.stop()
         orchestrator.stop()
         router.stop()

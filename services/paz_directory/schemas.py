@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
-from paz.contracts.times import iso
+from paz.contracts.times import iso_now
 from paz.secrets import Keyring, sealed_patch
 
 CONFIG_DEFAULTS: dict[str, Any] = {
@@ -28,7 +27,7 @@ def sealed(config: dict[str, Any], keyring: Keyring) -> dict[str, Any]:
     """``config`` (a create's or a PATCH's) with the clear values of its ``secrets`` sealed."""
     if not config.get("secrets"):
         return config
-    return {**config, "secrets": sealed_patch(config["secrets"], keyring, iso(dt.datetime.now(dt.timezone.utc)))}
+    return {**config, "secrets": sealed_patch(config["secrets"], keyring, iso_now())}
 
 
 def merge_config(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

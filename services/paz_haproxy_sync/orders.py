@@ -19,8 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from paz import keys
-from paz.contracts.times import iso
+from paz import journal, keys
+from paz.contracts.times import iso, iso_now
 from paz.etcd import Store, StoreUnavailable
 from paz.leadership import Leadership
 from paz.secrets import Keyring
@@ -89,11 +89,11 @@ class CertificateOrders:
         if wanted is None:
             return  # etcd not read yet
         held, failures = self.held(), self.failures()
-        for name in sorted(wanted):
+        for name, service in sorted(wanted.items()):
             if self._stop.is_set() or not self.leadership.leading.is_set():
                 return
             if self._due(held.get(name), failures.get(name)):
-                self.order(name, failures.get(name))
+                self.order(name, service, failures.get(name))
 
     def _due(self, certificate: Certificate | None, failure: dict[str, Any] | None) -> bool:
         if failure and failure.get("retryAt", "") > iso(now()):
@@ -102,22 +102,27 @@ class CertificateOrders:
             return True
         return certificate.source == ACME and now() >= certificate.renew_at
 
-    def order(self, name: str, failure: dict[str, Any] | None) -> None:
+    def order(self, name: str, service: str, failure: dict[str, Any] | None) -> None:
+        """Order ``name``'s certificate (``service`` answers on it); the outcome goes to etcd and the journal."""
         try:
             chain, key = self.ca.order(name)
             certificate = read_pem(name, chain, key, ACME)
         except (OrderFailed, BadCertificate) as exc:
-            self._failed(name, str(exc), (failure or {}).get("attempts", 0) + 1)
+            self._failed(name, service, str(exc), (failure or {}).get("attempts", 0) + 1)
             return
         self.etcd.put(keys.certificate(name), stored(certificate, self.keyring))
         self.etcd.delete(keys.acme_failure(name))
+        journal.write(self.etcd, "certificate", service,
+                      f"certificate for {name} issued by {certificate.issuer}, valid until {iso(certificate.not_after)}")
 
-    def _failed(self, name: str, reason: str, attempts: int) -> None:
+    def _failed(self, name: str, service: str, reason: str, attempts: int) -> None:
         retry = now() + dt.timedelta(seconds=retry_after(attempts))
         log.warning("certificate not ordered; plain HTTP (or the previous certificate) meanwhile",
                     extra={"host": name, "reason": reason, "attempts": attempts, "retryAt": iso(retry)})
         self.etcd.put(keys.acme_failure(name), json.dumps(
-            {"name": name, "reason": reason, "attempts": attempts, "failedAt": iso(now()), "retryAt": iso(retry)}))
+            {"name": name, "reason": reason, "attempts": attempts, "failedAt": iso_now(), "retryAt": iso(retry)}))
+        journal.write(self.etcd, "certificate-failed", service,
+                      f"certificate for {name} not ordered (attempt {attempts}): {reason}; next try at {iso(retry)}")
 
 
 def brought(etcd: Store, keyring: Keyring, name: str, chain: str, key: str) -> Certificate:

@@ -45,13 +45,13 @@ from typing import Any
 from paz import keys
 from paz.errors import ApiError
 from paz.etcd import AlreadyExists, Change, CompareFailed, KeyNotFound, Lease, Store, StoreUnavailable
+from paz.contracts.times import iso_now
 from paz.leadership import Leadership
 from paz.secrets import Keyring, opened
 from paz.view import EtcdView, Listener
 from paz.waiting import poll
 
 from .drivers.base import Driver, InstanceSpec, Unit
-from .schemas import iso_now
 from .store import SchedulerStore
 
 log = logging.getLogger(__name__)

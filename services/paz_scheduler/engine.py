@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from paz import keys
+from paz.contracts.times import iso_now
 from paz.errors import ApiError, Conflict, NotFound, Unavailable
 from paz.etcd import Store
 from paz.secrets import sealed_of
@@ -30,7 +31,6 @@ from paz.view import EtcdView
 from .controller import version_document
 from .drivers.base import Driver, Unit
 from .drivers.logs import LogLine, LogQuery, LogStream, merged
-from .schemas import iso_now
 from .store import SchedulerStore
 
 log = logging.getLogger(__name__)

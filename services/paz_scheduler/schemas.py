@@ -6,17 +6,12 @@ Its versions, journal, units, hosts and log queries are contracts the orchestrat
 
 from __future__ import annotations
 
-import datetime as dt
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 from paz.api import Pattern
-from paz.contracts.times import Timestamp, iso
+from paz.contracts.times import Timestamp
 from paz.names import IMAGE_REFERENCE
-
-
-def iso_now() -> str:
-    return iso(dt.datetime.now(dt.timezone.utc))
 
 
 def _image(required: bool = True) -> fields.String:

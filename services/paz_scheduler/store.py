@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from paz import keys
+from paz import journal, keys
 from paz.errors import NotFound
 from paz.etcd import AlreadyExists, Store
 
-from .schemas import iso_now
 
 
 class SchedulerStore:
@@ -71,12 +70,7 @@ class SchedulerStore:
         return [doc for doc in self.history(name) if doc["status"] in statuses]
 
     def journal(self, kind: str, service: str, message: str, version: int | None = None) -> dict[str, Any]:
-        entry: dict[str, Any] = {"at": iso_now(), "type": kind, "service": service}
-        if version is not None:
-            entry["version"] = version
-        entry["message"] = message
-        node = self.etcd.append(keys.JOURNAL, json.dumps(entry))
-        return {"id": node.key.rsplit("/", 1)[-1], **entry}
+        return journal.write(self.etcd, kind, service, message, version)
 
     def journal_entries(self, service: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Journal entries, newest first, optionally of one service only."""

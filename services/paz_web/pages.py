@@ -4,6 +4,7 @@ says something changed. Every mutating form carries the session's CSRF token."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
 import logging
 import secrets
@@ -133,14 +134,19 @@ def cluster():
     would list the units (a Docker query) a second time."""
     ask = orchestrator()
     answers = ask.gather(services=lambda: ask.get("/services"), hosts=lambda: ask.get("/cluster/hosts"),
-                         units=lambda: ask.get("/cluster/units"), balancers=lambda: ask.get("/cluster/load-balancers"))
-    services, hosts, units, balancers = (views.answered(answers[key]) for key in ("services", "hosts", "units", "balancers"))
+                         units=lambda: ask.get("/cluster/units"), balancers=lambda: ask.get("/cluster/load-balancers"),
+                         certificates=lambda: ask.get("/certs"))
+    services, hosts, units, balancers, certificates = (
+        views.answered(answers[key]) for key in ("services", "hosts", "units", "balancers", "certificates"))
+    if balancers == []:
+        answers.pop("certificates")  # no router runs, so none serves a certificate: nothing to name
     problems = [*views.failures(answers), *views.unhealthy("host", hosts), *views.unhealthy("unit", units),
-                *views.unhealthy("load balancer", balancers)]
+                *views.unhealthy("load balancer", balancers),
+                *views.certificate_problems(certificates, dt.datetime.now(dt.timezone.utc))]
     summary = {"services": None if services is None else len(services), "hosts": views.counted(hosts),
                "units": views.counted(units), "loadBalancers": views.counted(balancers), "healthy": not problems}
-    return render_template("cluster.html", summary=summary, hosts=hosts or [], units=units or [],
-                           balancers=balancers or [], problems=problems)
+    return render_template("cluster.html", summary=summary, hosts=hosts or [], units=units or [], balancers=balancers or [],
+                           certificates=(certificates or {}).get("certificates", []), problems=problems)
 
 
 # Services

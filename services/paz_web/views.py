@@ -3,6 +3,7 @@ the problems worth naming. Plain functions of plain data, so the templates only 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,33 @@ def item_reason(item: dict[str, Any]) -> str:
 def failures(answers: dict[str, Any]) -> list[str]:
     """A sentence for each question the orchestrator could not answer."""
     return [f"{name}: {answer.message}" for name, answer in answers.items() if isinstance(answer, ApiError)]
+
+
+EXPIRY_WARNING = dt.timedelta(days=14)
+"""How long before its expiry a certificate that will not be renewed is named on the cluster page."""
+
+
+def certificate_problems(listing: dict[str, Any] | None, now: dt.datetime) -> list[str]:
+    """A sentence for each certificate that expires within :data:`EXPIRY_WARNING` and for each failed order.
+
+    A certificate the routers ordered is renewed at two thirds of its life, so one this close to its end
+    is one whose renewals fail; one a user brought is renewed by nobody."""
+    if not listing:
+        return []
+    failed = {failure["name"]: failure for failure in listing["failures"]}
+    problems = []
+    for certificate in listing["certificates"]:
+        name, left = certificate["name"], dt.datetime.fromisoformat(certificate["notAfter"]) - now
+        if left > EXPIRY_WARNING:
+            continue
+        when = "has expired" if left.total_seconds() <= 0 else f"expires in {left.days} day(s), at {certificate['notAfter']}"
+        if certificate["source"] == "brought":
+            problems.append(f"certificate {name} {when}; it was brought, so nothing renews it: paz certs add {name} CERT KEY")
+        else:
+            reason = failed.pop(name, {}).get("reason", "no renewal has worked yet")
+            problems.append(f"certificate {name} {when} and is not renewed: {reason}")
+    return problems + [f"certificate for {name} not ordered (attempt {failure['attempts']}): {failure['reason']}; "
+                       f"plain HTTP meanwhile, next try at {failure['retryAt']}" for name, failure in sorted(failed.items())]
 
 
 def answered(value: Any, default: Any = None) -> Any:

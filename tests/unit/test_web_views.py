@@ -3,6 +3,8 @@ typed form sends back."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from werkzeug.datastructures import MultiDict
 
@@ -128,3 +130,33 @@ def test_the_edit_form_sets_the_typed_secret_and_removes_the_ticked_ones() -> No
         forms.config_patch(MultiDict([("numInstances", "1"), ("secretValue", "typed, no name")]), {})
     assert raised.value.details == {"secrets": ["give the secret a name"]}
     assert "typed, no name" not in raised.value.message
+
+
+NOW = dt.datetime(2026, 12, 5, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def certificate(name: str, source: str, not_after: str) -> dict:
+    return {"name": name, "source": source, "issuer": "Pebble", "notBefore": "2026-09-01T00:00:00Z",
+            "notAfter": not_after, "renewAt": "2026-11-01T00:00:00Z"}
+
+
+def test_a_certificate_that_will_not_be_renewed_is_named_two_weeks_before_it_expires() -> None:
+    listing = {"certificates": [certificate("far.test", "brought", "2027-01-01T00:00:00Z"),
+                                certificate("mine.test", "brought", "2026-12-15T12:00:00Z"),
+                                certificate("shop.test", "acme", "2026-12-10T12:00:00Z"),
+                                certificate("old.test", "brought", "2026-12-01T00:00:00Z")],
+               "failures": [{"name": "shop.test", "reason": "the CA cannot be reached", "attempts": 3,
+                             "failedAt": "2026-12-05T11:00:00Z", "retryAt": "2026-12-05T11:01:20Z"},
+                            {"name": "new.test", "reason": "refused: rate limited", "attempts": 1,
+                             "failedAt": "2026-12-05T11:00:00Z", "retryAt": "2026-12-05T11:00:10Z"}]}
+    assert views.certificate_problems(listing, NOW) == [
+        "certificate mine.test expires in 10 day(s), at 2026-12-15T12:00:00Z; it was brought, so nothing renews it: paz certs add mine.test CERT KEY",
+        "certificate shop.test expires in 5 day(s), at 2026-12-10T12:00:00Z and is not renewed: the CA cannot be reached",
+        "certificate old.test has expired; it was brought, so nothing renews it: paz certs add old.test CERT KEY",
+        "certificate for new.test not ordered (attempt 1): refused: rate limited; plain HTTP meanwhile, next try at 2026-12-05T11:00:10Z",
+    ]
+
+
+def test_certificates_far_from_expiry_or_not_known_name_no_problem() -> None:
+    assert views.certificate_problems({"certificates": [certificate("far.test", "acme", "2027-03-01T00:00:00Z")], "failures": []}, NOW) == []
+    assert views.certificate_problems(None, NOW) == []

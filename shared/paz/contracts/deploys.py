@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from paz.contracts.service_document import ConfigSchema
 
-JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down")
+JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down", "certificate", "certificate-failed")
 STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
 """A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
 ``failed`` (never served), ``replaced`` (a newer version took over, or was wanted before this one

@@ -17,6 +17,10 @@ def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def iso_now() -> str:
+    return iso(dt.datetime.now(dt.timezone.utc))
+
+
 class Timestamp(fields.Field):
     """``pushedAt``: seconds since the epoch (paz's walkthrough sends ``date +%s``) or ISO 8601; kept as ISO 8601 UTC."""
 
