@@ -11,6 +11,9 @@ Starts its own etcd, paz-haproxy-sync (and so HAProxy) on free 127.0.0.1 ports, 
 (b) loss: LOAD_THREADS clients (keep-alive sessions) send requests to one service while 100 instance
     changes (adds and removals of that service's servers) and 10 new services (reloads) are applied;
     counts failed requests. Reference: the same load with no change applied.
+(d) TLS: new HTTPS connections a second (a full handshake each) against new plain HTTP connections
+    through the same HAProxy; and a service made public to its first HTTPS answer (an ACME order from
+    Debian's pebble) against its first plain HTTP answer.
 (c) scale: 1,000 services of 5 instances: render, `haproxy -c`, install and seamless reload of a
     running HAProxy, against one server added through the Runtime API at that scale; and haproxy-sync
     started on an etcd holding them until every service is routed.
@@ -22,6 +25,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import socket
+import ssl
 import statistics
 import tempfile
 import threading
@@ -31,6 +37,7 @@ from pathlib import Path
 import requests
 
 from tests.support import EtcdServer, HaproxySync, IdServer, free_port, wait_until
+from tests.support.pebble import Pebble
 from paz_haproxy_sync.haproxy import Haproxy
 from paz_haproxy_sync.model import Instance, Malformed, Table, parse_instance
 from paz_haproxy_sync.render import render
@@ -41,6 +48,9 @@ REFERENCE_CHANGES = 20
 POLL_SECONDS = 5.0
 LOAD_THREADS = 4
 SCALE_SERVICES, SCALE_INSTANCES = 1000, 5
+TLS_CLIENTS, TLS_SECONDS, TLS_CONNECTIONS = 2, 5.0, 20000
+FIRST_ANSWERS = 5
+OK = re.compile(rb"HTTP/1\.[01] 200 ")
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
@@ -248,6 +258,84 @@ def bench_scale_end_to_end(work: Path) -> None:
     print(f"    haproxy-sync started on an etcd holding them, until all are in the config HAProxy runs: {ms(elapsed)} "
           "(includes gunicorn's start and reading 5,000 keys)")
 
+def connections_per_second(port: int, host: str, context: ssl.SSLContext | None) -> tuple[float, int]:
+    """New connections a second, each one request (``Connection: close``), from TLS_CLIENTS threads;
+    with ``context``, each a full TLS handshake (no session is resumed). Bounded in count and time."""
+    request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    counts, deadline = [0] * TLS_CLIENTS, time.monotonic() + TLS_SECONDS
+
+    def client(slot: int) -> None:
+        while time.monotonic() < deadline and counts[slot] < TLS_CONNECTIONS:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                sock = context.wrap_socket(raw, server_hostname=host) if context else raw
+                sock.sendall(request)
+                answer = b"".join(iter(lambda: sock.recv(65536), b""))
+                assert OK.match(answer), answer[:80]
+            counts[slot] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(slot,)) for slot in range(TLS_CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TLS_SECONDS + 30)
+    return sum(counts) / (time.monotonic() - started), sum(counts)
+
+
+def first_answers(router: HaproxySync, name: str, roots: Path, started: float) -> tuple[float, float]:
+    """Seconds from ``started`` to the first 200 over plain HTTP, and over verified HTTPS, for ``name``."""
+    context = ssl.create_default_context(cafile=str(roots))
+    plain = first_answer_from(router.http_port, name, name.split(".")[0]) - started
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", router.https_port), timeout=2) as raw, \
+                    context.wrap_socket(raw, server_hostname=name) as tls:
+                tls.sendall(f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+                answer = b"".join(iter(lambda: tls.recv(65536), b""))
+            if OK.match(answer):
+                return plain, time.monotonic() - started
+        except (OSError, ssl.SSLError):
+            time.sleep(0.02)
+    raise AssertionError(f"{name} never answered over HTTPS: {router.request('GET', '/health').text}")
+
+
+def bench_tls(work: Path) -> None:
+    """(d) TLS: handshakes a second against plain connections, and a new public service's first HTTPS
+    answer (an ACME order from a real CA, Debian's pebble) against its first plain HTTP answer."""
+    (work / "etcd-tls").mkdir()
+    etcd = EtcdServer(work / "etcd-tls").start()
+    (work / "router-tls").mkdir()
+    router = HaproxySync(etcd, work / "router-tls")
+    ca = Pebble(work / "pebble", router.http_port)
+    servers = [IdServer(f"tls{n}").start() for n in range(FIRST_ANSWERS + 1)]
+    try:
+        router.process.env.update(ca.start().ordering_env())
+        router.start()
+        etcd.put("/paz/config/domain", "example.test")
+        roots, timings = ca.issuing_roots(), []
+        for server in servers:
+            name = server.ident
+            started = time.monotonic()
+            etcd.put(f"/paz/directory/services/{name}", json.dumps({"name": name, "config": {"publicFacing": True}}))
+            etcd.put(f"/paz/services/{name}/1/1", server.address)
+            timings.append(first_answers(router, f"{name}.example.test", roots, started))
+        context = ssl.create_default_context(cafile=str(roots))
+        tls_rate, tls_count = connections_per_second(router.https_port, "tls0.example.test", context)
+        plain_rate, plain_count = connections_per_second(router.http_port, "tls0.paz", None)
+    finally:
+        router.stop()
+        ca.stop()
+        etcd.stop()
+        for server in servers:
+            server.stop()
+    print(f"(d) TLS at the router, {TLS_CLIENTS} client threads, a new connection per request")
+    print(f"    HTTPS, a full handshake each (ECDSA P-256 from pebble): {tls_rate:.0f} connections/s ({tls_count} in all)")
+    print(f"    reference, plain HTTP through the same HAProxy: {plain_rate:.0f} connections/s ({plain_count} in all)")
+    print(f"    a service made public -> first answer, median of {len(timings)}: over HTTPS (ACME order from pebble included) "
+          f"{ms(statistics.median(t[1] for t in timings))}; reference, over plain HTTP {ms(statistics.median(t[0] for t in timings))}")
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hsb-", dir="/tmp") as folder:
         work = Path(folder)
@@ -262,6 +350,7 @@ def main() -> None:
             etcd.stop()
         bench_scale(work)
         bench_scale_end_to_end(work)
+        bench_tls(work)
 
 if __name__ == "__main__":
     main()

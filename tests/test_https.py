@@ -30,19 +30,14 @@ def router_with_ca(etcd: EtcdServer, folder: Path, validity_seconds: int = 7 * 8
     (folder / "router").mkdir()
     router = HaproxySync(etcd, folder / "router")
     ca = Pebble(folder / "pebble", router.http_port, validity_seconds)
-    ordering_from(router, directory or ca.directory, ca.ca_bundle)
+    router.process.env.update(ca.ordering_env(directory))
     return router, ca
-
-
-def ordering_from(router: HaproxySync, directory: str, ca_bundle: Path) -> None:
-    router.process.env.update({"PAZ_ACME_DIRECTORY": directory, "PAZ_ACME_CA_BUNDLE": str(ca_bundle),
-                               "PAZ_ACME_EMAIL": "ops@example.test"})
 
 
 def second_router(etcd: EtcdServer, folder: Path, ca: Pebble) -> HaproxySync:
     folder.mkdir()
     router = HaproxySync(etcd, folder)
-    ordering_from(router, ca.directory, ca.ca_bundle)
+    router.process.env.update(ca.ordering_env())
     return router
 
 

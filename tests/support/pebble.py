@@ -50,6 +50,11 @@ class Pebble:
         wait_until(lambda: requests.get(self.directory, verify=str(self.ca_bundle), timeout=1).ok, 15, what="pebble's directory")
         return self
 
+    def ordering_env(self, directory: str | None = None) -> dict[str, str]:
+        """What a haproxy-sync needs to order from this CA (or from ``directory``, trusting this CA's API certificate)."""
+        return {"PAZ_ACME_DIRECTORY": directory or self.directory, "PAZ_ACME_CA_BUNDLE": str(self.ca_bundle),
+                "PAZ_ACME_EMAIL": "ops@example.test"}
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
