@@ -19,7 +19,7 @@ def attach_store(app: Flask, paz: Paz) -> None:
     keyring = Keyring(paz.settings.secrets_key_file)
     store = app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view, keyring)
     if not reads_need_token(paz.settings):  # the fast path answers before the token check
-        app.wsgi_app = FastReads(app.wsgi_app, store, paz.written)
+        app.wsgi_app = FastReads(app.wsgi_app, store, paz.written, measured=paz.metrics is not None)
 
 
 service = Service(

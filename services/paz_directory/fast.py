@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from paz.metrics import figures
 from paz.names import is_service_name
 from paz.web import log_request, request_id_from
 from paz.written import WriteMark
@@ -23,16 +24,19 @@ from paz.written import WriteMark
 from .store import DirectoryStore
 
 PREFIX = "/services/"
+ROUTE = "/services/<name>"
+"""The route template the Flask app counts these reads under too."""
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
 class FastReads:
     """WSGI middleware: plain ``GET /services/<name>`` from the view, the rest to ``app``."""
 
-    def __init__(self, app: WsgiApp, store: DirectoryStore, written: WriteMark) -> None:
+    def __init__(self, app: WsgiApp, store: DirectoryStore, written: WriteMark, measured: bool) -> None:
         self.app = app
         self.store = store
         self.written = written
+        self.measured = measured
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.monotonic()
@@ -50,6 +54,8 @@ class FastReads:
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-Id", request_id),
         ])
         log_request("GET", path, 200, started, request_id=request_id)
+        if self.measured:
+            figures().request("GET", ROUTE, 200, time.monotonic() - started)
         return [body]
 
     def _behind(self) -> bool:

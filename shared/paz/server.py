@@ -31,7 +31,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import etcd, keys, written
+from . import etcd, keys, metrics, written
 from .announce import Announcer
 from .logs import configure_logging, logging_config
 from .registry import declaration
@@ -154,6 +154,8 @@ def serve(service: Service) -> None:
         raise SystemExit(2) from None
     _allow_open_files(settings.workers * settings.connections + 256)
     written.share()
+    if settings.metrics:
+        metrics.share()
     if settings.worker_class == "gevent":
         # gevent's default resolver sends every getaddrinfo, even of an IP literal, through a thread
         # pool: relayed requests ran at a third of their rate. Addresses here come from etcd as IPs.

@@ -252,6 +252,8 @@ class Settings:
     """``required``: changes need a token; ``off``: no check (tests, never a shared machine)."""
     auth_reads: str = env("PAZ_AUTH_READS", parse_choice("open", "token"), "open")
     """``open``: reads need no token; ``token``: reads need one too (role ``read`` or more)."""
+    metrics: bool = env("PAZ_METRICS", parse_bool, True)
+    """Count requests and answer ``GET /metrics`` (Prometheus' text format); ``false``: neither, and no cost."""
     token: str = env("PAZ_TOKEN", str, "")
     """This service's own token, for the calls it makes on its own (not on behalf of a request)."""
     hook_token: str = env("PAZ_HOOK_TOKEN", str, "")
