@@ -12,8 +12,8 @@ import logging
 from typing import Any
 
 from paz import keys
-from paz.contracts.service_document import ServiceOut
-from paz.errors import Conflict, NotFound
+from paz.contracts.service_document import ServiceOut, metrics_problem
+from paz.errors import BadRequest, Conflict, NotFound
 from paz.etcd import AlreadyExists, KeyNotFound, Store
 from paz.view import EtcdView
 
@@ -133,6 +133,9 @@ class DirectoryStore:
             config = merge_config(_checked(key, document)["config"], patch)
             if "domains" in patch:
                 self._check_domains(name, config)
+            problem = metrics_problem(config)
+            if problem:
+                raise BadRequest(f"{problem}; nothing was changed.", {"metrics": config.get("metrics")})
             return {**document, "config": config}
 
         try:

@@ -55,6 +55,7 @@ def haproxy_health(settings: SyncSettings) -> dict[str, Any]:
     return {
         "pid": pid,
         "router": f"{settings.router_bind}:{settings.http_port}",
+        "exporter": settings.exporter_address,
         "lastAppliedAt": status.get("lastAppliedAt"),
         "lastApply": status.get("lastApply"),
         "lastError": status.get("lastError"),

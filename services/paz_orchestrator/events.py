@@ -267,6 +267,7 @@ class EventStreams:
         self.keepalive = settings.events_keepalive
         self.max_seconds = settings.events_max_seconds
         self.limit = settings.stream_limit
+        stream_clients()  # shown, at 0, before the first client
         self._active = 0
         self._lock = threading.Lock()
 
