@@ -30,7 +30,7 @@ from typing import Any
 import docker
 import requests
 
-from . import keys
+from . import keys, prometheus
 from .auth import TokenStore
 from .processes import command, running
 from .registry import declarations
@@ -68,6 +68,8 @@ class Part:
     leaves_running: list[tuple[Path, str]] = field(default_factory=list)
     """``(pid file, program)`` of processes this part starts and leaves running when it stops
     (haproxy-sync's HAProxy, kept serving while haproxy-sync restarts); paz down stops them after it."""
+    prepare: Callable[[], None] | None = None
+    """Run before each start (Prometheus: its config file, which names the suite's token file)."""
 
 
 def _program(name: str, *fallbacks: str) -> str:
@@ -98,15 +100,16 @@ class Suite:
     """The parts ``paz up`` starts, in order, and what it knows of them."""
 
     def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None,
-                 etcd_members: int | None = None, etcd_api: str | None = None) -> None:
+                 etcd_members: int | None = None, etcd_api: str | None = None, prometheus: bool | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
         saved = self._saved_choices()
         self.driver = driver or saved.get("driver") or self.environ.get("PAZ_DRIVER") or "docker"
         self.etcd_members = etcd_members or saved.get("etcdMembers") or 1
         self.etcd_api, self.etcd_api_reason = self._choose_etcd_api(etcd_api, saved.get("etcdApi"))
+        self.prometheus = bool(saved.get("prometheus")) if prometheus is None else prometheus
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
-        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._supervisor()]
+        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._prometheus(), self._supervisor()]
 
     @property
     def choices_file(self) -> Path:
@@ -121,7 +124,7 @@ class Suite:
 
     def save_choices(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api}
+        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api, "prometheus": self.prometheus}
         self.choices_file.write_text(json.dumps(choices) + "\n")
 
     def _choose_etcd_api(self, asked: str | None, saved: str | None) -> tuple[str, str]:
@@ -178,6 +181,21 @@ class Suite:
             install_hint="bin/setup",
         )
 
+    def _prometheus(self) -> Part:
+        """Debian's Prometheus on 127.0.0.1:9090 (``paz up --prometheus``), its targets from the orchestrator."""
+        config = self.state_dir / "prometheus.yml"
+
+        def write_config() -> None:
+            orchestrator = next(service for service in declarations() if service.name == "orchestrator")
+            config.write_text(prometheus.config(f"http://127.0.0.1:{orchestrator.port}", str(self.service_token_file)))
+
+        address = f"127.0.0.1:{prometheus.PORT}"
+        return Part(
+            "prometheus",
+            prometheus.argv(_program("prometheus", "/usr/bin/prometheus"), str(config), str(self.state_dir / "prometheus"), address),
+            address, ready_urls=[f"http://{address}/-/ready"], install_hint="apt-get install prometheus", prepare=write_config,
+        )
+
     def _dockerd(self) -> Part:
         # dockerd's exec root holds containerd's socket, whose path must stay short: keep it in /tmp.
         exec_root = f"/tmp/paz-docker-{hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:8]}"
@@ -200,7 +218,8 @@ class Suite:
             # PAZ_ACME_DIRECTORY, PAZ_ACME_EMAIL and PAZ_ACME_CA_BUNDLE pass on from paz up's environment
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_HTTPS_PORT": str(HTTPS_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
                              "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy"), "PAZ_HAPROXY_KEEP": "true"},
-            "web": {"PAZ_WEB_SECRET_FILE": str(self.state_dir / "web-secret")},
+            "web": {"PAZ_WEB_SECRET_FILE": str(self.state_dir / "web-secret"),
+                    "PAZ_PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.PORT}" if self.prometheus else ""},
         }
         extra_ready = {"haproxy-sync": [f"http://127.0.0.1:{HTTP_PORT}/"]}
         leaves_running = {"haproxy-sync": [(self.state_dir / "haproxy" / "haproxy.pid", "haproxy")]}
@@ -287,7 +306,8 @@ class Suite:
     def wanted(self) -> list[Part]:
         """The parts to run: our own dockerd only when no other engine is there to use."""
         own_docker = self.pid_file(self.part("docker")).exists() or self.docker_host == self.own_docker_host
-        return [part for part in self.parts if part.name != "docker" or own_docker]
+        return [part for part in self.parts
+                if (part.name != "docker" or own_docker) and (part.name != "prometheus" or self.prometheus)]
 
     def part(self, name: str) -> Part:
         for part in self.parts:
@@ -316,6 +336,8 @@ class Suite:
     def start(self, part: Part) -> subprocess.Popen[bytes]:
         for folder in ("run", "logs"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
+        if part.prepare:
+            part.prepare()
         env = {**self.environ, **part.env, **self.dns_env(part)}
         if part.announced_as and self.service_token_file.exists():
             env["PAZ_TOKEN"] = self.service_token_file.read_text().strip()

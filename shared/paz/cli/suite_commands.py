@@ -34,8 +34,8 @@ def part_names() -> list[str]:
 
 
 def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None,
-             etcd_api: str | None = None) -> Suite:
-    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api)
+             etcd_api: str | None = None, prometheus: bool | None = None) -> Suite:
+    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api, prometheus=prometheus)
 
 
 @click.command()
@@ -46,10 +46,13 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
               help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
 @click.option("--etcd-api", type=click.Choice(API_VERSIONS), default=None,
               help="etcd's API the services use (default: PAZ_ETCD_API, else the last choice, else 3)")
+@click.option("--prometheus/--no-prometheus", default=None,
+              help="also run Debian's prometheus on 127.0.0.1:9090, scraping every part (remembered)")
 @click.pass_context
-def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None) -> None:
+def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None,
+       prometheus: bool | None) -> None:
     """Start etcd and the services in the background, supervised."""
-    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api)
+    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, prometheus)
     if domain and not DOMAIN.fullmatch(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
     problems = suite.missing()
@@ -83,6 +86,8 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, HTTPS at 127.0.0.1:{HTTPS_PORT}, "
                f"stats at 127.0.0.1:{STATS_PORT}")
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    if suite.prometheus:
+        click.echo(f"Prometheus         http://{suite.part('prometheus').address}/ (targets: the orchestrator's /prometheus/targets)")
     _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
     click.echo(f"admin token        in {suite.admin_token_file} ({made}; paz uses it from here)")
