@@ -7,6 +7,9 @@ with two worker processes, so a figure counted by one worker must show in the an
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import (
-    SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, instance, running,
+    ROOT, SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, instance, running,
     wait_until,
 )
 from tests.support.prometheus import Prometheus
@@ -184,5 +187,47 @@ def test_a_real_prometheus_finds_every_target_through_the_orchestrator_and_scrap
         scraped = wait_until(lambda: prometheus.query(f'paz_test_app_up{{service="{name}"}}'), 15, what="the app's figure")
         assert scraped[0]["metric"]["unit"] == f"{name}-1-1" and scraped[0]["value"][1] == "1"
         assert prometheus.query('up{job="paz"}') and all(s["value"][1] == "1" for s in prometheus.query("up"))
+        the_grafana_dashboard_asks_what_prometheus_has(prometheus)
+        the_dashboards_chart_reads_the_last_hour_from_prometheus_and_falls_back_to_live(suite, prometheus, name, tmp_path)
     finally:
         prometheus.stop()
+
+
+def the_grafana_dashboard_asks_what_prometheus_has(prometheus: Prometheus) -> None:
+    """Every query of docs/grafana/paz.json is one Prometheus takes, and each paz figure it reads is there."""
+    dashboard = json.loads((ROOT / "docs" / "grafana" / "paz.json").read_text())
+    for target in (target for panel in dashboard["panels"] for target in panel["targets"]):
+        expression = target["expr"].replace("$__rate_interval", "1m").replace("$service", ".*")
+        prometheus.query(expression)  # asserts Prometheus accepted it
+        for name in set(re.findall(r"\b(paz_\w+?)(?:_bucket)?\b[{\[)]", expression)) - {"paz_certificate_expiry_timestamp_seconds"}:
+            assert prometheus.query(name) or prometheus.query(f"{name}_bucket"), f"no {name} in Prometheus, which {panel_of(dashboard, target)} reads"
+
+
+def panel_of(dashboard: dict, target: dict) -> str:
+    return next(panel["title"] for panel in dashboard["panels"] if target in panel["targets"])
+
+
+def chart_history(web: Service, name: str) -> list[list[float | None]] | None:
+    page = web.request("GET", f"/services/{name}")
+    assert page.status_code == 200, page.text
+    found = re.search(r"data-history='([^']*)'", page.text)
+    return json.loads(html.unescape(found.group(1))) if found else None
+
+
+def the_dashboards_chart_reads_the_last_hour_from_prometheus_and_falls_back_to_live(
+        suite: Suite, prometheus: Prometheus, name: str, tmp_path: Path) -> None:
+    assert chart_history(suite.web, name) is None  # no Prometheus given: live figures only
+    web = Service("paz-web", suite.etcd, tmp_path, env={"PAZ_PROMETHEUS_URL": prometheus.url,
+                                                        "PAZ_WEB_SECRET_FILE": str(tmp_path / "web-secret")})
+    with running(web):
+        for _ in range(20):
+            assert suite.haproxy_sync.route(f"{name}.paz", "/cgi-bin/index").status_code == 200
+
+        def requests_charted() -> list[list[float | None]] | None:
+            history = chart_history(web, name)
+            return history if history and any(rate for rate in history[1] if rate) else None
+
+        history = wait_until(requests_charted, 30, interval=1, what="the chart's last hour showing the requests")
+        assert len(history) == 4 and len(history[0]) == 120 and history[0][-1] - history[0][0] == 3600 - 30
+        prometheus.stop()
+        assert chart_history(web, name) is None  # Prometheus gone: the page still answers, the chart goes live

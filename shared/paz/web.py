@@ -213,6 +213,7 @@ def health():
 
 
 @common.get("/metrics")
+@auth.checked_here
 @common.response(200, {"type": "string"}, content_type=metrics.CONTENT_TYPE, description="Prometheus' text format")
 @common.alt_response(404, description="This service was started with PAZ_METRICS=false")
 def metrics_page():

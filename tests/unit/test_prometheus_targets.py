@@ -1,4 +1,4 @@
-"""The orchestrator's Prometheus discovery from etcd's keys, and the config paz up gives Prometheus."""
+"""The orchestrator's Prometheus discovery from etcd's keys, the config paz up gives Prometheus, and the chart's hour read from it."""
 
 from __future__ import annotations
 
@@ -64,3 +64,12 @@ def test_prometheus_sends_the_suites_token_to_the_suite_only() -> None:
     assert jobs["paz"]["authorization"] == {"credentials_file": "/state/read.token"}
     assert "authorization" not in jobs["apps"] and "authorization" not in jobs["haproxy"]
     assert all(job["http_sd_configs"][0]["url"] == "http://127.0.0.1:9000/prometheus/targets" for job in jobs.values())
+
+
+def test_the_charts_hour_has_a_value_or_none_at_each_step() -> None:
+    from paz_web.history import aligned, last_hour
+
+    answer = {"data": {"result": [{"values": [[1030, "2.5"], [1090, "NaN"]]}]}}
+    assert aligned(answer, [1000, 1030, 1060, 1090]) == [None, 2.5, None, None]
+    assert aligned({"data": {"result": []}}, [1000]) == [None]
+    assert last_hour("", "demo-api") is None  # no Prometheus: live figures only
