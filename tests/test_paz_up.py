@@ -19,8 +19,9 @@ import requests
 from paz.processes import command
 
 from tests.support import (
-    ETCD_API, ROOT, VENV_BIN, build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids, wait_until,
+    ETCD_API, ROOT, VENV_BIN, build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids,
 )
+from tests.support.prometheus import Prometheus
 
 SERVICES = ("paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator")
 
@@ -178,13 +179,7 @@ def test_up_with_prometheus_scrapes_every_part_it_finds_through_the_orchestrator
     assert started.returncode == 0, started.stdout + started.stderr
     assert "Prometheus         http://127.0.0.1:9090/" in started.stdout, started.stdout
     parts = {"paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator", "paz-web", "haproxy"}
-
-    def every_part_up() -> dict[str, str] | None:
-        found = requests.get("http://127.0.0.1:9090/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
-        health = {target["labels"]["part"]: target["health"] for target in found}
-        return health if parts <= health.keys() and set(health.values()) == {"up"} else None
-
-    wait_until(every_part_up, 60, interval=1, what="Prometheus scraping every part")
+    assert Prometheus.at(9090).wait_until_up(parts) == parts
     argv = " ".join(command(pids(state)["prometheus"]) or [])
     assert "--storage.tsdb.retention.time=" in argv and "--web.listen-address=127.0.0.1:9090" in argv
     status = paz(state, "status", env=env)

@@ -13,9 +13,14 @@ from tests.support import Process, free_port, need, wait_until
 
 
 class Prometheus:
-    def __init__(self, folder: Path, orchestrator_url: str) -> None:
-        self.folder, self.orchestrator_url, self.port = folder, orchestrator_url, free_port()
+    def __init__(self, folder: Path, orchestrator_url: str, port: int | None = None) -> None:
+        self.folder, self.orchestrator_url, self.port = folder, orchestrator_url, port or free_port()
         self.process: Process | None = None
+
+    @classmethod
+    def at(cls, port: int) -> "Prometheus":
+        """One that something else started (paz up), to ask."""
+        return cls(Path(), "", port)
 
     @property
     def url(self) -> str:
@@ -45,6 +50,23 @@ class Prometheus:
     def targets(self) -> list[dict[str, Any]]:
         """The active targets as Prometheus sees them: labels, health (up, down, unknown) and last error."""
         return requests.get(f"{self.url}/api/v1/targets", params={"state": "active"}, timeout=5).json()["data"]["activeTargets"]
+
+    def wait_until_up(self, parts: set[str], timeout: float = 90) -> set[str]:
+        """Wait until Prometheus has reported a target of each of ``parts`` (the label ``part``) up, at one
+        scrape or another (a loaded machine may miss one scrape); the parts it saw up, failing with each
+        target's last error otherwise."""
+        seen: set[str] = set()
+
+        def every_part_seen_up() -> bool:
+            seen.update(t["labels"].get("part", "") for t in self.targets() if t["health"] == "up")
+            return parts <= seen
+
+        try:
+            wait_until(every_part_seen_up, timeout, interval=0.5, what="Prometheus reporting every part up")
+        except AssertionError:
+            found = [(t["labels"].get("part"), t["scrapeUrl"], t["health"], t["lastError"]) for t in self.targets()]
+            raise AssertionError(f"never up: {sorted(parts - seen)}; the targets: {found}") from None
+        return seen & parts
 
     def query(self, expression: str) -> list[dict[str, Any]]:
         answer = requests.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=5).json()
