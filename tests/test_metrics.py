@@ -228,3 +228,16 @@ def the_dashboards_chart_reads_the_last_hour_from_prometheus_and_falls_back_to_l
         assert len(history) == 4 and len(history[0]) == 120 and history[0][-1] - history[0][0] == 3600 - 30
         prometheus.stop()
         assert chart_history(web, name) is None  # Prometheus gone: the page still answers, the chart goes live
+
+
+def test_a_metrics_port_prometheus_could_not_reach_is_refused_and_changes_nothing(suite: Suite) -> None:
+    name = f"unreachable-{uuid.uuid4().hex[:6]}"
+    created = suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": "paz-test/metrics",
+                                                                     "ports": [{"container": 8000}, {"container": 9100}]})
+    assert created.status_code == 201, created.text
+    for patch in ({"metrics": {"path": "/metrics", "port": 9100}}, {"metrics": {"path": "/metrics$(id)\n"}}):
+        refused = suite.orchestrator.request("PATCH", f"/services/{name}/config/next", json=patch)
+        assert refused.status_code == 400 and "metrics" in refused.text, refused.text
+    assert "metrics" not in suite.orchestrator.request("GET", f"/services/{name}/config/next").json()
+    fixed = {"ports": [{"container": 8000}, {"container": 9100, "host": 19100}], "metrics": {"path": "/metrics", "port": 9100}}
+    assert suite.orchestrator.request("PATCH", f"/services/{name}/config/next", json=fixed).status_code == 200
