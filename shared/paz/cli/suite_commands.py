@@ -295,7 +295,7 @@ def docs_build(ctx: click.Context, site: Path, config: Path) -> None:
 
 @docs.command("serve")
 @SITE_OPTION
-@click.option("--port", type=int, default=9090, show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
 def docs_serve(site: Path, port: int) -> None:
     """Serve the built site on 127.0.0.1 (offline: every file is local)."""
     from .. import docs as site_docs
