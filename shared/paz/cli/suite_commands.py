@@ -125,7 +125,7 @@ def status(ctx: click.Context) -> None:
     """Show each part and its health (exit 1 when one is not healthy)."""
     suite = suite_of(ctx)
     all_healthy = True
-    restarts = read_restarts(suite)
+    restarts = read_restarts(suite.state_dir)
     for part in suite.wanted():
         pid = suite.pid(part)
         state = (suite.probe(part) or "running, not ready") if pid else "stopped"
@@ -146,7 +146,7 @@ def supervise(ctx: click.Context) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    Supervisor(suite_of(ctx)).run(stopping)
+    Supervisor(Path(ctx.obj["state_dir"]).resolve(), lambda: suite_of(ctx)).run(stopping)
 
 
 ETCD_OPTION = click.option("--etcd", envvar="PAZ_ETCD_ENDPOINTS", default=ETCD_URL, show_default=True,
