@@ -127,7 +127,7 @@ def _granian(service: Service, settings: Settings) -> None:
         "paz.server:granian_worker_app", factory=True, interface=Interfaces.WSGI,
         address=settings.host, port=settings.port, workers=settings.workers, blocking_threads=settings.threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
-        backlog=2048, log_level=LogLevels(settings.log_level.lower()),
+        backlog=2048, log_level=LogLevels(settings.log_level.lower()), workers_kill_timeout=GRACE_SECONDS,
         log_dictconfig=logging_config(settings.service_name, settings.log_level),
     )
     server.on_shutdown(background.stop)
@@ -144,7 +144,12 @@ def granian_worker_app() -> Flask:
     granian's workers outlive a main process killed with SIGKILL and go on answering on its port
     (seen when paz up's supervisor restarted the directory: two generations served at once), so
     each worker asks the kernel for SIGTERM when its parent dies, and exits if that already happened.
+
+    Until granian sets the worker's own signal handlers (after this returns), a SIGTERM would run the
+    main process's handler, copied by the fork, and be lost: a worker stopped while it started served
+    on (seen when a test stopped a 4-worker directory at once). The default handler ends it.
     """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(os.environ[GRANIAN_PARENT]):
         os.kill(os.getpid(), signal.SIGTERM)

@@ -240,10 +240,16 @@ class Suite:
             return given or None
         return bridge_gateway(self.docker_host) if self.docker_host else None
 
+    @staticmethod
+    def asks_docker(part: Part) -> bool:
+        """Whether ``part`` is given what the Docker Engine answers when it starts (:meth:`dns_env`), so
+        it starts once the engine answers; the other services start beside the engine."""
+        return part.name in ("haproxy-sync", "scheduler")
+
     def dns_env(self, part: Part) -> dict[str, str]:
         """What haproxy-sync (the name server and router) and the scheduler (its instances' name server) add,
         asked when the part starts: the engine paz up starts itself answers only then."""
-        if part.name not in ("haproxy-sync", "scheduler") or not self.router_address:
+        if not self.asks_docker(part) or not self.router_address:
             return {}
         return {"PAZ_ROUTER_ADDRESS" if part.name == "haproxy-sync" else "PAZ_INSTANCE_DNS": self.router_address}
 
@@ -376,7 +382,7 @@ class Suite:
 
     def wait_ready(self, part: Part, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str | None:
         """What :meth:`probe` says once ``part`` is ready; None when ``proc`` exits or ``timeout`` passes."""
-        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.2)
+        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.05)
         return state if isinstance(state, str) else None
 
     def stop(self, part: Part, timeout: float = 30.0) -> bool:
