@@ -8,7 +8,7 @@ anything starts.
 
 Why not environs or pydantic-settings: a field here is one line naming its variable, parser and
 default, errors already name the variable, and the services' settings are frozen dataclasses that
-the companion process rebuilds from the same environment; a library would add a dependency without
+a companion process rebuilds from the same environment; a library would add a dependency without
 removing code.
 """
 
