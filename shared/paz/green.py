@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterable, Iterator
 
 from gevent import Timeout, monkey
 from gevent.event import Event
@@ -29,8 +30,28 @@ from .web import create_app
 log = logging.getLogger("paz.server")
 
 
-class HeadersInTime(WSGIHandler):
-    """gevent's handler, closing a connection whose request line or headers take over ``HEADER_SECONDS``."""
+class Handler(WSGIHandler):
+    """gevent's handler, with two changes:
+
+    * a connection whose request line or headers take over ``HEADER_SECONDS`` is closed;
+    * an empty chunk sent before anything else sends the status and headers at once (gevent skips it;
+      gunicorn sent them), so a stream that waits for its first line (logs that follow) answers at once.
+    """
+
+    def process_result(self) -> None:
+        self.result = self._headers_at_empty_chunk(self.result)
+        super().process_result()
+
+    def _headers_at_empty_chunk(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                if not chunk and not self.headers_sent:
+                    self.write(chunk)
+                yield chunk
+        finally:  # this generator replaced the app's result, whose close() must still run
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def read_requestline(self) -> str:
         with Timeout(HEADER_SECONDS, False):
@@ -48,7 +69,7 @@ def serve_green(service: Service, settings: Settings) -> None:
     monkey.patch_all()
     configure_logging(settings.service_name, settings.log_level)
     server = WSGIServer((settings.host, settings.port), create_app(service, settings), spawn=Pool(settings.connections),
-                        handler_class=HeadersInTime, log=None, error_log=log)
+                        handler_class=Handler, log=None, error_log=log)
     server.start()
     background = InProcess(service, settings)
     background.start()

@@ -58,10 +58,6 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
         raise PazError("cannot start:\n  " + "\n  ".join(problems), FAILED)
     suite.save_choices()
     docker_host = suite.docker_host
-    if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):
-        click.echo(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
-                   "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
-                   "works; deploys answer 503.", err=True)
     click.echo(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
     key_made = ensure_key_file(suite.secrets_key_file)
     wanted = suite.wanted()
@@ -72,6 +68,10 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     # Parts that do not need one another start together: etcd and the engine, then the services
     # (those given the engine's bridge address once it answers), then the supervisor.
     starting = _start(suite, stores)
+    if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):  # while etcd starts
+        click.echo(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
+                   "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
+                   "works; deploys answer 503.", err=True)
     _wait_ready(suite, starting, lambda part: part.name.startswith("etcd"))
     tokens_made = suite.ensure_tokens()
     starting.update(_start(suite, beside_docker))
