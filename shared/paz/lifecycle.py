@@ -55,8 +55,8 @@ class InProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}  # -S: no site-packages
         self.withdrawer = subprocess.Popen([sys.executable, "-S", "-c", withdrawer.COMMAND, key, self.settings.address],
                                            stdin=subprocess.PIPE, env=env)
-        self.running = start_background(self.service, self.settings)
         log.info("ready", extra={"address": self.settings.address, "withdrawer": self.withdrawer.pid})
+        self.running = start_background(self.service, self.settings)  # announced: callers may come
 
     def stop(self) -> None:
         stop_background(self.running)
