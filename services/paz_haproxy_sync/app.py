@@ -1,5 +1,5 @@
 """haproxy-sync, declared: keeps HAProxy routing <service>.paz to the live instances announced in
-etcd; its companion process runs the watch → render → apply loop (:mod:`.engine`)."""
+etcd; its process runs the watch → render → apply loop (:mod:`.engine`) beside the app."""
 
 from __future__ import annotations
 

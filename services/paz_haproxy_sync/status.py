@@ -1,6 +1,6 @@
 """``status.json``: what the engine last did, told to the HTTP workers.
 
-The engine runs in the service's companion process and the routes in gunicorn's workers, so the
+The engine is a background task and the routes may run in other processes (a server with workers), so the
 engine writes what it applied (and its last error) to ``status.json`` in ``PAZ_HAPROXY_DIR``, and
 ``GET /health`` reads it back. Both sides are here.
 """

@@ -1,5 +1,5 @@
 """The scheduler, declared: deploy hooks, versioned zero-downtime deploys through a runtime driver,
-history and journal; its companion process runs the deploy controller while this scheduler leads
+history and journal; beside the app it runs the deploy controller while this scheduler leads
 (:mod:`.controller`) and keeps instance keys in etcd (:mod:`.reconcile`)."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A deploy, a rollback, a scale (a deploy with another ``numInstances``) and a stop are requests that
 only write what they want: ``/paz/scheduler/desired/<name>`` (the version with its image and a
 snapshot of its config, or ``stopped``) and the version's document, ``deploying``. This controller,
-run once per scheduler in its companion process, and only in the scheduler that leads
+run once per scheduler (:mod:`paz.lifecycle`), and only in the scheduler that leads
 (``/paz/leaders/paz-scheduler``, bound to a lease it keeps alive), carries them out:
 
 * a work queue per service: a thread per service with a desired record, woken by any change below

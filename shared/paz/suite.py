@@ -27,11 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import docker
-import requests
-
 from . import keys, prometheus
-from .auth import TokenStore
 from .processes import command, running
 from .registry import declarations
 from .waiting import poll
@@ -80,10 +76,18 @@ def _program(name: str, *fallbacks: str) -> str:
     return shutil.which(name) or next((path for path in fallbacks if os.access(path, os.X_OK)), name)
 
 
+def docker_client(host: str, timeout: float) -> Any:
+    """A Docker SDK client of the engine at ``host``; the SDK is imported only here, when an engine is asked
+    (the supervisor, which runs all along, seldom asks one)."""
+    import docker
+
+    return docker.DockerClient(base_url=host, timeout=timeout)
+
+
 def bridge_gateway(host: str) -> str | None:
     """The address of the host on the engine's default bridge: where its containers reach the host."""
     try:
-        network = docker.DockerClient(base_url=host, timeout=3).networks.get("bridge")
+        network = docker_client(host, 3).networks.get("bridge")
         return next((c["Gateway"] for c in network.attrs["IPAM"]["Config"] if c.get("Gateway")), None)
     except Exception:  # any failure to ask the engine means: no address known
         return None
@@ -91,7 +95,7 @@ def bridge_gateway(host: str) -> str | None:
 
 def docker_answers(host: str) -> bool:
     try:
-        return bool(docker.DockerClient(base_url=host, timeout=3).ping())
+        return bool(docker_client(host, 3).ping())
     except Exception:  # any failure to reach the engine means: not this one
         return False
 
@@ -255,10 +259,16 @@ class Suite:
             return given or None
         return bridge_gateway(self.docker_host) if self.docker_host else None
 
+    @staticmethod
+    def asks_docker(part: Part) -> bool:
+        """Whether ``part`` is given what the Docker Engine answers when it starts (:meth:`dns_env`), so
+        it starts once the engine answers; the other services start beside the engine."""
+        return part.name in ("haproxy-sync", "scheduler")
+
     def dns_env(self, part: Part) -> dict[str, str]:
         """What haproxy-sync (the name server and router) and the scheduler (its instances' name server) add,
         asked when the part starts: the engine paz up starts itself answers only then."""
-        if part.name not in ("haproxy-sync", "scheduler") or not self.router_address:
+        if not self.asks_docker(part) or not self.router_address:
             return {}
         return {"PAZ_ROUTER_ADDRESS" if part.name == "haproxy-sync" else "PAZ_INSTANCE_DNS": self.router_address}
 
@@ -280,6 +290,8 @@ class Suite:
     def ensure_tokens(self) -> list[Path]:
         """Make the admin token and the services' token unless their files hold tokens etcd knows;
         the files made now. A file is readable by its owner only."""
+        from .auth import TokenStore  # flask's, which the supervisor does not need
+
         store = TokenStore(self.etcd())
         made = []
         for path, role, name in ((self.service_token_file, "read", "paz up: the suite's services"),
@@ -355,6 +367,8 @@ class Suite:
         A service is ready once it answers /health and is announced; a failing dependency it reports
         (the scheduler without a Docker Engine) leaves it degraded but running.
         """
+        import requests
+
         try:
             failing: list[str] = []
             token = self.service_token_file.read_text().strip() if self.service_token_file.exists() else ""
@@ -390,7 +404,7 @@ class Suite:
 
     def wait_ready(self, part: Part, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str | None:
         """What :meth:`probe` says once ``part`` is ready; None when ``proc`` exits or ``timeout`` passes."""
-        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.2)
+        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.05)
         return state if isinstance(state, str) else None
 
     def stop(self, part: Part, timeout: float = 30.0) -> bool:
@@ -432,7 +446,7 @@ def make_swarm_manager(docker_host: str, advertise_addr: str = "127.0.0.1") -> s
     ``paz up``'s suite: instances are then announced as ``127.0.0.1:<port>``. To add nodes later,
     make the swarm yourself (``docker swarm init --advertise-addr <a routable address>``) first.
     """
-    client = docker.DockerClient(base_url=docker_host, timeout=30)
+    client = docker_client(docker_host, 30)
     swarm = client.info().get("Swarm") or {}
     if swarm.get("ControlAvailable"):
         return f"the Docker Engine at {docker_host} is a swarm manager already (node {swarm.get('NodeID')})"
