@@ -216,7 +216,7 @@ def bench_loss(etcd: EtcdServer, sync: HaproxySync) -> None:
     print(f"    reference, no changes: {len(quiet[2])} failed of {quiet[0]} in {quiet[1]} ms")
 
 def bench_scale(work: Path) -> None:
-    settings = SyncSettings(name="bench", haproxy_dir=str(work / "scale"), http_port=free_port(), stats_port=free_port())
+    settings = SyncSettings(name="bench", haproxy_dir=str(work / "scale"), http_port=free_port(), stats_port=free_port(), https_port=0)
     settings.state_dir.mkdir(parents=True)
     haproxy = Haproxy(settings)
     services = {
