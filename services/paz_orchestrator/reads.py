@@ -2,8 +2,9 @@
 
 ``GET /services``, ``GET /services/<name>`` and ``GET /services/<name>/config/next`` with nothing
 else to them (:mod:`paz.fast` says what that is) are the directory's documents as its view holds
-them, rendered the way the directory renders them, without a hop. What the view does not hold (a
-missing service: the directory's 404), a malformed document (the directory's warning and answer),
+them, rendered the way the directory renders them, without a hop (a value that is not a service
+document is left out of the list with a warning, as the directory does). What the view does not hold
+(a missing service: the directory's 404), a malformed document read by name (the directory's 409),
 a read with a query or an index, and every write go to the directory as before (:mod:`.routes`);
 the index a relayed write answers is recorded (:mod:`paz.written`), so the next read waits for the
 view to hold it and a client reads its own write through the orchestrator too.
@@ -11,29 +12,40 @@ view to hold it and a client reads its own write through the orchestrator too.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+
 from paz import keys
 from paz.contracts.service_document import MalformedDocument, config_json, document_json
 from paz.fast import Answer
 from paz.names import is_service_name
+from paz.etcd import Node
 from paz.view import EtcdView
+
+log = logging.getLogger(__name__)
 
 SERVICES = "/services"
 READS = {"": document_json, "/config/next": config_json}
 """What follows ``/services/<name>`` in a read answered here, and how it is rendered."""
 
 
+def _documents(nodes: list[Node]) -> Iterator[bytes]:
+    for node in nodes:
+        try:
+            yield document_json(node.key, node.value)
+        except MalformedDocument:
+            log.warning("skipping a malformed service document", extra={"key": node.key})
+
+
 def hot_reads(view: EtcdView) -> Answer:
     """The answer of a plain read of a directory path from ``view``, or None to relay it."""
     listed: tuple[int, bytes] = (-1, b"")
 
-    def service_list() -> bytes | None:
+    def service_list() -> bytes:
         nonlocal listed
         index = view.index
         if listed[0] != index:  # rendered once per change the view sees: it holds everything under /paz
-            try:
-                listed = (index, b"[" + b",".join(document_json(n.key, n.value) for n in view.children(keys.DIRECTORY)) + b"]")
-            except MalformedDocument:
-                return None
+            listed = (index, b"[" + b",".join(_documents(view.children(keys.DIRECTORY))) + b"]")
         return listed[1]
 
     def answer(path: str) -> bytes | None:
