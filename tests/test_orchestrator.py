@@ -299,7 +299,7 @@ def test_one_etcd_watch_per_worker_however_many_streams(own_etcd: EtcdServer, tm
         finally:
             for stream in streams:
                 stream.close()
-    assert max(samples) == 1, samples  # the worker's view; the companion (announcer) watches nothing
+    assert max(samples) == 1, samples  # the process's view; the announcer watches nothing
 
 
 def test_a_slow_client_is_cut_off_and_the_others_go_on(own_etcd: EtcdServer, tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 from paz import keys
 from paz.contracts.service_document import (
-    MalformedDocument, checked_document, document_json, missing_service, stored_document,
+    MalformedDocument, checked_document, document_json, metrics_problem, missing_service, stored_document,
 )
-from paz.errors import Conflict, NotFound
+from paz.errors import BadRequest, Conflict, NotFound
 from paz.etcd import AlreadyExists, KeyNotFound, Store
 from paz.names import is_service_name
 from paz.view import EtcdView
@@ -26,6 +26,8 @@ from .schemas import merge_config, sealed
 log = logging.getLogger(__name__)
 
 SERVICE_PATH = "/services/"
+SERVICE_ROUTE = "/services/<name>"
+"""The route of the read :meth:`DirectoryStore.hot_read` answers, as the app counts it."""
 
 
 def _repository(image: str) -> str:
@@ -74,10 +76,10 @@ class DirectoryStore:
         """The document as the API answers it, rendered once per stored value (the hot read does no JSON work)."""
         return document_json(*self._stored(name, consistent))
 
-    def hot_read(self, path: str) -> bytes | None:
+    def hot_read(self, path: str) -> tuple[str, bytes] | None:
         """``GET /services/<name>`` from the view, for :mod:`paz.fast` (None for any other path)."""
         name = path.removeprefix(SERVICE_PATH)
-        return self.get_json(name) if is_service_name(name) else None
+        return (SERVICE_ROUTE, self.get_json(name)) if is_service_name(name) else None
 
     def _stored(self, name: str, consistent: bool) -> tuple[str, str]:
         key = keys.service_document(name)
@@ -104,6 +106,9 @@ class DirectoryStore:
             config = merge_config(checked_document(key, document)["config"], patch)
             if "domains" in patch:
                 self._check_domains(name, config)
+            problem = metrics_problem(config)
+            if problem:
+                raise BadRequest(f"{problem}; nothing was changed.", {"metrics": config.get("metrics")})
             return {**document, "config": config}
 
         try:

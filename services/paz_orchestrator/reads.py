@@ -48,14 +48,14 @@ def hot_reads(view: EtcdView) -> Answer:
             listed = (index, b"[" + b",".join(_documents(view.children(keys.DIRECTORY))) + b"]")
         return listed[1]
 
-    def answer(path: str) -> bytes | None:
+    def answer(path: str) -> tuple[str, bytes] | None:
         if path == SERVICES:
-            return service_list()
+            return SERVICES, service_list()
         name, slash, rest = path.removeprefix(SERVICES + "/").partition("/")
         render = READS.get(slash + rest)
         if render is None or not is_service_name(name):
             return None
         value = view.get(keys.service_document(name))
-        return None if value is None else render(keys.service_document(name), value)
+        return None if value is None else (f"{SERVICES}/<name>{slash}{rest}", render(keys.service_document(name), value))
 
     return answer

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
+from paz import keys
 from paz.api import NAMED
 from paz.auth import TokenStore
 from paz.contracts.certs import CERTIFICATE_NAME, CertificateIn, CertificateOut, CertificatesOut
@@ -30,9 +31,10 @@ from .marathon import MarathonForwarder
 from .relay import RelayBlueprint, forwarded, relay
 from .schemas import (
     UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, DeployBody, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
-    LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
-    TokenOut,
+    LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TargetGroupOut,
+    TokenIn, TokenOut,
 )
+from .targets import targets, version_config
 from .upstream import DEPLOY_SECONDS, DIRECTORY, LOAD_BALANCER, SCHEDULER, Cluster, segment
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
@@ -435,6 +437,15 @@ def load_balancer_health(lb_id: str):
     found = cluster().load_balancer(lb_id)
     reason = (found.get("error") or {}).get("message") or "its /health answers that it is not healthy"
     return health_answer(lb_id, None if found["healthy"] else reason)
+
+
+@bp.get("/prometheus/targets")
+@bp.response(200, TargetGroupOut(many=True), description="Prometheus' HTTP service-discovery format")
+def prometheus_targets():
+    """What Prometheus scrapes: every suite process, each router's HAProxy exporter, and each running
+    instance of a service whose config declares ``metrics`` (``http_sd_configs`` reads this)."""
+    paz = paz_context()
+    return targets(paz.view.nodes(keys.SERVICES), version_config(paz.view.get), cluster().exporters())
 
 
 # Tokens (paz.auth): every route here needs an admin token

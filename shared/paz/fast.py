@@ -19,13 +19,15 @@ from typing import Any
 
 from flask import Flask
 
+from . import metrics
 from .auth import reads_need_token
 from .context import Paz
 from .web import log_request, request_id_from
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-Answer = Callable[[str], "bytes | None"]
-"""The JSON body of a plain ``GET path`` from the view, or None when the Flask app should answer it."""
+Answer = Callable[[str], "tuple[str, bytes] | None"]
+"""The route template (as the Flask app counts it in its metrics) and JSON body of a plain ``GET path``
+from the view, or None when the Flask app should answer it."""
 
 
 class FastReads:
@@ -47,16 +49,19 @@ class FastReads:
                 or "HTTP_X_PAZ_INDEX" in environ or self._behind()):
             return self.app(environ, start_response)
         try:
-            body = self.answer(path)
+            answered = self.answer(path)
         except Exception:  # noqa: BLE001 - Flask answers every failure, as documented
-            body = None
-        if body is None:
+            answered = None
+        if answered is None:
             return self.app(environ, start_response)
+        route, body = answered
         request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
         start_response("200 OK", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-Id", request_id),
         ])
         log_request("GET", path, 200, started, request_id=request_id)
+        if self.paz.metrics:
+            metrics.figures().request("GET", route, 200, time.monotonic() - started)
         return [body]
 
     def _behind(self) -> bool:
