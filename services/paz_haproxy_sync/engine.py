@@ -1,8 +1,10 @@
 """The watch → render → apply loop, run once per haproxy-sync as its ``paz.server`` background task.
 
 One :class:`~paz.view.EtcdView` (one etcd watch) keeps ``/paz/services``, the directory's documents
-and ``/paz/config/domain`` in memory and tells the engine of each change; each change wakes the applier, which waits
-:attr:`Engine.COALESCE_SECONDS` so a burst becomes one apply, then renders the whole config and:
+and ``/paz/config/domain`` in memory and tells the engine of each change; each change wakes the applier, which
+applies it at once. Changes that come while an apply runs are gathered into the next one, so a burst
+costs as many applies as it lasts apply times, and a change alone waits for nothing. An apply renders
+the whole config and:
 
 * applies it through HAProxy's Runtime API without a reload when only servers of existing backends
   were added, removed or re-addressed, and installs the checked file once changes pause (so a later
@@ -66,7 +68,6 @@ def now() -> str:
 
 
 class Engine:
-    COALESCE_SECONDS = 0.02
     TICK_SECONDS = 1.0
     SAVE_AFTER_SECONDS = 0.2
     SAVE_AT_LEAST_EVERY = 2.0
@@ -286,8 +287,6 @@ class Engine:
     def _run(self) -> None:
         while not self._stop.is_set():
             woke = self._wake.wait(self.SAVE_AFTER_SECONDS if self._unsaved else self.TICK_SECONDS)
-            if woke:
-                self._stop.wait(self.COALESCE_SECONDS)
             if self._stop.is_set():
                 break
             self._wake.clear()

@@ -1,7 +1,8 @@
 """The orchestrator's HTTP API: paz's front-door paths.
 
 ``/services...`` and ``/services/<name>/config/...`` are relayed to the directory and the scheduler
-with their status codes and bodies unchanged (:mod:`.relay`); ``/cluster...`` combines the
+with their status codes and bodies unchanged (:mod:`.relay`), but for plain reads of the directory's
+documents, answered from this orchestrator's view before Flask (:mod:`.reads`); ``/cluster...`` combines the
 scheduler's units and hosts with every load balancer's backends; ``/events`` is the live event stream.
 """
 
@@ -23,7 +24,7 @@ from paz.contracts.service_document import ConfigSchema, RepositoryQuery, Servic
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
 from paz.context import paz_context
-from paz.web import error_response
+from paz.web import INDEX_HEADER, error_response
 
 from .events import EventStreams
 from .marathon import MarathonForwarder
@@ -54,8 +55,13 @@ def streams() -> EventStreams:
 
 
 def relayed(service: str, method: str, path: str, **kwargs: Any) -> Response:
-    """``service``'s answer to ``method path``, given back as it is."""
-    return relay(service, method, path, cluster().upstream.call(service, method, path, **kwargs))
+    """``service``'s answer to ``method path``, given back as it is; the index a write made is
+    recorded, so reads from this orchestrator's view wait for it (:mod:`.reads`)."""
+    answer = relay(service, method, path, cluster().upstream.call(service, method, path, **kwargs))
+    index = answer.headers.get(INDEX_HEADER, "")
+    if index.isdigit():
+        paz_context().written.record(int(index))
+    return answer
 
 
 def service_path(name: str, rest: str = "") -> str:
@@ -91,7 +97,7 @@ def health_answer(item_id: str, reason: str | None) -> tuple[dict[str, Any], int
              description="Every service by name; with dockerRepository, the one service that has it")
 @bp.errors(400, 404, 502)
 def list_services(query: dict[str, Any]):
-    """List every service, or find the one whose dockerRepository matches (relayed to the directory)."""
+    """List every service, or find the one whose dockerRepository matches (the directory's documents; a plain list from this orchestrator's view of etcd)."""
     return relayed(DIRECTORY, "GET", "/services", params=query)
 
 
@@ -108,7 +114,7 @@ def create_service(body: dict[str, Any]):
 @bp.response(200, ServiceOut)
 @bp.errors(400, 404, 409, 502)
 def get_service(name: str):
-    """One service by name (relayed to the directory)."""
+    """One service by name (the directory's document; a plain read from this orchestrator's view of etcd)."""
     return relayed(DIRECTORY, "GET", service_path(name))
 
 
@@ -154,7 +160,7 @@ def stop_instances(name: str, force: bool) -> dict[str, Any]:
 @bp.response(200, ConfigSchema, description="The config the service's next deploy will use")
 @bp.errors(400, 404, 409, 502)
 def next_config(name: str):
-    """The config the next deploy will use (relayed to the directory)."""
+    """The config the next deploy will use (the directory's; a plain read from this orchestrator's view of etcd)."""
     return relayed(DIRECTORY, "GET", service_path(name, "/config"))
 
 

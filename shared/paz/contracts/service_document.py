@@ -7,6 +7,8 @@ config keys may also stand at the top level (the seed's walkthrough posts ``port
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from typing import Any
 
@@ -15,6 +17,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, pre_load, va
 from passlib.hash import sha512_crypt
 
 from paz.api import Pattern, ReadQuery
+from paz.errors import Conflict, NotFound
 from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, domain_problem, name_problem, reserved_problem
 from paz.secrets import NAME_RULE, public
 
@@ -230,6 +233,56 @@ class ServiceOut(Schema):
     description = fields.String(required=True)
     dockerRepository = fields.String(required=True)
     config = fields.Nested(ConfigSchema, required=True)
+
+
+def missing_service(name: str) -> NotFound:
+    return NotFound(f"No service named {name!r} in the directory; GET /services lists them.", {"name": name})
+
+
+class MalformedDocument(Conflict):
+    """A value under the directory's prefix that is not a service document (written around the API)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"The value at {key} in etcd is not a service document; DELETE the service and create it again.",
+            {"key": key},
+        )
+
+
+def checked_document(key: str, document: Any) -> dict[str, Any]:
+    """``document`` if it has the shape the directory writes, else :class:`MalformedDocument`."""
+    if not (
+        isinstance(document, dict)
+        and isinstance(document.get("name"), str)
+        and isinstance(document.get("dockerRepository"), str)
+        and isinstance(document.get("config"), dict)
+    ):
+        raise MalformedDocument(key)
+    return document
+
+
+def stored_document(key: str, value: str) -> dict[str, Any]:
+    """The document stored at ``key`` as ``value``, or :class:`MalformedDocument`."""
+    try:
+        return checked_document(key, json.loads(value))
+    except ValueError:
+        raise MalformedDocument(key) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def document_json(key: str, value: str) -> bytes:
+    """The answer to ``GET /services/<name>`` for a stored value, rendered once per value (the hot reads do no JSON work)."""
+    return _compact(ServiceOut().dump(stored_document(key, value)))
+
+
+@functools.lru_cache(maxsize=1024)
+def config_json(key: str, value: str) -> bytes:
+    """The answer to a read of the service's config for a stored value, rendered once per value."""
+    return _compact(ConfigSchema().dump(stored_document(key, value)["config"]))
+
+
+def _compact(answer: Any) -> bytes:
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 class RepositoryQuery(ReadQuery):
