@@ -16,7 +16,7 @@ import logging
 import signal
 from collections.abc import Iterable, Iterator
 
-from gevent import Timeout, monkey
+from gevent import Timeout
 from gevent.event import Event
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
@@ -65,8 +65,9 @@ class Handler(WSGIHandler):
 
 
 def serve_green(service: Service, settings: Settings) -> None:
-    """Run ``service`` in this process until SIGTERM or SIGINT, then withdraw its key."""
-    monkey.patch_all()
+    """Run ``service`` in this process until SIGTERM or SIGINT, then withdraw its key.
+
+    The standard library is patched for gevent already: :mod:`paz.launch` does it first thing."""
     configure_logging(settings.service_name, settings.log_level)
     server = WSGIServer((settings.host, settings.port), create_app(service, settings), spawn=Pool(settings.connections),
                         handler_class=Handler, log=None, error_log=log)
