@@ -15,6 +15,7 @@ made a single-node swarm manager when it is in no swarm (:func:`make_swarm_manag
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -87,10 +88,15 @@ def docker_client(host: str, timeout: float) -> Any:
 def bridge_gateway(host: str) -> str | None:
     """The address of the host on the engine's default bridge: where its containers reach the host."""
     try:
-        network = docker_client(host, 3).networks.get("bridge")
-        return next((c["Gateway"] for c in network.attrs["IPAM"]["Config"] if c.get("Gateway")), None)
+        configs = docker_client(host, 3).networks.get("bridge").attrs["IPAM"]["Config"]
     except Exception:  # any failure to ask the engine means: no address known
         return None
+    for config in configs:
+        if config.get("Gateway"):
+            return config["Gateway"]
+        if config.get("Subnet"):  # an engine that made its bridge itself lists no gateway: its first address
+            return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+    return None
 
 
 def docker_answers(host: str) -> bool:
