@@ -30,7 +30,9 @@ import yaml
 from paz import prometheus
 from paz.secrets import ensure_key_file
 
-from tests.support import ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
+from tests.support import (
+    ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, netns, wait_until,
+)
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 SUITE = {
@@ -214,7 +216,8 @@ def debootstrap_base(workdir: Path) -> None:
             pytest.fail(message)
         pytest.skip(message)
     rootfs = workdir / "rootfs"
-    run_checked([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), apt_mirror()])
+    run_checked(netns.from_outside([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs),
+                                    apt_mirror()]))
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
     BASE_CACHE.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +237,8 @@ def suite_image(engine: DockerEngine, base: str, workdir: Path) -> str:
         shutil.copy(ROOT / part, context / part)
     for folder in ("shared", "services"):
         shutil.copytree(ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    run_checked([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context), "setuptools>=68", "wheel"])
+    run_checked(netns.from_outside([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context),
+                                    "setuptools>=68", "wheel"]))
     for own in wheels.glob("paz-*.whl"):
         own.unlink()
     tag = f"paz-test/suite:{SESSION_ID}"
