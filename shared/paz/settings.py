@@ -121,11 +121,12 @@ def parse_readable_file(raw: str) -> str:
     return str(path)
 
 
-_SOCKET_PATH_MAX = 100  # a Unix socket path is at most 107 bytes
+_SOCKET_PATH_MAX = 97
+"""HAProxy's limit on a socket's path (the kernel's is 107 bytes; HAProxy binds a longer temporary name first)."""
 
 
 def parse_socket_dir(raw: str) -> str:
-    """A folder that will hold Unix sockets (``master.sock``): short enough for their paths."""
+    """A folder that will hold Unix sockets (``master.sock``, ``stats.sock``): short enough for their paths."""
     path = Path(raw).resolve()
     if len(str(path / "master.sock")) > _SOCKET_PATH_MAX:
         raise ValueError(f"{path} is too long for Unix sockets inside it; use a shorter folder")
