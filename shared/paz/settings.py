@@ -152,6 +152,14 @@ def parse_ip(raw: str) -> str:
         raise ValueError("expected an IP address") from None
 
 
+def parse_host_port(raw: str) -> str:
+    """``host:port`` (an IPv4 address or a host name, and a port), as a registry's address is written."""
+    host, colon, port = raw.rpartition(":")
+    if not colon:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:5000")
+    return f"{parse_host(host)}:{parse_port(port)}"
+
+
 def parse_ip_ports(raw: str) -> tuple[tuple[str, int], ...]:
     """``10.0.0.2,127.0.0.1:5353`` into ``(address, port)`` pairs, port 53 unless given (IPv4 only then)."""
     pairs = []

@@ -30,12 +30,12 @@ T = TypeVar("T")
 
 def part_names() -> list[str]:
     """The parts ``paz up`` runs, by name, without asking anything of the machine."""
-    return ["etcd", "docker", *(service.name for service in declarations()), "supervisor"]
+    return ["etcd", "docker", *(service.name for service in declarations()), "registry", "supervisor"]
 
 
 def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None,
-             etcd_api: str | None = None) -> Suite:
-    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api)
+             etcd_api: str | None = None, registry: bool | None = None) -> Suite:
+    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api, registry=registry)
 
 
 @click.command()
@@ -46,10 +46,14 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
               help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
 @click.option("--etcd-api", type=click.Choice(API_VERSIONS), default=None,
               help="etcd's API the services use (default: PAZ_ETCD_API, else the last choice, else 3)")
+@click.option("--registry/--no-registry", default=None,
+              help="run the suite's image registry (Debian's docker-registry at PAZ_REGISTRY_ADDR, default 127.0.0.1:5000; "
+                   "remembered): docker push deploys, images kept for rollback")
 @click.pass_context
-def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None) -> None:
+def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None,
+       registry: bool | None) -> None:
     """Start etcd and the services in the background, supervised."""
-    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api)
+    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, registry)
     if domain and not DOMAIN.fullmatch(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
     problems = suite.missing()
@@ -83,6 +87,9 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, HTTPS at 127.0.0.1:{HTTPS_PORT}, "
                f"stats at 127.0.0.1:{STATS_PORT}")
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    if suite.registry:
+        click.echo(f"registry           {suite.registry_address}: docker login {suite.registry_address} -u paz "
+                   "(a paz token as the password); paz push SERVICE builds, pushes and deploys")
     _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
     click.echo(f"admin token        in {suite.admin_token_file} ({made}; paz uses it from here)")

@@ -1,0 +1,232 @@
+"""The suite's image registry, as a person uses it: Debian's docker-registry started by ``paz registry
+serve`` on a free loopback port, the real ``docker`` command logging in with paz tokens and pushing,
+the scheduler (docker driver, tokens required) deploying what is pushed, and ``paz push`` building a
+folder's Dockerfile and deploying it. Everything runs for real on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from paz.auth import TokenStore
+from tests.support import VENV_BIN, DockerEngine, EtcdServer, Service, TEST_LABEL, SESSION_ID, build_test_image, wait_until
+from tests.support.image_registry import DockerCommand, Registry
+
+BASE = "paz-test/registry-base:1"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+class RegistrySuite:
+    """etcd, the directory, the scheduler and the orchestrator with tokens required, and the registry."""
+
+    def __init__(self, engine: DockerEngine, workdir: Path) -> None:
+        self.engine, self.workdir = engine, workdir
+        self.etcd = EtcdServer(workdir)
+        self.tokens: dict[str, str] = {}
+        self.started: list[Any] = []
+
+    def start(self) -> "RegistrySuite":
+        self.started.append(self.etcd.start())
+        store = TokenStore(self.etcd.store())
+        self.tokens = {role: store.create(role, f"test {role}")[0] for role in ("read", "deploy", "admin")}
+        self.registry = Registry(self.etcd, self.workdir)
+        auth = {"PAZ_AUTH": "required", "PAZ_TOKEN": self.tokens["read"]}
+        self.directory = Service("paz-service-directory", self.etcd, self.workdir, env=auth)
+        self.scheduler = Service("paz-scheduler", self.etcd, self.workdir, env={
+            **auth, "DOCKER_HOST": self.engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
+            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
+            "PAZ_REGISTRY_ADDR": self.registry.address, "PAZ_PULL_TIMEOUT": "30",
+        })
+        self.orchestrator = Service("paz-orchestrator", self.etcd, self.workdir, env=auth)
+        for part in (self.directory, self.scheduler, self.orchestrator, self.registry):
+            self.started.append(part.start())
+        return self
+
+    def stop(self) -> None:
+        for part in reversed(self.started):
+            part.stop()
+
+    def register(self, name: str, **config: Any) -> None:
+        document = {"name": name, "dockerRepository": f"{self.registry.address}/{name}", "config": config}
+        answer = self.orchestrator.request("POST", "/services", json=document, headers=bearer(self.tokens["admin"]))
+        assert answer.status_code == 201, answer.text
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return self.orchestrator.request("GET", f"/services/{name}/config/history").json()
+
+    def served(self, name: str) -> str:
+        """What the service's running unit answers at /."""
+        def healthy() -> dict[str, Any] | None:
+            units = self.orchestrator.request("GET", f"/services/{name}/units").json()
+            return next((u for u in units if u.get("healthy")), None)
+
+        unit = wait_until(healthy, 10, 0.2, what=f"a healthy unit of {name}")
+        return requests.get(f"http://{unit['host']}:{unit['port']}/", timeout=5).text
+
+
+@pytest.fixture(scope="module")
+def suite(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistrySuite]:
+    build_test_image(docker_engine, BASE)
+    running = RegistrySuite(docker_engine, tmp_path_factory.mktemp("registry"))
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def docker(suite: RegistrySuite, tmp_path: Path) -> DockerCommand:
+    return DockerCommand(suite.engine.host, tmp_path / "docker-config")
+
+
+def paz(suite: RegistrySuite, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PAZ_URL": suite.orchestrator.url, "PAZ_TOKEN": suite.tokens["admin"], "DOCKER_HOST": suite.engine.host,
+           "PAZ_REGISTRY_ADDR": suite.registry.address}
+    return subprocess.run([str(VENV_BIN / "paz"), "--state-dir", str(suite.workdir / "cli"), *args],
+                          capture_output=True, text=True, timeout=240, env=env)
+
+
+def folder_with(tmp_path: Path, dockerfile: str) -> Path:
+    (tmp_path / "Dockerfile").write_text(dockerfile)
+    return tmp_path
+
+
+def test_anonymous_push_is_refused_and_a_read_token_pulls_only(suite, docker, unique_name):
+    image = f"{suite.registry.address}/{unique_name}:1"
+    assert docker("tag", BASE, image).returncode == 0
+    anonymous = docker("push", image)
+    assert anonymous.returncode != 0 and "unauthorized: authentication required" in anonymous.stderr, anonymous
+    refused = docker.login(suite.registry.address, "paz_not-a-token")
+    assert refused.returncode != 0 and "unauthorized" in refused.stderr.lower(), refused
+    assert docker.login(suite.registry.address, suite.tokens["read"]).returncode == 0
+    denied = docker("push", image)
+    assert denied.returncode != 0 and "denied" in denied.stderr + denied.stdout, denied
+    assert docker.login(suite.registry.address, suite.tokens["deploy"]).returncode == 0
+    assert docker("push", image).returncode == 0
+    assert docker.login(suite.registry.address, suite.tokens["read"]).returncode == 0
+    assert docker("rmi", image).returncode == 0
+    pulled = docker("pull", image)
+    assert pulled.returncode == 0, pulled
+
+
+def test_a_push_deploys_followers_with_auto_deploy_always_only(suite, docker, unique_name):
+    follower, bystander = unique_name, f"{unique_name}-never"
+    suite.register(follower, autoDeploy="always", env={"MESSAGE": "followed"})
+    repository = f"{suite.registry.address}/{follower}"
+    answer = suite.orchestrator.request("POST", "/services", headers=bearer(suite.tokens["admin"]), json={
+        "name": bystander, "dockerRepository": repository, "config": {"autoDeploy": "never"}})
+    assert answer.status_code == 201, answer.text
+    assert docker.login(suite.registry.address, suite.tokens["deploy"]).returncode == 0
+    assert docker("tag", BASE, f"{repository}:7").returncode == 0
+    assert docker("push", f"{repository}:7").returncode == 0
+
+    def running() -> dict[str, Any] | None:
+        return next((v for v in suite.history(follower) if v["status"] == "running"), None)
+
+    version = wait_until(running, 30, 0.2, what=f"{follower} running the pushed image")
+    assert version["dockerRepository"] == f"{repository}:7"
+    assert suite.served(follower) == "followed"
+    assert suite.history(bystander) == []
+    assert len(suite.history(follower)) == 1
+
+
+def test_a_push_nobody_follows_is_journaled_and_runs_nothing(suite, docker, unique_name):
+    image = f"{suite.registry.address}/{unique_name}:1"
+    assert docker.login(suite.registry.address, suite.tokens["deploy"]).returncode == 0
+    assert docker("tag", BASE, image).returncode == 0
+    assert docker("push", image).returncode == 0
+
+    def journaled() -> dict[str, Any] | None:
+        entries = suite.orchestrator.request("GET", "/journal", params={"service": unique_name}).json()
+        return next((e for e in entries if e["type"] == "push-ignored"), None)
+
+    entry = wait_until(journaled, 15, 0.2, what="the ignored push in the journal")
+    assert entry["image"] == image and "no service" in entry["message"]
+    units = suite.scheduler.request("GET", "/units").json()
+    assert not [u for u in units if u["image"] == image]
+
+
+def test_the_registry_hook_needs_a_deploy_token(suite):
+    body = {"events": [{"action": "push", "target": {"repository": "anything", "tag": "1"}}]}
+    assert suite.scheduler.request("POST", "/hooks/registry", json=body).status_code == 401
+    assert suite.scheduler.request("POST", "/hooks/registry", json=body, headers=bearer(suite.tokens["read"])).status_code == 403
+    bad = suite.scheduler.request("POST", "/hooks/registry", json={"events": "no"}, headers=bearer(suite.tokens["deploy"]))
+    assert bad.status_code == 400 and "events" in bad.text
+
+
+def test_paz_push_builds_pushes_deploys_and_shows_progress(suite, unique_name, tmp_path):
+    suite.register(unique_name)
+    folder = folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=built-by-paz-push\n")
+    done = paz(suite, "push", unique_name, str(folder))
+    assert done.returncode == 0, done.stderr + done.stdout
+    image = f"{suite.registry.address}/{unique_name}:1"
+    for shown in ("Step 1/2 : FROM", f"pushing {image}", "digest: sha256:", "serving: v1 runs", f"pushed and deployed {unique_name} v1"):
+        assert shown in done.stdout, done.stdout
+    assert suite.served(unique_name) == "built-by-paz-push"
+
+
+def test_paz_push_to_a_service_that_deploys_on_pushes_deploys_once(suite, unique_name, tmp_path):
+    suite.register(unique_name, autoDeploy="always")
+    done = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=once\n")))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert suite.served(unique_name) == "once"
+    assert [v["version"] for v in suite.history(unique_name)] == [1]
+
+
+def test_a_dockerfile_that_fails_to_build_deploys_nothing(suite, unique_name, tmp_path):
+    suite.register(unique_name)
+    failed = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nRUN exit 3\n")))
+    assert failed.returncode == 1, failed
+    assert "The build failed" in failed.stderr and "returned a non-zero code: 3" in failed.stderr, failed.stderr
+    assert suite.history(unique_name) == []
+
+
+def test_paz_push_of_an_unknown_service_or_a_folder_without_dockerfile_is_a_usage_error(suite, unique_name, tmp_path):
+    unknown = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\n")))
+    assert unknown.returncode == 2 and unique_name in unknown.stderr, unknown
+    suite.register(unique_name)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = paz(suite, "push", unique_name, str(empty))
+    assert missing.returncode == 2 and "has no Dockerfile" in missing.stderr, missing
+
+
+def test_rollback_after_every_local_copy_is_removed_pulls_from_the_registry(suite, docker, unique_name, tmp_path):
+    suite.register(unique_name)
+    for message in ("first", "second"):
+        folder = tmp_path / message
+        folder.mkdir()
+        done = paz(suite, "push", unique_name, str(folder_with(folder, f"FROM {BASE}\nENV MESSAGE={message}\n")))
+        assert done.returncode == 0, done.stderr + done.stdout
+    first = f"{suite.registry.address}/{unique_name}:1"
+    assert docker("rmi", first).returncode == 0
+    assert docker("image", "inspect", first).returncode != 0
+    rolled = paz(suite, "rollback", unique_name, "1")
+    assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+    assert suite.served(unique_name) == "first"
+
+
+def test_the_registry_down_is_a_503_naming_it(suite, docker, unique_name, tmp_path):
+    suite.register(unique_name)
+    done = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=kept\n")))
+    assert done.returncode == 0, done.stderr + done.stdout
+    image = f"{suite.registry.address}/{unique_name}:1"
+    suite.registry.stop()
+    try:
+        again = paz(suite, "push", unique_name, str(tmp_path))
+        assert again.returncode == 3 and f"paz-registry at {suite.registry.address} does not answer" in again.stderr, again
+        assert docker("rmi", "-f", image).returncode == 0
+        answer = suite.orchestrator.request("POST", f"/services/{unique_name}/rollback", json={"version": 1},
+                                            headers=bearer(suite.tokens["deploy"]), timeout=90)
+        assert answer.status_code == 503 and "paz-registry" in answer.json()["error"]["message"], answer.text
+    finally:
+        suite.registry.start()
