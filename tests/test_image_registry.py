@@ -5,6 +5,8 @@ folder's Dockerfile and deploying it. Everything runs for real on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from tests.support import VENV_BIN, DockerEngine, EtcdServer, Service, TEST_LABE
 from tests.support.image_registry import DockerCommand, Registry
 
 BASE = "paz-test/registry-base:1"
+KEEP = 2
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -44,7 +47,7 @@ class RegistrySuite:
         self.scheduler = Service("paz-scheduler", self.etcd, self.workdir, env={
             **auth, "DOCKER_HOST": self.engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
             "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-            "PAZ_REGISTRY_ADDR": self.registry.address, "PAZ_PULL_TIMEOUT": "30",
+            "PAZ_REGISTRY_ADDR": self.registry.address, "PAZ_PULL_TIMEOUT": "30", "PAZ_KEEP_VERSIONS": str(KEEP),
         })
         self.orchestrator = Service("paz-orchestrator", self.etcd, self.workdir, env=auth)
         for part in (self.directory, self.scheduler, self.orchestrator, self.registry):
@@ -213,6 +216,50 @@ def test_rollback_after_every_local_copy_is_removed_pulls_from_the_registry(suit
     rolled = paz(suite, "rollback", unique_name, "1")
     assert rolled.returncode == 0, rolled.stderr + rolled.stdout
     assert suite.served(unique_name) == "first"
+
+
+def registry_token(suite: RegistrySuite, repository: str) -> str:
+    """A registry token to read ``repository``, bought as docker login does (basic auth, a paz token as password)."""
+    answer = suite.scheduler.request("GET", "/registry/token", auth=("paz", suite.tokens["read"]),
+                                     params={"service": "paz-registry", "scope": f"repository:{repository}:pull"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
+
+
+def test_images_beyond_keep_versions_are_deleted_from_the_registry(suite, unique_name, tmp_path):
+    suite.register(unique_name)
+    for number in range(1, KEEP + 2):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        done = paz(suite, "push", unique_name, str(folder_with(folder, f"FROM {BASE}\nENV MESSAGE=v{number}\n")))
+        assert done.returncode == 0, done.stderr + done.stdout
+    token = registry_token(suite, unique_name)
+
+    def manifest(tag: int) -> int:
+        return requests.head(f"http://{suite.registry.address}/v2/{unique_name}/manifests/{tag}", timeout=5, headers={
+            **bearer(token), "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).status_code
+
+    wait_until(lambda: manifest(1) == 404, 15, 0.2, what="v1's image deleted from the registry")
+    assert [manifest(tag) for tag in range(2, KEEP + 2)] == [200] * KEEP
+    entries = suite.orchestrator.request("GET", "/journal", params={"service": unique_name}).json()
+    assert [e["version"] for e in entries if e["type"] == "image-deleted"] == [1]
+    suite.engine.client().images.remove(f"{suite.registry.address}/{unique_name}:1", force=True)
+    gone = suite.orchestrator.request("POST", f"/services/{unique_name}/rollback", json={"version": 1},
+                                      headers=bearer(suite.tokens["deploy"]), timeout=90)
+    assert gone.status_code == 422 and "does not exist" in gone.json()["error"]["message"], gone.text
+
+
+def test_a_registry_token_grants_only_what_the_role_allows(suite):
+    def actions(token: str, scope: str) -> list[Any]:
+        answer = suite.scheduler.request("GET", "/registry/token", auth=("paz", token), params={"scope": scope})
+        assert answer.status_code == 200, answer.text
+        claims = answer.json()["token"].split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["access"]
+
+    assert actions(suite.tokens["read"], "repository:app:pull,push") == [{"type": "repository", "name": "app", "actions": ["pull"]}]
+    assert actions(suite.tokens["deploy"], "repository:app:pull,push,delete")[0]["actions"] == ["pull", "push"]
+    assert suite.scheduler.request("GET", "/registry/token").status_code == 401
+    assert suite.scheduler.request("GET", "/registry/token", auth=("someone", suite.tokens["admin"])).status_code == 401
 
 
 def test_the_registry_down_is_a_503_naming_it(suite, docker, unique_name, tmp_path):

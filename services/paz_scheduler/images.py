@@ -1,21 +1,25 @@
 """The suite's image registry as the scheduler serves it: the token endpoint ``docker login`` goes
-through (see :mod:`paz.image_registry` for why tokens and not htpasswd), and its own tokens for the
-registry's API (pruning old images)."""
+through (see :mod:`paz.image_registry` for why tokens and not htpasswd), and the images it keeps for
+rollback (:class:`ImageKeeper`)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import requests
 from cryptography.hazmat.primitives.asymmetric import ec
+from docker.utils import parse_repository_tag
 from werkzeug.datastructures import Authorization
 
 from paz import image_registry
 from paz.auth import TokenStore
-from paz.errors import Unauthorized, Unavailable
+from paz.errors import ApiError, Unauthorized, Unavailable
 from paz.etcd import Store
 from paz.image_registry import Access
 from paz.secrets import Keyring
+
+from .store import SchedulerStore
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +57,67 @@ class RegistryGate:
     def own_token(self, repository: str, *actions: str) -> str:
         """A token of the scheduler's own for the registry's API (to delete what it no longer keeps)."""
         return image_registry.issue_token(self.key(), "paz-scheduler", [Access("repository", repository, actions)])
+
+
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+))
+
+
+class ImageKeeper:
+    """Keeps in the suite's registry the images of a service's newest ``PAZ_KEEP_VERSIONS`` versions
+    (what ``paz rollback`` can go back to) and deletes the older ones' manifests; ``paz registry gc``
+    then frees their space. An image a kept version also runs (the same digest) is never deleted."""
+
+    def __init__(self, settings: Any, store: SchedulerStore, gate: RegistryGate) -> None:
+        self.address, self.keep, self.store, self.gate = settings.registry_address, settings.keep_versions, store, gate
+
+    def prune(self, name: str) -> list[str]:
+        """Delete the images of ``name``'s versions beyond the newest ``keep``; the images deleted.
+        The registry not answering (or none set up) leaves them for the next deploy's turn."""
+        history = [v for v in self.store.history(name) if self._repository_tag(v["dockerRepository"])]
+        old = [v for v in history[self.keep:] if not v.get("imageDeleted")]
+        if not old:
+            return []
+        try:
+            kept = {self._digest(v["dockerRepository"]) for v in history[:self.keep]}
+            deleted = [v for v in old if self._delete(v["dockerRepository"], kept)]
+        except (requests.RequestException, ApiError) as exc:
+            log.warning("registry unreachable: old images not deleted", extra={"service": name, "reason": str(exc)})
+            return []
+        for version in old:
+            self.store.update_version(name, version["version"], imageDeleted=True)
+        for version in deleted:
+            self.store.journal("image-deleted", name, f"v{version['version']}'s image is deleted from the registry "
+                               f"(PAZ_KEEP_VERSIONS={self.keep}); paz registry gc frees its space.",
+                               version["version"], image=version["dockerRepository"])
+        return [v["dockerRepository"] for v in deleted]
+
+    def _repository_tag(self, image: str) -> tuple[str, str] | None:
+        """``(repository, tag)`` of an image in the suite's registry, else None."""
+        if not image.startswith(f"{self.address}/"):
+            return None
+        repository, tag = parse_repository_tag(image.removeprefix(f"{self.address}/"))
+        return (repository, tag) if tag else None
+
+    def _call(self, method: str, repository: str, reference: str, *actions: str) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.gate.own_token(repository, *actions)}", "Accept": MANIFEST_TYPES}
+        answer = requests.request(method, f"http://{self.address}/v2/{repository}/manifests/{reference}", headers=headers, timeout=10)
+        if answer.status_code >= 500 or answer.status_code in (401, 403):
+            raise requests.RequestException(f"the registry answered {method} with {answer.status_code}")
+        return answer
+
+    def _digest(self, image: str) -> str | None:
+        found = self._repository_tag(image)
+        if found is None:
+            return None
+        answer = self._call("HEAD", *found, "pull")
+        return answer.headers.get("Docker-Content-Digest") if answer.ok else None
+
+    def _delete(self, image: str, kept: set[str | None]) -> bool:
+        digest = self._digest(image)
+        if digest is None or digest in kept:
+            return False
+        repository, _ = self._repository_tag(image) or ("", "")
+        return self._call("DELETE", repository, digest, "pull", "delete").ok
