@@ -106,8 +106,10 @@ class RegistryTokenQuery(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    service = fields.String()
-    scope = fields.List(fields.String(validate=validate.Length(max=1000)), load_default=list)
+    service = fields.String(validate=Pattern(r"^[!-~]{0,100}$", error="is not a registry's name"))
+    scope = fields.List(fields.String(validate=Pattern(r"^[!-~]{1,255}$", error="is not a registry scope")),
+                        validate=validate.Length(max=3), load_default=list,
+                        metadata={"description": "repository:<name>:<actions>, as the registry asks (at most 3)"})
 
 
 class RegistryTokenOut(Schema):
