@@ -17,9 +17,9 @@ from tests.support import VENV_BIN, EtcdServer, Process, free_port, need, secret
 class Registry:
     """``paz registry serve`` in its own state folder; the scheduler it sends logins and pushes to must be announced first."""
 
-    def __init__(self, etcd: EtcdServer, state: Path, port: int | None = None) -> None:
+    def __init__(self, etcd: EtcdServer, state: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
         need("docker-registry")
-        self.address = f"127.0.0.1:{port or free_port()}"
+        self.address = f"{host}:{port or free_port()}"
         self.state = state
         self.process = Process(
             [str(VENV_BIN / "paz"), "--state-dir", str(state), "registry", "serve"],
