@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,70 +14,17 @@ from typing import Any
 import pytest
 import requests
 
-from paz.auth import TokenStore
-from tests.support import VENV_BIN, DockerEngine, EtcdServer, Service, TEST_LABEL, SESSION_ID, build_test_image, wait_until
-from tests.support.image_registry import DockerCommand, Registry
+from tests.support import DockerEngine, build_test_image, wait_until
+from tests.support.image_registry import DockerCommand, RegistrySuite, bearer
 
 BASE = "paz-test/registry-base:1"
 KEEP = 2
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-class RegistrySuite:
-    """etcd, the directory, the scheduler and the orchestrator with tokens required, and the registry."""
-
-    def __init__(self, engine: DockerEngine, workdir: Path) -> None:
-        self.engine, self.workdir = engine, workdir
-        self.etcd = EtcdServer(workdir)
-        self.tokens: dict[str, str] = {}
-        self.started: list[Any] = []
-
-    def start(self) -> "RegistrySuite":
-        self.started.append(self.etcd.start())
-        store = TokenStore(self.etcd.store())
-        self.tokens = {role: store.create(role, f"test {role}")[0] for role in ("read", "deploy", "admin")}
-        self.registry = Registry(self.etcd, self.workdir)
-        auth = {"PAZ_AUTH": "required", "PAZ_TOKEN": self.tokens["read"]}
-        self.directory = Service("paz-service-directory", self.etcd, self.workdir, env=auth)
-        self.scheduler = Service("paz-scheduler", self.etcd, self.workdir, env={
-            **auth, "DOCKER_HOST": self.engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
-            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-            "PAZ_REGISTRY_ADDR": self.registry.address, "PAZ_PULL_TIMEOUT": "30", "PAZ_KEEP_VERSIONS": str(KEEP),
-        })
-        self.orchestrator = Service("paz-orchestrator", self.etcd, self.workdir, env=auth)
-        for part in (self.directory, self.scheduler, self.orchestrator, self.registry):
-            self.started.append(part.start())
-        return self
-
-    def stop(self) -> None:
-        for part in reversed(self.started):
-            part.stop()
-
-    def register(self, name: str, **config: Any) -> None:
-        document = {"name": name, "dockerRepository": f"{self.registry.address}/{name}", "config": config}
-        answer = self.orchestrator.request("POST", "/services", json=document, headers=bearer(self.tokens["admin"]))
-        assert answer.status_code == 201, answer.text
-
-    def history(self, name: str) -> list[dict[str, Any]]:
-        return self.orchestrator.request("GET", f"/services/{name}/config/history").json()
-
-    def served(self, name: str) -> str:
-        """What the service's running unit answers at /."""
-        def healthy() -> dict[str, Any] | None:
-            units = self.orchestrator.request("GET", f"/services/{name}/units").json()
-            return next((u for u in units if u.get("healthy")), None)
-
-        unit = wait_until(healthy, 10, 0.2, what=f"a healthy unit of {name}")
-        return requests.get(f"http://{unit['host']}:{unit['port']}/", timeout=5).text
-
-
 @pytest.fixture(scope="module")
 def suite(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistrySuite]:
     build_test_image(docker_engine, BASE)
-    running = RegistrySuite(docker_engine, tmp_path_factory.mktemp("registry"))
+    running = RegistrySuite(docker_engine, tmp_path_factory.mktemp("registry"), PAZ_KEEP_VERSIONS=str(KEEP))
     try:
         yield running.start()
     finally:
@@ -89,13 +34,6 @@ def suite(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory)
 @pytest.fixture
 def docker(suite: RegistrySuite, tmp_path: Path) -> DockerCommand:
     return DockerCommand(suite.engine.host, tmp_path / "docker-config")
-
-
-def paz(suite: RegistrySuite, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PAZ_URL": suite.orchestrator.url, "PAZ_TOKEN": suite.tokens["admin"], "DOCKER_HOST": suite.engine.host,
-           "PAZ_REGISTRY_ADDR": suite.registry.address}
-    return subprocess.run([str(VENV_BIN / "paz"), "--state-dir", str(suite.workdir / "cli"), *args],
-                          capture_output=True, text=True, timeout=240, env=env)
 
 
 def folder_with(tmp_path: Path, dockerfile: str) -> Path:
@@ -169,7 +107,7 @@ def test_the_registry_hook_needs_a_deploy_token(suite):
 def test_paz_push_builds_pushes_deploys_and_shows_progress(suite, unique_name, tmp_path):
     suite.register(unique_name)
     folder = folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=built-by-paz-push\n")
-    done = paz(suite, "push", unique_name, str(folder))
+    done = suite.paz("push", unique_name, str(folder))
     assert done.returncode == 0, done.stderr + done.stdout
     image = f"{suite.registry.address}/{unique_name}:1"
     for shown in ("Step 1/2 : FROM", f"pushing {image}", "digest: sha256:", "serving: v1 runs", f"pushed and deployed {unique_name} v1"):
@@ -179,7 +117,7 @@ def test_paz_push_builds_pushes_deploys_and_shows_progress(suite, unique_name, t
 
 def test_paz_push_to_a_service_that_deploys_on_pushes_deploys_once(suite, unique_name, tmp_path):
     suite.register(unique_name, autoDeploy="always")
-    done = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=once\n")))
+    done = suite.paz("push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=once\n")))
     assert done.returncode == 0, done.stderr + done.stdout
     assert suite.served(unique_name) == "once"
     assert [v["version"] for v in suite.history(unique_name)] == [1]
@@ -187,19 +125,19 @@ def test_paz_push_to_a_service_that_deploys_on_pushes_deploys_once(suite, unique
 
 def test_a_dockerfile_that_fails_to_build_deploys_nothing(suite, unique_name, tmp_path):
     suite.register(unique_name)
-    failed = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nRUN exit 3\n")))
+    failed = suite.paz("push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nRUN exit 3\n")))
     assert failed.returncode == 1, failed
     assert "The build failed" in failed.stderr and "returned a non-zero code: 3" in failed.stderr, failed.stderr
     assert suite.history(unique_name) == []
 
 
 def test_paz_push_of_an_unknown_service_or_a_folder_without_dockerfile_is_a_usage_error(suite, unique_name, tmp_path):
-    unknown = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\n")))
+    unknown = suite.paz("push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\n")))
     assert unknown.returncode == 2 and unique_name in unknown.stderr, unknown
     suite.register(unique_name)
     empty = tmp_path / "empty"
     empty.mkdir()
-    missing = paz(suite, "push", unique_name, str(empty))
+    missing = suite.paz("push", unique_name, str(empty))
     assert missing.returncode == 2 and "has no Dockerfile" in missing.stderr, missing
 
 
@@ -208,12 +146,12 @@ def test_rollback_after_every_local_copy_is_removed_pulls_from_the_registry(suit
     for message in ("first", "second"):
         folder = tmp_path / message
         folder.mkdir()
-        done = paz(suite, "push", unique_name, str(folder_with(folder, f"FROM {BASE}\nENV MESSAGE={message}\n")))
+        done = suite.paz("push", unique_name, str(folder_with(folder, f"FROM {BASE}\nENV MESSAGE={message}\n")))
         assert done.returncode == 0, done.stderr + done.stdout
     first = f"{suite.registry.address}/{unique_name}:1"
     assert docker("rmi", first).returncode == 0
     assert docker("image", "inspect", first).returncode != 0
-    rolled = paz(suite, "rollback", unique_name, "1")
+    rolled = suite.paz("rollback", unique_name, "1")
     assert rolled.returncode == 0, rolled.stderr + rolled.stdout
     assert suite.served(unique_name) == "first"
 
@@ -231,7 +169,7 @@ def test_images_beyond_keep_versions_are_deleted_from_the_registry(suite, unique
     for number in range(1, KEEP + 2):
         folder = tmp_path / str(number)
         folder.mkdir()
-        done = paz(suite, "push", unique_name, str(folder_with(folder, f"FROM {BASE}\nENV MESSAGE=v{number}\n")))
+        done = suite.paz("push", unique_name, str(folder_with(folder, f"FROM {BASE}\nENV MESSAGE=v{number}\n")))
         assert done.returncode == 0, done.stderr + done.stdout
     token = registry_token(suite, unique_name)
 
@@ -264,12 +202,12 @@ def test_a_registry_token_grants_only_what_the_role_allows(suite):
 
 def test_the_registry_down_is_a_503_naming_it(suite, docker, unique_name, tmp_path):
     suite.register(unique_name)
-    done = paz(suite, "push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=kept\n")))
+    done = suite.paz("push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=kept\n")))
     assert done.returncode == 0, done.stderr + done.stdout
     image = f"{suite.registry.address}/{unique_name}:1"
     suite.registry.stop()
     try:
-        again = paz(suite, "push", unique_name, str(tmp_path))
+        again = suite.paz("push", unique_name, str(tmp_path))
         assert again.returncode == 3 and f"paz-registry at {suite.registry.address} does not answer" in again.stderr, again
         assert docker("rmi", "-f", image).returncode == 0
         answer = suite.orchestrator.request("POST", f"/services/{unique_name}/rollback", json={"version": 1},

@@ -1,4 +1,4 @@
-"""The suite's image registry for the tests: ``paz registry serve`` (Debian's docker-registry behind it)
+"""The suite's image registry for the tests and benchmarks: ``paz registry serve`` (Debian's docker-registry behind it)
 on a free loopback port, and the real ``docker`` command talking to a test engine with a config
 folder of its own (its logins stay in the test's folder)."""
 
@@ -11,7 +11,14 @@ from typing import Any
 
 import requests
 
-from tests.support import VENV_BIN, EtcdServer, Process, free_port, need, secrets_key_of, wait_until
+from paz.auth import TokenStore
+from tests.support import (
+    SESSION_ID, TEST_LABEL, VENV_BIN, DockerEngine, EtcdServer, Process, Service, free_port, need, secrets_key_of, wait_until,
+)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 class Registry:
@@ -62,3 +69,59 @@ class DockerCommand:
 
     def login(self, address: str, token: str) -> subprocess.CompletedProcess[str]:
         return self("login", address, "-u", "paz", "--password-stdin", stdin=token)
+
+
+class RegistrySuite:
+    """etcd, the directory, the scheduler and the orchestrator with tokens required, and the registry."""
+
+    def __init__(self, engine: DockerEngine, workdir: Path, **scheduler_env: str) -> None:
+        self.engine, self.workdir, self.scheduler_env = engine, workdir, scheduler_env
+        self.etcd = EtcdServer(workdir)
+        self.tokens: dict[str, str] = {}
+        self.started: list[Any] = []
+
+    def start(self) -> "RegistrySuite":
+        self.started.append(self.etcd.start())
+        store = TokenStore(self.etcd.store())
+        self.tokens = {role: store.create(role, f"test {role}")[0] for role in ("read", "deploy", "admin")}
+        self.registry = Registry(self.etcd, self.workdir)
+        auth = {"PAZ_AUTH": "required", "PAZ_TOKEN": self.tokens["read"]}
+        self.directory = Service("paz-service-directory", self.etcd, self.workdir, env=auth)
+        self.scheduler = Service("paz-scheduler", self.etcd, self.workdir, env={
+            **auth, "DOCKER_HOST": self.engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
+            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
+            "PAZ_REGISTRY_ADDR": self.registry.address, "PAZ_PULL_TIMEOUT": "30", **self.scheduler_env,
+        })
+        self.orchestrator = Service("paz-orchestrator", self.etcd, self.workdir, env=auth)
+        for part in (self.directory, self.scheduler, self.orchestrator, self.registry):
+            self.started.append(part.start())
+        return self
+
+    def stop(self) -> None:
+        for part in reversed(self.started):
+            part.stop()
+
+    def register(self, name: str, **config: Any) -> None:
+        document = {"name": name, "dockerRepository": f"{self.registry.address}/{name}", "config": config}
+        answer = self.orchestrator.request("POST", "/services", json=document, headers=bearer(self.tokens["admin"]))
+        assert answer.status_code == 201, answer.text
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return self.orchestrator.request("GET", f"/services/{name}/config/history").json()
+
+    def served(self, name: str) -> str:
+        """What the service's running unit answers at /."""
+        def healthy() -> dict[str, Any] | None:
+            units = self.orchestrator.request("GET", f"/services/{name}/units").json()
+            return next((u for u in units if u.get("healthy")), None)
+
+        unit = wait_until(healthy, 10, 0.2, what=f"a healthy unit of {name}")
+        return requests.get(f"http://{unit['host']}:{unit['port']}/", timeout=5).text
+
+
+    def paz(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The ``paz`` command as a person with the admin token runs it against this suite and engine."""
+        env = {**os.environ, "PAZ_URL": self.orchestrator.url, "PAZ_TOKEN": self.tokens["admin"], "DOCKER_HOST": self.engine.host,
+               "PAZ_REGISTRY_ADDR": self.registry.address}
+        return subprocess.run([str(VENV_BIN / "paz"), "--state-dir", str(self.workdir / "cli"), *args],
+                              capture_output=True, text=True, timeout=240, env=env)
