@@ -27,7 +27,7 @@ from pathlib import Path
 
 import requests
 
-from bench import scratch
+from bench import scratch, spread
 from tests.support import DockerEngine, build_test_image, running, wait_until
 from tests.support.image_registry import DockerCommand, RegistrySuite
 
@@ -110,11 +110,10 @@ def main() -> None:
                 suite.scheduler.request("POST", f"/services/{name}/stop", timeout=60)
                 for container in engine.client().containers.list(all=True, filters={"label": LABEL}):
                     container.remove(force=True)
-    ms = lambda values: f"median {statistics.median(values) * 1000:7.0f} ms  (min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f})"  # noqa: E731
     print(f"{ROUNDS} rounds, a busybox image of {BASE} with one ENV changed per round, registry {suite.registry.address}")
-    print(f"by hand: docker build + push + run, until it serves  {ms(reference)}")
-    print(f"paz push: build + push + deploy, until it serves     {ms(served)}")
-    print(f"paz push, until it exits (the old version stopped)   {ms(pushed)}")
+    print(f"by hand: docker build + push + run, until it serves  {spread(reference)}")
+    print(f"paz push: build + push + deploy, until it serves     {spread(served)}")
+    print(f"paz push, until it exits (the old version stopped)   {spread(pushed)}")
     print(f"overhead, paz push -> serving vs by hand: {(statistics.median(served) - statistics.median(reference)) * 1000:.0f} ms")
 
 
