@@ -100,8 +100,9 @@ def test_the_registry_hook_needs_a_deploy_token(suite):
     body = {"events": [{"action": "push", "target": {"repository": "anything", "tag": "1"}}]}
     assert suite.scheduler.request("POST", "/hooks/registry", json=body).status_code == 401
     assert suite.scheduler.request("POST", "/hooks/registry", json=body, headers=bearer(suite.tokens["read"])).status_code == 403
-    bad = suite.scheduler.request("POST", "/hooks/registry", json={"events": "no"}, headers=bearer(suite.tokens["deploy"]))
-    assert bad.status_code == 400 and "events" in bad.text
+    for body in ({"events": "no"}, {"events": [{"action": "push", "target": {"repository": "web\n; $(id)", "tag": "1"}}]}):
+        bad = suite.scheduler.request("POST", "/hooks/registry", json=body, headers=bearer(suite.tokens["deploy"]))
+        assert bad.status_code == 400 and "events" in bad.text, bad.text
 
 
 def test_paz_push_builds_pushes_deploys_and_shows_progress(suite, unique_name, tmp_path):

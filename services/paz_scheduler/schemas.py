@@ -11,6 +11,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from paz.api import Pattern
 from paz.contracts.times import Timestamp
+from paz.image_registry import REPOSITORY
 from paz.names import IMAGE_REFERENCE
 
 
@@ -68,7 +69,7 @@ class RegistryTarget(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    repository = fields.String(required=True, validate=validate.Length(1, 255))
+    repository = fields.String(required=True, validate=[validate.Length(1, 255), Pattern(REPOSITORY.pattern, error="is not a repository name")])
     tag = fields.String(validate=Pattern(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", error="is not a Docker tag"))
     mediaType = fields.String()
 
