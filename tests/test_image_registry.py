@@ -116,6 +116,17 @@ def test_paz_push_builds_pushes_deploys_and_shows_progress(suite, unique_name, t
     assert suite.served(unique_name) == "built-by-paz-push"
 
 
+def test_a_service_registered_without_an_image_gets_its_first_one_from_paz_push(suite, unique_name, tmp_path):
+    answer = suite.orchestrator.request("POST", "/services", json={"name": unique_name}, headers=bearer(suite.tokens["admin"]))
+    assert answer.status_code == 201 and answer.json()["dockerRepository"] == f"{suite.registry.address}/{unique_name}", answer.text
+    nothing = suite.orchestrator.request("POST", f"/services/{unique_name}/deploy", json={}, headers=bearer(suite.tokens["deploy"]),
+                                         timeout=90)
+    assert nothing.status_code == 422 and "does not exist" in nothing.json()["error"]["message"], nothing.text
+    done = suite.paz("push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=first-image\n")))
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert suite.served(unique_name) == "first-image"
+
+
 def test_paz_push_to_a_service_that_deploys_on_pushes_deploys_once(suite, unique_name, tmp_path):
     suite.register(unique_name, autoDeploy="always")
     done = suite.paz("push", unique_name, str(folder_with(tmp_path, f"FROM {BASE}\nENV MESSAGE=once\n")))

@@ -10,13 +10,13 @@ from typing import Any
 
 from flask import Flask
 
-from paz import image_registry, keys
+from paz import keys
 from paz.context import Paz
 from paz.etcd import Store
 from paz.secrets import Keyring, check_settings
 from paz.service import Service
 from paz.settings import (
-    Settings, SettingsError, env, parse_choice, parse_host, parse_host_port, parse_ip, parse_labels, parse_positive_float,
+    Settings, SettingsError, env, parse_choice, parse_host, parse_ip, parse_labels, parse_positive_float,
     parse_positive_int, parse_seconds, parse_url,
 )
 from paz.upstream import Upstream
@@ -61,9 +61,6 @@ class SchedulerSettings(Settings):
     """Seconds of the lease by which one scheduler leads: a standby takes over within them when the leader dies."""
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
     """Seconds between health probes of announced instances (two failed probes withdraw a key)."""
-    registry_address: str = env("PAZ_REGISTRY_ADDR", parse_host_port, image_registry.DEFAULT_ADDRESS)
-    """The suite's image registry (``paz up --registry``): images named ``<this>/<repository>`` are pulled
-    with the scheduler's own token, and pushes there deploy the services that follow them."""
     keep_versions: int = env("PAZ_KEEP_VERSIONS", parse_positive_int, 10)
     """How many of a service's newest versions keep their image in the suite's registry (for rollback);
     older ones are deleted from it once a deploy serves."""

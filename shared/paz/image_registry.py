@@ -43,7 +43,6 @@ NAME = "paz-registry"
 ISSUER = "paz"
 USER = "paz"
 """The user name ``docker login`` is given; the password is a paz token."""
-DEFAULT_ADDRESS = "127.0.0.1:5000"
 TOKEN_SECONDS = 300
 SIGNING_KEY = keys.REGISTRY_SIGNING_KEY
 REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")

@@ -34,6 +34,7 @@ from . import image_registry, keys
 from .auth import TokenStore, ensure_token_file
 from .processes import command, running
 from .registry import declarations
+from .settings import DEFAULT_REGISTRY_ADDRESS
 from .waiting import poll
 from . import etcd
 from .etcd import Store, StoreUnavailable
@@ -111,7 +112,7 @@ class Suite:
         self.etcd_members = etcd_members or saved.get("etcdMembers") or 1
         self.etcd_api, self.etcd_api_reason = self._choose_etcd_api(etcd_api, saved.get("etcdApi"))
         self.registry = bool(saved.get("registry")) if registry is None else registry
-        self.registry_address = self.environ.get("PAZ_REGISTRY_ADDR") or image_registry.DEFAULT_ADDRESS
+        self.registry_address = self.environ.get("PAZ_REGISTRY_ADDR") or DEFAULT_REGISTRY_ADDRESS
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
         self.parts = [*self._etcd_members(), self._dockerd(), *self._services(),
                       *([self._registry()] if self.registry else []), self._supervisor()]
@@ -192,7 +193,7 @@ class Suite:
             "registry",
             [installed_program("paz"), "--state-dir", str(self.state_dir), "registry", "serve"],
             self.registry_address,
-            {**self._common_env(), "PAZ_REGISTRY_ADDR": self.registry_address},
+            self._common_env(),
             announced_as=image_registry.NAME,
             ready_urls=[f"http://{self.registry_address}/v2/"],
             install_hint="apt-get install docker-registry",
@@ -200,7 +201,7 @@ class Suite:
 
     def _common_env(self) -> dict[str, str]:
         return {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1",
-                "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file)}
+                "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file), "PAZ_REGISTRY_ADDR": self.registry_address}
 
     def _dockerd(self) -> Part:
         # dockerd's exec root holds containerd's socket, whose path must stay short: keep it in /tmp.
@@ -219,8 +220,7 @@ class Suite:
         """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
         common = self._common_env()
         extra_env = {
-            "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver,
-                          "PAZ_REGISTRY_ADDR": self.registry_address},
+            "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             # PAZ_ACME_DIRECTORY, PAZ_ACME_EMAIL and PAZ_ACME_CA_BUNDLE pass on from paz up's environment
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_HTTPS_PORT": str(HTTPS_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
                              "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy"), "PAZ_HAPROXY_KEEP": "true"},

@@ -85,12 +85,12 @@ class RegistrySuite:
         store = TokenStore(self.etcd.store())
         self.tokens = {role: store.create(role, f"test {role}")[0] for role in ("read", "deploy", "admin")}
         self.registry = Registry(self.etcd, self.workdir)
-        auth = {"PAZ_AUTH": "required", "PAZ_TOKEN": self.tokens["read"]}
+        auth = {"PAZ_AUTH": "required", "PAZ_TOKEN": self.tokens["read"], "PAZ_REGISTRY_ADDR": self.registry.address}
         self.directory = Service("paz-service-directory", self.etcd, self.workdir, env=auth)
         self.scheduler = Service("paz-scheduler", self.etcd, self.workdir, env={
             **auth, "DOCKER_HOST": self.engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
             "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-            "PAZ_REGISTRY_ADDR": self.registry.address, "PAZ_PULL_TIMEOUT": "30", **self.scheduler_env,
+            "PAZ_PULL_TIMEOUT": "30", **self.scheduler_env,
         })
         self.orchestrator = Service("paz-orchestrator", self.etcd, self.workdir, env=auth)
         for part in (self.directory, self.scheduler, self.orchestrator, self.registry):

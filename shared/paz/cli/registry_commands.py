@@ -23,7 +23,7 @@ from ..auth import TokenStore, ensure_token_file
 from ..etcd import Store, StoreUnavailable
 from ..logs import configure_logging
 from ..secrets import Keyring
-from ..settings import SettingsError, parse_host_port
+from ..settings import DEFAULT_REGISTRY_ADDRESS, SettingsError, parse_host_port
 from ..suite import Suite, registry_program
 from ..waiting import poll
 from .client import etcd_of
@@ -36,7 +36,7 @@ ANNOUNCE_TTL = 20
 
 def registry_address() -> str:
     try:
-        return parse_host_port(os.environ.get("PAZ_REGISTRY_ADDR") or image_registry.DEFAULT_ADDRESS)
+        return parse_host_port(os.environ.get("PAZ_REGISTRY_ADDR") or DEFAULT_REGISTRY_ADDRESS)
     except (SettingsError, ValueError) as exc:
         raise PazError(f"PAZ_REGISTRY_ADDR: {exc}", USAGE) from None
 
