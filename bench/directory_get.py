@@ -58,7 +58,7 @@ def granian_directory(etcd: EtcdServer, tmp: Path, workers: int, threads: int) -
     argv = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--factory", "--host", "127.0.0.1",
             "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
             "paz_directory:create_app"]
-    process = Process(argv, env={"PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_LOG_LEVEL": "WARNING"}, log_path=tmp / "granian.log").start()
+    process = Process(argv, env={"PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_ETCD_API": etcd.api, "PAZ_LOG_LEVEL": "WARNING"}, log_path=tmp / "granian.log").start()
     process.port = port
     wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/services/{NAME}", timeout=1).ok, 20, what="granian")
     return process
@@ -74,7 +74,7 @@ def main() -> None:
     servers = [s for s in args.servers.split(",") if s != "granian" or shutil.which("granian", path=str(Path(sys.executable).parent))]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="paz-bench-") as tmp:
-        etcd = EtcdServer(Path(tmp)).start()
+        etcd = EtcdServer(Path(tmp), api="2").start()  # the reference is a v2 GET: etcd serves it only with --enable-v2
         try:
             etcd.put(f"/paz/directory/services/{NAME}", json.dumps({"name": NAME, "dockerRepository": "lukebond/demo-api", "config": {}}))
             results["raw etcd v2 GET"] = wrk(f"{etcd.url}/v2/keys/paz/directory/services/{NAME}", args.seconds, args.connections)

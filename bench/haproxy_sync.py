@@ -5,9 +5,11 @@ Starts its own etcd, paz-haproxy-sync (and so HAProxy) on free 127.0.0.1 ports, 
 (:class:`helpers.IdServer`) as instances.
 
 (a) propagation: write an instance key, time until the first 200 through HAProxy *from that
-    instance*; PROPAGATION_CHANGES times. Reference: the same measurement against a second HAProxy
-    driven the way paz's confd did it: read etcd every 5 seconds, render, check, reload. Because
-    each reference sample costs ~2.5 s, it takes REFERENCE_CHANGES samples (fewer than 100).
+    instance*; PROPAGATION_CHANGES times. References: a raw etcd watch (etcd's own HTTP API) on the
+    same keys, timed from the same writes to its delivery of them, the floor any watcher starts
+    from; and the same measurement against a second HAProxy driven the way paz's confd did it: read
+    etcd every 5 seconds, render, check, reload. Because each confd sample costs ~2.5 s, it takes
+    REFERENCE_CHANGES samples (fewer than 100).
 (b) loss: LOAD_THREADS clients (keep-alive sessions) send requests to one service while 100 instance
     changes (adds and removals of that service's servers) and 10 new services (reloads) are applied;
     counts failed requests. Reference: the same load with no change applied.
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support import EtcdServer, HaproxySync, IdServer, free_port, wait_until
+from tests.support import EtcdServer, HaproxySync, IdServer, RawWatch, free_port, wait_until
 from tests.support.pebble import Pebble
 from paz_haproxy_sync.haproxy import Haproxy
 from paz_haproxy_sync.model import Instance, Malformed, Table, parse_instance
@@ -72,9 +74,11 @@ def first_answer_from(port: int, host: str, ident: str, timeout: float = 20.0) -
                 pass
     raise AssertionError(f"{ident} never answered through HAProxy on {port}")
 
-def measure_propagation(etcd: EtcdServer, port: int, service: str, pool: list[IdServer], count: int, phase: float = 0.0) -> list[float]:
-    """Add an instance key, time its first answer, delete the key; ``phase`` spreads changes over a poll period."""
-    samples = []
+def measure_propagation(etcd: EtcdServer, port: int, service: str, pool: list[IdServer], count: int, phase: float = 0.0,
+                        watch: RawWatch | None = None) -> tuple[list[float], list[float]]:
+    """Add an instance key, time its first answer, delete the key; ``phase`` spreads changes over a poll period.
+    Also the times ``watch`` took to deliver the same writes."""
+    samples, delivered = [], []
     for number in range(1, count + 1):
         time.sleep(random.uniform(0, phase))
         server = pool[number % len(pool)]
@@ -83,14 +87,17 @@ def measure_propagation(etcd: EtcdServer, port: int, service: str, pool: list[Id
         etcd.put(key, server.address)
         samples.append(first_answer_from(port, f"{service}.paz", server.ident) - started)
         etcd.delete(key)
-    return samples
+        if watch is not None:
+            delivered_at = wait_until(lambda: watch.put_at(key), 5, interval=0.01, what=f"the raw watch delivering {key}")
+            delivered.append(delivered_at - started)
+    return samples, delivered
 
 class PollingReference:
     """paz's confd loop: every 5 s read /paz/services, render, and if it changed check and reload."""
 
     def __init__(self, etcd: EtcdServer, folder: Path) -> None:
         self.etcd = etcd
-        self.settings = SyncSettings(name="bench", haproxy_dir=str(folder), http_port=free_port(), stats_port=free_port())
+        self.settings = SyncSettings(name="bench", haproxy_dir=str(folder), http_port=free_port(), stats_port=free_port(), https_port=0)
         self.haproxy = Haproxy(self.settings)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -132,10 +139,14 @@ def bench_propagation(etcd: EtcdServer, sync: HaproxySync, work: Path) -> None:
     etcd.put("/paz/directory/services/poll", '{"name": "poll", "config": {}}')
     wait_until(lambda: sync.route("prop.paz").status_code == 503 and "no live instance" in sync.route("prop.paz").text, 10,
                what="the empty backend")
-    ours = measure_propagation(etcd, sync.http_port, "prop", pool, PROPAGATION_CHANGES)
+    watch = RawWatch(etcd, "/paz/services/prop").start()
+    try:
+        ours, delivered = measure_propagation(etcd, sync.http_port, "prop", pool, PROPAGATION_CHANGES, watch=watch)
+    finally:
+        watch.stop()
     reference = PollingReference(etcd, work / "poll").start()
     try:
-        polled = measure_propagation(etcd, reference.settings.http_port, "poll", pool, REFERENCE_CHANGES, POLL_SECONDS)
+        polled, _ = measure_propagation(etcd, reference.settings.http_port, "poll", pool, REFERENCE_CHANGES, POLL_SECONDS)
     finally:
         reference.stop()
         for server in pool:
@@ -143,6 +154,8 @@ def bench_propagation(etcd: EtcdServer, sync: HaproxySync, work: Path) -> None:
     print("(a) propagation, key written -> first 200 from that instance through HAProxy")
     print(f"    haproxy-sync (watch + Runtime API), {len(ours)} changes: median {ms(statistics.median(ours))}, "
           f"p99 {ms(percentile(ours, 0.99))}, max {ms(max(ours))}")
+    print(f"    reference (a raw etcd watch's delivery of the same writes): median {ms(statistics.median(delivered))}, "
+          f"p99 {ms(percentile(delivered, 0.99))}, max {ms(max(delivered))}")
     print(f"    reference (5 s polling + reload, as paz's confd), {len(polled)} changes: median "
           f"{ms(statistics.median(polled))}, p99 {ms(percentile(polled, 0.99))}")
 
@@ -203,7 +216,7 @@ def bench_loss(etcd: EtcdServer, sync: HaproxySync) -> None:
     print(f"    reference, no changes: {len(quiet[2])} failed of {quiet[0]} in {quiet[1]} ms")
 
 def bench_scale(work: Path) -> None:
-    settings = SyncSettings(name="bench", haproxy_dir=str(work / "scale"), http_port=free_port(), stats_port=free_port())
+    settings = SyncSettings(name="bench", haproxy_dir=str(work / "scale"), http_port=free_port(), stats_port=free_port(), https_port=0)
     settings.state_dir.mkdir(parents=True)
     haproxy = Haproxy(settings)
     services = {

@@ -103,3 +103,9 @@ def test_the_dashboard_shows_its_login_form_until_a_person_logs_in(suite_up: dic
     logged_in = person.post("http://127.0.0.1:9004/login", data={"token": suite_up["read"], "csrf_token": csrf.group(1)}, timeout=10)
     assert logged_in.status_code == 200, logged_in.status_code
     assert person.get("http://127.0.0.1:9004/services", timeout=10).status_code == 200
+
+
+def test_the_dashboards_metrics_need_a_token_too(suite_up: dict[str, Any]) -> None:
+    """paz-web passes a person's token on for its pages, but answers /metrics itself: it checks the token there."""
+    assert get("http://127.0.0.1:9004/metrics").status_code == 401
+    assert get("http://127.0.0.1:9004/metrics", bearer(suite_up["read"])).status_code == 200

@@ -13,6 +13,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 import requests
 import yaml
 
+from paz import prometheus
 from paz.secrets import ensure_key_file
 
 from tests.support import ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
@@ -68,8 +70,8 @@ def compose(*args: str, env: dict[str, str], files: tuple[Path, ...] = (COMPOSE_
     return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=COMPOSE_FILE.parent)
 
 
-def resolved(env: dict[str, str]) -> dict[str, Any]:
-    result = compose("config", env=env)
+def resolved(env: dict[str, str], profile: str | None = None) -> dict[str, Any]:
+    result = compose(*(["--profile", profile] if profile else []), "config", env=env)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["services"]
 
@@ -95,7 +97,7 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
 
 def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
     services = resolved(compose_env())
-    assert set(services) == {"etcd", *SUITE}
+    assert {name for name, service in services.items() if not service.get("profiles")} == {"etcd", *SUITE}
     image = services["etcd"]["image"]
     for name, port in SUITE.items():
         service = services[name]
@@ -136,6 +138,21 @@ def test_compose_variables_move_every_published_port_and_the_socket_and_choose_t
     assert services["paz-orchestrator"]["image"] == "paz-suite:test"
     mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services["paz-scheduler"]["volumes"]]
     assert any(m.startswith("/run/other/docker.sock:/var/run/docker.sock") for m in mounts), mounts
+
+
+def test_prometheus_is_a_profile_that_finds_its_targets_through_the_orchestrator() -> None:
+    port = free_port()
+    services = resolved(compose_env(PAZ_PROMETHEUS_PORT=str(port)), profile="prometheus")
+    server = services["prometheus"]
+    assert server["profiles"] == ["prometheus"]  # `docker-compose up` alone leaves it out
+    assert published(server)[9090] == ("127.0.0.1", port)
+    assert server["command"] == prometheus.argv("", "/etc/paz/prometheus.yml", "/prometheus", "0.0.0.0:9090")[1:]
+    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in server["volumes"]]
+    assert any(m.endswith("prometheus.yml:/etc/paz/prometheus.yml") or m.endswith("prometheus.yml:/etc/paz/prometheus.yml:ro") for m in mounts), mounts
+    config = COMPOSE_FILE.parent / "prometheus.yml"
+    assert yaml.safe_load(config.read_text()) == json.loads(prometheus.config("http://paz-orchestrator:9000"))
+    checked = subprocess.run([need("promtool"), "check", "config", str(config)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_every_python_package_is_listed_for_a_non_editable_install() -> None:

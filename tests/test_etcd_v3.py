@@ -39,7 +39,7 @@ def test_the_announce_key_goes_within_its_lease_ttl_when_the_whole_process_group
     service = Service("paz-service-directory", etcd_v3, tmp_path, env={"PAZ_ANNOUNCE_TTL": str(ttl)},
                       own_group=True).start()
     assert 0 < etcd_v3.get(KEY)["ttl"] <= ttl
-    service.process.kill_group()  # master, workers and companion: nobody is left to withdraw the key
+    service.process.kill_group()  # main process, workers and withdrawer: nobody is left to withdraw the key
     killed = time.monotonic()
     wait_until(lambda: etcd_v3.get(KEY) is None, ttl + 5, what="the lease to run out")
     assert time.monotonic() - killed <= ttl + 1.5  # etcd checks its leases twice a second

@@ -112,17 +112,26 @@ def test_scheduler_down_names_it_and_delete_refuses_to_orphan_instances(orchestr
     assert isinstance(summary["services"], int)
 
 
-def test_directory_down_is_a_503_naming_it(etcd: EtcdServer, workdir: Path) -> None:
+def test_directory_down_is_a_503_naming_it_and_reads_of_what_etcd_holds_go_on(
+        etcd: EtcdServer, directory: Service, workdir: Path, unique_name: str) -> None:
+    assert directory.request("POST", "/services", json=svcdoc(unique_name)).status_code == 201
+    etcd.put(f"/paz/directory/services/{unique_name}-junk", "not a service document")  # written around the API
     port = free_port()
     lonely = Service("paz-orchestrator", etcd, workdir, env={"PAZ_SERVICE_DIRECTORY_ADDR": f"127.0.0.1:{port}"}).start()
     try:
-        for method, path in (("GET", "/services"), ("POST", "/services"), ("GET", "/services/demo-api/config/next")):
+        for method, path in (("POST", "/services"), ("GET", "/services?consistent=true"), ("GET", "/services/demo-api/config/next")):
             answer = lonely.request(method, path, json={})
             assert answer.status_code == 503, answer.text
             assert answer.json()["error"]["message"].startswith(f"paz-service-directory is unreachable at 127.0.0.1:{port}")
+        # the documents are in etcd: the orchestrator answers them from its own view, as the directory would
+        assert lonely.request("GET", f"/services/{unique_name}").json() == directory.request("GET", f"/services/{unique_name}").json()
+        assert lonely.request("GET", f"/services/{unique_name}/config/next").json() == directory.request("GET", f"/services/{unique_name}/config").json()
+        listed = lonely.request("GET", "/services").json()
+        assert listed == directory.request("GET", "/services").json() and unique_name in [s["name"] for s in listed]
         assert any(p["source"] == "paz-service-directory" for p in lonely.request("GET", "/cluster").json()["problems"])
     finally:
         lonely.stop()
+        etcd.delete(f"/paz/directory/services/{unique_name}-junk")
 
 
 def _of(name: str):
@@ -290,7 +299,7 @@ def test_one_etcd_watch_per_worker_however_many_streams(own_etcd: EtcdServer, tm
         finally:
             for stream in streams:
                 stream.close()
-    assert max(samples) == 1, samples  # the worker's view; the companion (announcer) watches nothing
+    assert max(samples) == 1, samples  # the process's view; the announcer watches nothing
 
 
 def test_a_slow_client_is_cut_off_and_the_others_go_on(own_etcd: EtcdServer, tmp_path: Path) -> None:

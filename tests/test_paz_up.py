@@ -22,6 +22,7 @@ from tests.support import (
     ETCD_API, ROOT, VENV_BIN, build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids,
 )
 from tests.support.image_registry import DockerCommand
+from tests.support.prometheus import Prometheus
 
 SERVICES = ("paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator")
 
@@ -188,3 +189,18 @@ def test_up_serves_paz_names_on_the_docker_bridge(suite_up, docker_engine):
     assert [str(rr.rdata) for rr in found.rr] == [gateway]
     through = requests.get(f"http://{gateway}/health", headers={"Host": "paz-orchestrator.paz"}, timeout=5)
     assert through.status_code == 200 and through.json()["service"] == "paz-orchestrator"
+
+
+def test_up_with_prometheus_scrapes_every_part_it_finds_through_the_orchestrator(suite_up):
+    """Last in this module: from here on the suite's saved choices include Prometheus."""
+    need("prometheus")
+    state, env, _ = suite_up
+    started = paz(state, "up", "--prometheus", env=env)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "Prometheus         http://127.0.0.1:9090/" in started.stdout, started.stdout
+    parts = {"paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator", "paz-web", "haproxy"}
+    assert Prometheus.at(9090).wait_until_up(parts) == parts
+    argv = " ".join(command(pids(state)["prometheus"]) or [])
+    assert "--storage.tsdb.retention.time=" in argv and "--web.listen-address=127.0.0.1:9090" in argv
+    status = paz(state, "status", env=env)
+    assert any(line.startswith("prometheus") and "healthy" in line for line in status.stdout.splitlines()), status.stdout

@@ -201,13 +201,14 @@ def _children(pid: int) -> dict[int, str]:
     return {child.pid: " ".join(child.cmdline()) for child in psutil.Process(pid).children()}
 
 
-def test_one_announcer_process_which_goes_with_the_master(etcd, docker_engine, tmp_path):
+def test_one_process_announces_and_its_withdrawer_goes_with_it(etcd, docker_engine, tmp_path):
+    """gevent serves in one process, which announces; whatever PAZ_WORKERS says, its one child is the withdrawer."""
     scheduler = Service("paz-scheduler", etcd, tmp_path, env=scheduler_env(docker_engine, PAZ_WORKERS="3")).start()
     try:
-        announcers = [p for p, cmd in _children(scheduler.process.proc.pid).items() if "paz.server" in cmd and "paz_scheduler" in cmd]
-        assert len(announcers) == 1  # one, whatever the number of workers
-        scheduler.stop(signal.SIGKILL)  # the master dies without cleaning up
-        wait_until(lambda: not running(announcers[0]), 5, what="the announcer process to exit after its master")
+        children = _children(scheduler.process.proc.pid)
+        assert len(children) == 1 and "paz.withdrawer" in next(iter(children.values())), children
+        scheduler.stop(signal.SIGKILL)  # the main process dies without cleaning up
+        wait_until(lambda: not running(next(iter(children))), 5, what="the withdrawer to exit after its service")
     finally:
         scheduler.stop()
 

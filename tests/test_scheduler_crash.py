@@ -3,7 +3,7 @@
 3-instance deploy, then started again, finishes or fails the deploy by itself, leaves no container
 that no running version owns, and deploys again at once. Also: ``Prefer: respond-async``.
 
-Real etcd, directory, scheduler (gunicorn, its companion process) and Docker Engine.
+Real etcd, directory, scheduler (one gevent process) and Docker Engine.
 """
 
 from __future__ import annotations

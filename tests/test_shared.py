@@ -125,14 +125,14 @@ def test_settings_defaults_follow_the_design():
     assert many.etcd_endpoints == ("http://a:1", "http://b:2")
 
 
-def test_a_killed_service_withdraws_its_key_at_once_through_its_companion(own_etcd, tmp_path):
+def test_a_killed_service_withdraws_its_key_at_once_through_its_withdrawer(own_etcd, tmp_path):
     service = Service("paz-service-directory", own_etcd, tmp_path, env={"PAZ_ANNOUNCE_TTL": "60"}).start()
-    companions = [line for line in service.process.log().splitlines() if '"message": "ready"' in line]
-    companion = json.loads(companions[0])["companion"]
+    ready = [line for line in service.process.log().splitlines() if '"message": "ready"' in line]
+    withdrawer = json.loads(ready[0])["withdrawer"]
     workers = [child.pid for child in psutil.Process(service.process.proc.pid).children(recursive=True)]
-    service.stop(signal.SIGKILL)  # the master dies without running its exit hook
+    service.stop(signal.SIGKILL)  # the main process dies without running its exit hook
     wait_until(lambda: own_etcd.get(KEY) is None, 5, what="the key to go with the killed service")
-    wait_until(lambda: not running(companion), 5, what="the companion process to exit")
+    wait_until(lambda: not running(withdrawer), 5, what="the withdrawer process to exit")
     wait_until(lambda: not any(running(pid) for pid in workers), 5, what="its workers to exit, not go on serving its port")
 
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from paz import keys
-from paz.auth import reads_need_token
+from paz import fast, keys
 from paz.context import Paz
 from paz.secrets import Keyring, check_settings
 from paz.service import Service
 
-from .fast import FastReads
 from .routes import bp
-from .store import DirectoryStore
+from .store import SERVICE_PATH, DirectoryStore
 
 
 def attach_store(app: Flask, paz: Paz) -> None:
     keyring = Keyring(paz.settings.secrets_key_file)
     store = app.extensions["paz.directory"] = DirectoryStore(paz.etcd, paz.view, keyring)
-    if not reads_need_token(paz.settings):  # the fast path answers before the token check
-        app.wsgi_app = FastReads(app.wsgi_app, store, paz.written)
+    fast.install(app, paz, SERVICE_PATH, store.hot_read)
 
 
 service = Service(

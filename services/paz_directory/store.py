@@ -6,15 +6,17 @@ consistent; every write answers the etcd index it made, which the routes give ba
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from typing import Any
 
 from paz import keys
-from paz.contracts.service_document import ServiceOut
-from paz.errors import Conflict, NotFound
+from paz.contracts.service_document import (
+    MalformedDocument, checked_document, document_json, metrics_problem, missing_service, stored_document,
+)
+from paz.errors import BadRequest, Conflict, NotFound
 from paz.etcd import AlreadyExists, KeyNotFound, Store
+from paz.names import is_service_name
 from paz.view import EtcdView
 
 from paz.secrets import Keyring
@@ -23,49 +25,15 @@ from .schemas import merge_config, sealed
 
 log = logging.getLogger(__name__)
 
+SERVICE_PATH = "/services/"
+SERVICE_ROUTE = "/services/<name>"
+"""The route of the read :meth:`DirectoryStore.hot_read` answers, as the app counts it."""
+
 
 def _repository(image: str) -> str:
     """``user/repo`` of ``user/repo:tag`` (a registry port's ':' is kept)."""
     last = image.rsplit("/", 1)[-1]
     return image[: len(image) - len(last)] + last.split(":", 1)[0].split("@", 1)[0]
-
-
-def _missing(name: str) -> NotFound:
-    return NotFound(f"No service named {name!r} in the directory; GET /services lists them.", {"name": name})
-
-
-class MalformedDocument(Conflict):
-    """A value under the directory's prefix that is not a service document (written around the API)."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(
-            f"The value at {key} in etcd is not a service document; DELETE the service and create it again.",
-            {"key": key},
-        )
-
-
-def _checked(key: str, document: Any) -> dict[str, Any]:
-    """``document`` if it has the shape the directory writes, else :class:`MalformedDocument`."""
-    if not (
-        isinstance(document, dict)
-        and isinstance(document.get("name"), str)
-        and isinstance(document.get("dockerRepository"), str)
-        and isinstance(document.get("config"), dict)
-    ):
-        raise MalformedDocument(key)
-    return document
-
-
-def _parsed(key: str, value: str) -> dict[str, Any]:
-    try:
-        return _checked(key, json.loads(value))
-    except ValueError:
-        raise MalformedDocument(key) from None
-
-
-@functools.lru_cache(maxsize=1024)
-def _answer(key: str, value: str) -> bytes:
-    return json.dumps(ServiceOut().dump(_parsed(key, value)), separators=(",", ":")).encode()
 
 
 class DirectoryStore:
@@ -96,23 +64,28 @@ class DirectoryStore:
         nodes = self.etcd.list_prefix(keys.DIRECTORY, consistent=True).nodes if consistent else self.view.children(keys.DIRECTORY)
         for node in nodes:
             try:
-                documents.append(_parsed(node.key, node.value))
+                documents.append(stored_document(node.key, node.value))
             except MalformedDocument:
                 log.warning("skipping a malformed service document", extra={"key": node.key})
         return sorted(documents, key=lambda doc: doc["name"])
 
     def get(self, name: str, consistent: bool = False) -> dict[str, Any]:
-        return _parsed(*self._stored(name, consistent))
+        return stored_document(*self._stored(name, consistent))
 
     def get_json(self, name: str, consistent: bool = False) -> bytes:
         """The document as the API answers it, rendered once per stored value (the hot read does no JSON work)."""
-        return _answer(*self._stored(name, consistent))
+        return document_json(*self._stored(name, consistent))
+
+    def hot_read(self, path: str) -> tuple[str, bytes] | None:
+        """``GET /services/<name>`` from the view, for :mod:`paz.fast` (None for any other path)."""
+        name = path.removeprefix(SERVICE_PATH)
+        return (SERVICE_ROUTE, self.get_json(name)) if is_service_name(name) else None
 
     def _stored(self, name: str, consistent: bool) -> tuple[str, str]:
         key = keys.service_document(name)
         value = self.etcd.value(key, consistent=True) if consistent else self.view.get(key)
         if value is None:
-            raise _missing(name)
+            raise missing_service(name)
         return key, value
 
     def find_by_repository(self, image: str, consistent: bool = False) -> dict[str, Any]:
@@ -130,15 +103,18 @@ class DirectoryStore:
         patch = sealed(patch, self.keyring)
 
         def apply(document: Any) -> dict[str, Any]:
-            config = merge_config(_checked(key, document)["config"], patch)
+            config = merge_config(checked_document(key, document)["config"], patch)
             if "domains" in patch:
                 self._check_domains(name, config)
+            problem = metrics_problem(config)
+            if problem:
+                raise BadRequest(f"{problem}; nothing was changed.", {"metrics": config.get("metrics")})
             return {**document, "config": config}
 
         try:
             return self.etcd.update_json(key, apply)
         except KeyNotFound:
-            raise _missing(name) from None
+            raise missing_service(name) from None
         except ValueError:
             raise MalformedDocument(key) from None
 
@@ -158,5 +134,5 @@ class DirectoryStore:
         """The etcd index of the delete."""
         revision = self.etcd.delete(keys.service_document(name))
         if revision is None:
-            raise _missing(name)
+            raise missing_service(name)
         return revision

@@ -1,5 +1,5 @@
 """haproxy-sync, declared: keeps HAProxy routing <service>.paz to the live instances announced in
-etcd; its companion process runs the watch → render → apply loop (:mod:`.engine`)."""
+etcd; its process runs the watch → render → apply loop (:mod:`.engine`) beside the app."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from paz.secrets import Keyring
 from paz.service import Service
 
 from .engine import start_engine
+from .figures import certificate_figures
 from .haproxy import Haproxy
 from .routes import bp
 from .settings import SyncSettings
@@ -22,6 +23,8 @@ def attach_haproxy(app: Flask, paz: Paz) -> None:
     app.extensions["paz.keyring"] = Keyring(settings.secrets_key_file)  # seals the keys of brought certificates
     paz.health_checks["haproxy"] = lambda: haproxy_health(settings)
     paz.health_checks["https"] = lambda: certificates_health(paz.etcd, settings)
+    if paz.metrics:
+        paz.metrics.add(lambda: certificate_figures(paz.etcd))
 
 
 service = Service(

@@ -1,7 +1,7 @@
 """The suite's name server: ``<service>.paz`` is the router's address; every other name is forwarded.
 
-paz ran dnsmasq beside each host's HAProxy. Here the name server runs in haproxy-sync's companion
-process and answers from the very routing table HAProxy is configured from, so a name resolves
+paz ran dnsmasq beside each host's HAProxy. Here the name server runs in haproxy-sync's own process
+(beside its engine) and answers from the very routing table HAProxy is configured from, so a name resolves
 exactly while the router has a backend for it: a new service resolves at once, and a name that is
 no service gets NXDOMAIN at once, without a hosts file to render or a second process to signal and
 supervise (what keeping dnsmasq in step with etcd would take; its ``address=/paz/`` answers every

@@ -1,8 +1,10 @@
 """The watch → render → apply loop, run once per haproxy-sync as its ``paz.server`` background task.
 
 One :class:`~paz.view.EtcdView` (one etcd watch) keeps ``/paz/services``, the directory's documents
-and ``/paz/config/domain`` in memory and tells the engine of each change; each change wakes the applier, which waits
-:attr:`Engine.COALESCE_SECONDS` so a burst becomes one apply, then renders the whole config and:
+and ``/paz/config/domain`` in memory and tells the engine of each change; each change wakes the applier, which
+applies it at once. Changes that come while an apply runs are gathered into the next one, so a burst
+costs as many applies as it lasts apply times, and a change alone waits for nothing. An apply renders
+the whole config and:
 
 * applies it through HAProxy's Runtime API without a reload when only servers of existing backends
   were added, removed or re-addressed, and installs the checked file once changes pause (so a later
@@ -34,6 +36,7 @@ from paz.view import EtcdView, Listener, below
 
 from .certs import BadCertificate, Certificate, from_stored
 from .dns import NameServer
+from .figures import router_figures
 from .haproxy import Haproxy, HaproxyError
 from .marathon import MarathonSource, publish
 from .marathon_model import MarathonApp
@@ -65,7 +68,6 @@ def now() -> str:
 
 
 class Engine:
-    COALESCE_SECONDS = 0.02
     TICK_SECONDS = 1.0
     SAVE_AFTER_SECONDS = 0.2
     SAVE_AT_LEAST_EVERY = 2.0
@@ -116,6 +118,7 @@ class Engine:
         else:
             self._start_haproxy()
         self._status.update(haproxyPid=self.haproxy.master_pid())
+        router_figures()  # its series exist, at 0, before the first apply
         self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
         self.marathon.start()
         if self.settings.router_listen:
@@ -284,8 +287,6 @@ class Engine:
     def _run(self) -> None:
         while not self._stop.is_set():
             woke = self._wake.wait(self.SAVE_AFTER_SECONDS if self._unsaved else self.TICK_SECONDS)
-            if woke:
-                self._stop.wait(self.COALESCE_SECONDS)
             if self._stop.is_set():
                 break
             self._wake.clear()
@@ -310,6 +311,7 @@ class Engine:
 
     def apply(self) -> None:
         """Bring HAProxy to what etcd says, by the Runtime API when that is enough, else by a reload."""
+        began = time.monotonic()
         table = self.table()
         if table is None:
             if not self.haproxy.master_pid() and self.haproxy.installed():
@@ -327,11 +329,11 @@ class Engine:
                 self._unsaved_since = self._unsaved_since if self._unsaved else time.monotonic()
                 self._unsaved = text
                 self._applied = Applied(structure, servers)
-                self._done("runtime", table)
+                self._done("runtime", table, began)
                 return
         self._apply_reload(text, running)
         self._applied = Applied(structure, servers)
-        self._done("reload", table)
+        self._done("reload", table, began)
 
     def _sync_certificates(self, table: Table) -> Table:
         """Serve the certificates etcd holds, in the running HAProxy when it takes them; else they go
@@ -406,7 +408,8 @@ class Engine:
 
     # -- status for the HTTP workers -----------------------------------------------------------
 
-    def _done(self, how: str, table: Table) -> None:
+    def _done(self, how: str, table: Table, began: float) -> None:
+        router_figures().applied(how, time.monotonic() - began)
         count = sum(len(servers) for servers in table.services.values())
         log.info("applied", extra={"how": how, "services": len(table.services), "servers": count})
         self._status.update(
@@ -415,6 +418,7 @@ class Engine:
         )
 
     def _failed(self, exc: Exception) -> None:
+        router_figures().apply_failures.inc()
         log.error("apply failed; HAProxy keeps the last good config", extra={"reason": str(exc)})
         self._status.update(haproxyPid=self.haproxy.master_pid(), lastError=str(exc), lastErrorAt=now())
 

@@ -27,6 +27,7 @@ from paz.secrets import Keyring
 
 from .acme_ca import AcmeCa, OrderFailed
 from .certs import ACME, BROUGHT, BadCertificate, Certificate, read_pem, stored
+from .figures import router_figures
 from .settings import SyncSettings
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,10 @@ class CertificateOrders:
             chain, key = self.ca.order(name)
             certificate = read_pem(name, chain, key, ACME)
         except (OrderFailed, BadCertificate) as exc:
+            router_figures().orders.labels("failed").inc()
             self._failed(name, service, str(exc), (failure or {}).get("attempts", 0) + 1)
             return
+        router_figures().orders.labels("issued").inc()
         self.etcd.put(keys.certificate(name), stored(certificate, self.keyring))
         self.etcd.delete(keys.acme_failure(name))
         journal.write(self.etcd, "certificate", service,

@@ -14,6 +14,8 @@ UNKNOWN_BACKEND = "paz_unknown"
 ACME_BACKEND = "paz_acme"
 ACME_PATH = "/.well-known/acme-challenge/"
 """Where an ACME CA asks for an HTTP-01 answer: haproxy-sync's own API answers it from etcd, on every router."""
+EXPORTER_PATH = "/metrics"
+"""Where HAProxy's built-in Prometheus exporter answers on the stats port."""
 ROUTER_PORT = 80
 """The port the router also listens on at ``PAZ_ROUTER_ADDRESS``, where ``http://<service>.paz/`` goes."""
 TEXT = 'content-type "text/plain; charset=utf-8"'
@@ -138,6 +140,8 @@ def _fixed(settings: SyncSettings) -> list[str]:
         "",
         "listen paz_stats",
         f"    bind {settings.router_bind}:{settings.stats_port}",
+        # HAProxy's built-in Prometheus exporter: requests, errors and latencies per frontend, backend and server
+        f"    http-request use-service prometheus-exporter if {{ path {EXPORTER_PATH} }}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",

@@ -85,6 +85,13 @@ class SyncSettings(Settings):
         return self.state_dir / "haproxy.cfg"
 
     @property
+    def exporter_address(self) -> str:
+        """``host:port`` of HAProxy's Prometheus exporter (``/metrics`` on the stats port), as Prometheus reaches it:
+        on ``PAZ_ROUTER_BIND``, or at this service's own address when that binds every interface."""
+        unspecified = self.router_bind in ("0.0.0.0", "::")
+        return f"{(self.announce_host or self.host) if unspecified else self.router_bind}:{self.stats_port}"
+
+    @property
     def stats_socket(self) -> Path:
         return self.state_dir / "stats.sock"
 

@@ -1,6 +1,6 @@
 """``status.json``: what the engine last did, told to the HTTP workers.
 
-The engine runs in the service's companion process and the routes in gunicorn's workers, so the
+The engine is a background task and the routes may run in other processes (a server with workers), so the
 engine writes what it applied (and its last error) to ``status.json`` in ``PAZ_HAPROXY_DIR``, and
 ``GET /health`` reads it back. Both sides are here.
 """
@@ -55,6 +55,7 @@ def haproxy_health(settings: SyncSettings) -> dict[str, Any]:
     return {
         "pid": pid,
         "router": f"{settings.router_bind}:{settings.http_port}",
+        "exporter": settings.exporter_address,
         "lastAppliedAt": status.get("lastAppliedAt"),
         "lastApply": status.get("lastApply"),
         "lastError": status.get("lastError"),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from paz import keys
+from paz import fast, keys
 from paz.context import Paz
 from paz.service import Service
 from paz.upstream import Upstream
 
 from .events import EventStreams
 from .marathon import MarathonForwarder
+from .reads import SERVICES, hot_reads
 from .routes import bp
 from .settings import OrchestratorSettings
 from .upstream import Cluster
@@ -21,6 +22,7 @@ def attach_cluster(app: Flask, paz: Paz) -> None:
     app.extensions["paz.cluster"] = Cluster(Upstream(paz.discovery, settings.upstream_timeout, settings.token), paz.view)
     app.extensions["paz.events"] = EventStreams(paz.etcd, paz.view, settings)
     app.extensions["paz.marathon"] = MarathonForwarder(paz.etcd, settings.marathon_urls, settings.upstream_timeout)
+    fast.install(app, paz, SERVICES, hot_reads(paz.view))
 
 
 service = Service(

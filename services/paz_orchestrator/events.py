@@ -30,7 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from paz import keys
+from prometheus_client import Gauge
+
+from paz import keys, metrics
 from paz.errors import Unavailable
 from paz.names import marathon_name
 from paz.etcd import EXPIRE, Change, HistoryCompacted, Store, StoreUnavailable, Watch
@@ -248,6 +250,11 @@ class EventHub:
             del self._events[:dropped]
 
 
+stream_clients = metrics.per_process(lambda registry: Gauge(
+    "paz_event_stream_clients", "Clients following the orchestrator's event stream now.",
+    registry=registry, multiprocess_mode="livesum"))
+
+
 class EventStreams:
     """Opens event streams for clients, at most ``settings.stream_limit`` at once in this worker."""
 
@@ -260,6 +267,7 @@ class EventStreams:
         self.keepalive = settings.events_keepalive
         self.max_seconds = settings.events_max_seconds
         self.limit = settings.stream_limit
+        stream_clients()  # shown, at 0, before the first client
         self._active = 0
         self._lock = threading.Lock()
 
@@ -279,6 +287,7 @@ class EventStreams:
         """Counted from its first chunk to its end (a response never iterated holds no slot)."""
         with self._lock:
             self._active += 1
+        stream_clients().inc()
         deadline = time.monotonic() + self.max_seconds
         log.debug("event stream opened", extra={"from_index": cursor + 1, "filter_service": service})
         wanted = (lambda event: True) if service is None else (lambda event: event.service == service or event.type == "events-lost")
@@ -297,6 +306,7 @@ class EventStreams:
         finally:
             with self._lock:
                 self._active -= 1
+            stream_clients().dec()
             log.debug("event stream closed", extra={"next_index": cursor + 1})
 
     def _idle(self) -> str:

@@ -1,7 +1,8 @@
 """The orchestrator's HTTP API: paz's front-door paths.
 
 ``/services...`` and ``/services/<name>/config/...`` are relayed to the directory and the scheduler
-with their status codes and bodies unchanged (:mod:`.relay`); ``/cluster...`` combines the
+with their status codes and bodies unchanged (:mod:`.relay`), but for plain reads of the directory's
+documents, answered from this orchestrator's view before Flask (:mod:`.reads`); ``/cluster...`` combines the
 scheduler's units and hosts with every load balancer's backends; ``/events`` is the live event stream.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from flask import Response, current_app, request
 
+from paz import keys
 from paz.api import NAMED
 from paz.auth import TokenStore
 from paz.contracts.certs import CERTIFICATE_NAME, CertificateIn, CertificateOut, CertificatesOut
@@ -22,16 +24,17 @@ from paz.contracts.service_document import ConfigSchema, RepositoryQuery, Servic
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
 from paz.context import paz_context
-from paz.web import error_response
+from paz.web import INDEX_HEADER, error_response
 
 from .events import EventStreams
 from .marathon import MarathonForwarder
 from .relay import RelayBlueprint, forwarded, relay
 from .schemas import (
     UNHEALTHY, ClusterOut, DeletedOut, DeleteQuery, DeployBody, EventsHeaders, EventsQuery, HostWithStatsOut, ItemHealth,
-    LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TokenIn,
-    TokenOut,
+    LoadBalancerOut, MarathonAppChange, MarathonDeploymentOut, MarathonForceQuery, NewTokenOut, ServiceStatsOut, TargetGroupOut,
+    TokenIn, TokenOut,
 )
+from .targets import targets, version_config
 from .upstream import DEPLOY_SECONDS, DIRECTORY, LOAD_BALANCER, SCHEDULER, Cluster, segment
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
@@ -52,8 +55,13 @@ def streams() -> EventStreams:
 
 
 def relayed(service: str, method: str, path: str, **kwargs: Any) -> Response:
-    """``service``'s answer to ``method path``, given back as it is."""
-    return relay(service, method, path, cluster().upstream.call(service, method, path, **kwargs))
+    """``service``'s answer to ``method path``, given back as it is; the index a write made is
+    recorded, so reads from this orchestrator's view wait for it (:mod:`.reads`)."""
+    answer = relay(service, method, path, cluster().upstream.call(service, method, path, **kwargs))
+    index = answer.headers.get(INDEX_HEADER, "")
+    if index.isdigit():
+        paz_context().written.record(int(index))
+    return answer
 
 
 def service_path(name: str, rest: str = "") -> str:
@@ -89,7 +97,7 @@ def health_answer(item_id: str, reason: str | None) -> tuple[dict[str, Any], int
              description="Every service by name; with dockerRepository, the one service that has it")
 @bp.errors(400, 404, 502)
 def list_services(query: dict[str, Any]):
-    """List every service, or find the one whose dockerRepository matches (relayed to the directory)."""
+    """List every service, or find the one whose dockerRepository matches (the directory's documents; a plain list from this orchestrator's view of etcd)."""
     return relayed(DIRECTORY, "GET", "/services", params=query)
 
 
@@ -106,7 +114,7 @@ def create_service(body: dict[str, Any]):
 @bp.response(200, ServiceOut)
 @bp.errors(400, 404, 409, 502)
 def get_service(name: str):
-    """One service by name (relayed to the directory)."""
+    """One service by name (the directory's document; a plain read from this orchestrator's view of etcd)."""
     return relayed(DIRECTORY, "GET", service_path(name))
 
 
@@ -152,7 +160,7 @@ def stop_instances(name: str, force: bool) -> dict[str, Any]:
 @bp.response(200, ConfigSchema, description="The config the service's next deploy will use")
 @bp.errors(400, 404, 409, 502)
 def next_config(name: str):
-    """The config the next deploy will use (relayed to the directory)."""
+    """The config the next deploy will use (the directory's; a plain read from this orchestrator's view of etcd)."""
     return relayed(DIRECTORY, "GET", service_path(name, "/config"))
 
 
@@ -429,6 +437,15 @@ def load_balancer_health(lb_id: str):
     found = cluster().load_balancer(lb_id)
     reason = (found.get("error") or {}).get("message") or "its /health answers that it is not healthy"
     return health_answer(lb_id, None if found["healthy"] else reason)
+
+
+@bp.get("/prometheus/targets")
+@bp.response(200, TargetGroupOut(many=True), description="Prometheus' HTTP service-discovery format")
+def prometheus_targets():
+    """What Prometheus scrapes: every suite process, each router's HAProxy exporter, and each running
+    instance of a service whose config declares ``metrics`` (``http_sd_configs`` reads this)."""
+    paz = paz_context()
+    return targets(paz.view.nodes(keys.SERVICES), version_config(paz.view.get), cluster().exporters())
 
 
 # Tokens (paz.auth): every route here needs an admin token

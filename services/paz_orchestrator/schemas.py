@@ -132,6 +132,15 @@ class LoadBalancerOut(Schema):
     error = fields.Nested(Failure, metadata={"description": "why it could not be asked"})
 
 
+class TargetGroupOut(Schema):
+    """One target of Prometheus' HTTP service discovery."""
+
+    targets = fields.List(fields.String(), required=True, metadata={"description": "one host:port"})
+    labels = fields.Dict(keys=fields.String(), values=fields.String(), required=True, metadata={
+        "description": "part (paz-<name>, haproxy or app) and host; load_balancer for a router; service, version, unit "
+                       "and __metrics_path__ for an app instance"})
+
+
 class TokenIn(Schema):
     role = fields.String(required=True, validate=validate.OneOf(ROLES), metadata={"description": "read, deploy or admin"})
     name = fields.String(load_default="", validate=Pattern(r"^[A-Za-z0-9 ._@-]{0,64}$", error="up to 64 letters, digits, spaces, '.', '_', '@' or '-'"),

@@ -9,6 +9,7 @@ that names the service.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,6 +23,8 @@ from paz.errors import ApiError, BadGateway, NotFound
 from paz.view import EtcdView
 from paz.upstream import Upstream, UpstreamError
 from paz.web import request_id
+
+log = logging.getLogger(__name__)
 
 DIRECTORY = "paz-service-directory"
 SCHEDULER = "paz-scheduler"
@@ -209,6 +212,17 @@ class Cluster:
         except ApiError as exc:
             answer["error"] = problem(exc)
         return answer
+
+    def exporters(self) -> dict[str, str]:
+        """Each load balancer's HAProxy exporter address, as its /health tells it; one that does not answer is left out."""
+        found = {}
+        for name in self.load_balancer_names():
+            try:
+                health = self.upstream.call(name, "GET", "/health").json()
+                found[name] = health["checks"]["haproxy"]["exporter"]
+            except (ApiError, ValueError, KeyError, TypeError) as exc:
+                log.info("no exporter address from a load balancer", extra={"load_balancer": name, "reason": str(exc)})
+        return found
 
     # Stats
     def service_stats(self, name: str) -> dict[str, Any]:

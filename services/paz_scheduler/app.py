@@ -1,5 +1,5 @@
 """The scheduler, declared: deploy hooks, versioned zero-downtime deploys through a runtime driver,
-history and journal; its companion process runs the deploy controller while this scheduler leads
+history and journal; beside the app it runs the deploy controller while this scheduler leads
 (:mod:`.controller`) and keeps instance keys in etcd (:mod:`.reconcile`)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .controller import PART
 from .drivers import make_driver
 from .engine import Scheduler
 from .images import RegistryGate
+from .figures import instance_figures
 from .reconcile import start_background
 from .routes import bp
 from .store import SchedulerStore
@@ -85,6 +86,8 @@ def attach_scheduler(app: Flask, paz: Paz) -> None:
     driver = make_driver(settings)
     paz.health_checks[driver.name] = driver.health
     paz.health_checks["leader"] = lambda: leader(paz.etcd, settings.address)
+    if paz.metrics:
+        paz.metrics.add(lambda: instance_figures(paz.view))
     app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver,
                                                 Upstream(paz.discovery, token=settings.token), paz.view)
     app.extensions["paz.registry_gate"] = RegistryGate(paz.etcd, Keyring(settings.secrets_key_file))

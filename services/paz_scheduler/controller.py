@@ -3,7 +3,7 @@
 A deploy, a rollback, a scale (a deploy with another ``numInstances``) and a stop are requests that
 only write what they want: ``/paz/scheduler/desired/<name>`` (the version with its image and a
 snapshot of its config, or ``stopped``) and the version's document, ``deploying``. This controller,
-run once per scheduler in its companion process, and only in the scheduler that leads
+run once per scheduler (:mod:`paz.lifecycle`), and only in the scheduler that leads
 (``/paz/leaders/paz-scheduler``, bound to a lease it keeps alive), carries them out:
 
 * a work queue per service: a thread per service with a desired record, woken by any change below
@@ -52,6 +52,7 @@ from paz.view import EtcdView, Listener
 from paz.waiting import poll
 
 from .drivers.base import Driver, InstanceSpec, Unit
+from .figures import deploy_figures
 from .images import ImageKeeper, RegistryGate
 from .store import SchedulerStore
 
@@ -113,6 +114,7 @@ class DeployController:
     # -- waking ---------------------------------------------------------------------------------
 
     def start(self) -> "DeployController":
+        deploy_figures()  # its series exist, at 0, before the first rollout ends
         self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
         threading.Thread(target=self._lead, name="paz-leadership", daemon=True).start()
         return self
@@ -224,6 +226,7 @@ class DeployController:
         fixed_port = any(port.get("host") for port in config.get("ports") or [])
         stop_first = fixed_port and not self.driver.rolls_fixed_ports
         log.info("deploy started", extra={**extra, "version": version, "image": image, "kind": desired["kind"]})
+        began = time.monotonic()
         started: list[Unit] = []
         try:
             self.driver.prepare(image)
@@ -237,11 +240,13 @@ class DeployController:
             log.info("new instances announced", extra={**extra, "version": version})
         except ApiError as exc:
             self._fail(name, version, started, exc, [] if stop_first else previous, extra)
+            deploy_figures().finished("failed", time.monotonic() - began)
             return
         if not stop_first:
             self.retire(name, previous, "replaced")
             self._progress(name, version, step="old-stopped", stopped=sorted(u.id for u in previous))
         log.info("deploy done", extra={**extra, "version": version, "units": [u.id for u in started]})
+        deploy_figures().finished("succeeded", time.monotonic() - began)
 
     def _start(self, name: str, version: int, image: str, config: dict[str, Any], started: list[Unit],
                announce_while_starting: bool) -> list[Unit]:

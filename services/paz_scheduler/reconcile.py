@@ -1,5 +1,5 @@
-"""The one place instance keys are written: a background task of the scheduler, run once in its
-companion process (see :mod:`paz.server`), and acting only while that scheduler leads (see
+"""The one place instance keys are written: a background task of the scheduler, run once per
+scheduler (see :mod:`paz.server`), and acting only while that scheduler leads (see
 :mod:`.controller`): a key is bound to one announcer's lease, so two announcing at once would lose
 each other's keys when one of them dies. A standby lets go of every key without deleting it; the
 leader puts each key again on its own lease (the same value: routers see no change).
@@ -221,7 +221,7 @@ def _accepts(address: str) -> bool:
 
 
 def start_background(settings: Any) -> "Background":
-    """The scheduler's process-wide work, started once in its companion process: the deploy controller
+    """The scheduler's process-wide work, started once per scheduler: the deploy controller
     (which acts only while this scheduler leads) and the instance announcer, unless the driver's
     runtime announces instances itself (fleet). Both follow one view of etcd."""
     store = etcd.from_settings(settings)

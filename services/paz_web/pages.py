@@ -23,6 +23,7 @@ from paz.errors import ApiError, BadRequest, NotFound
 from paz.names import checked_name
 
 from . import forms, views
+from .history import last_hour
 from .orchestrator import LONG_CALL_SECONDS, RESPOND_ASYNC, Orchestrator, path_of
 from .settings import WebSettings
 
@@ -205,6 +206,7 @@ def service_page(name: str, errors: dict[str, str] | None = None, message: str =
         units=views.answered(answers["units"], []), journal=views.answered(answers["journal"], []),
         problems=problems, errors=errors or {}, message=message, env_text=forms.env_text(document["config"].get("env", {})),
         ports_text=forms.ports_text(document["config"].get("ports", [])),
+        traffic_history=last_hour(current_app.extensions["paz.web.settings"].prometheus_url, name),
     ), status
 
 

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from paz.settings import Settings, env, parse_path, parse_positive_float, parse_seconds, parse_secret
+from paz.settings import Settings, env, parse_path, parse_positive_float, parse_seconds, parse_secret, parse_url
 
 SECRET_BYTES = 32
 
@@ -24,6 +24,9 @@ class WebSettings(Settings):
     """Seconds the event relays wait for the orchestrator's next line (it sends keep-alives every 15 s)."""
     cache_seconds: float = env("PAZ_WEB_CACHE_SECONDS", parse_seconds, 2.0)
     """At most how long the lists of every unit and host are kept between events (0: never kept)."""
+    prometheus_url: str = env("PAZ_PROMETHEUS_URL", parse_url, "")
+    """A Prometheus that scrapes the suite (``paz up --prometheus`` sets it): the traffic chart then shows
+    the last hour from it; empty, or while it does not answer: the chart draws live figures from now on."""
 
     def session_secret(self) -> str:
         """``PAZ_WEB_SECRET``, else the secret in ``PAZ_WEB_SECRET_FILE``, made there once (every worker reads the same one)."""

@@ -17,6 +17,18 @@ from .etcd import CompareFailed, Lease, Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+
+def withdraw(etcd: Store, key: str, value: str) -> None:
+    """Delete ``key`` if it still holds ``value`` (else someone else owns it now), and its emptied folders."""
+    try:
+        etcd.delete(key, if_value=value)
+        etcd.remove_empty_parents(key, keys.SERVICES)
+    except StoreUnavailable as exc:
+        log.info("withdraw left nothing to delete", extra={"key": key, "reason": str(exc)})
+    except CompareFailed as exc:
+        log.info("withdraw skipped", extra={"key": key, "reason": str(exc)})
+
+
 class Announcer:
     """Announces a set of ``key -> value`` pairs with a TTL until they are withdrawn."""
 
@@ -45,15 +57,8 @@ class Announcer:
         with self._lock:
             value = self._wanted.pop(key, None)
             self._leases.pop(key, None)
-        if value is None:
-            return
-        try:
-            self.etcd.delete(key, if_value=value)
-            self.etcd.remove_empty_parents(key, keys.SERVICES)
-        except StoreUnavailable as exc:
-            log.info("withdraw left nothing to delete", extra={"key": key, "reason": str(exc)})
-        except CompareFailed as exc:  # someone else owns the key now
-            log.info("withdraw skipped", extra={"key": key, "reason": str(exc)})
+        if value is not None:
+            withdraw(self.etcd, key, value)
 
     def forget(self) -> None:
         """Stop keeping every key alive, without deleting any: another process keeps them from now on

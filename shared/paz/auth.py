@@ -124,6 +124,13 @@ def requires(role: str, query_token: bool = False) -> Callable[[Callable[..., An
     return decorate
 
 
+def checked_here(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Check this view's caller even in an app that otherwise passes the person's token on (:data:`DELEGATED`):
+    a route that answers from the app's own figures (``/metrics``), not from another service."""
+    view._apidoc = {**getattr(view, "_apidoc", {}), "paz_checked_here": True}
+    return view
+
+
 def declared(view: Callable[..., Any] | None) -> dict[str, Any]:
     return getattr(view, "_apidoc", {}) if view is not None else {}
 
@@ -161,10 +168,10 @@ def _given_token(declaration: dict[str, Any]) -> str:
 
 def check_request() -> None:
     """Refuse the request (401/403) unless it carries a token good enough for its view."""
-    if current_app.config.get(DELEGATED):
+    declaration = declared(current_app.view_functions.get(request.endpoint or ""))
+    if current_app.config.get(DELEGATED) and not declaration.get("paz_checked_here"):
         return
     settings = current_app.extensions["paz"].settings
-    declaration = declared(current_app.view_functions.get(request.endpoint or ""))
     hook_token = settings.hook_token if declaration.get("paz_query_token") else ""
     if settings.auth == "off" and not hook_token:
         return

@@ -13,6 +13,7 @@ from flask import current_app
 
 from .discovery import Discovery
 from .etcd import Store
+from .metrics import Exporter
 from .settings import Settings
 from .view import EtcdView
 from .written import WriteMark
@@ -31,6 +32,8 @@ class Paz:
     written: WriteMark = field(default_factory=WriteMark.from_env)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     spec: dict[str, Any] | None = None
+    metrics: Exporter | None = None
+    """What ``GET /metrics`` answers; None when ``PAZ_METRICS=false``. A part adds figures read when Prometheus asks with ``metrics.add``."""
 
 
 def paz_context() -> Paz:

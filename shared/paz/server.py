@@ -1,19 +1,25 @@
 """Running a service under its WSGI server with exactly one announcer.
 
-The server is gunicorn (``PAZ_WORKER_CLASS`` ``gthread``, ``gevent`` or ``sync``) or granian
-(``granian``); each service declares its default (docs/explanation/benchmarks.md says why). Both run the
-same companion.
+The server is gevent's, in one process (``PAZ_WORKER_CLASS=gevent``, the default: :mod:`paz.green`),
+granian (``granian``: HTTP parsed in Rust, the directory's) or gunicorn (``gthread`` or ``sync``); each
+service declares its default (docs/explanation/benchmarks.md says why).
 
 A service's process-wide work (its announcer, and tasks such as the scheduler's instance announcer
-or haproxy-sync's engine) runs in one companion process that the server's main process starts
-when it is ready and stops when it exits; workers only answer HTTP. So a service with four workers is still
-announced once, and its key is deleted once on a clean stop (SIGTERM or SIGINT).
+or haproxy-sync's engine) runs once per service, whatever its number of workers, so it is announced
+once and its key is deleted once on a clean stop (SIGTERM or SIGINT). Where it runs depends on
+whether the main process forks:
 
-Why a companion process and not threads in the master: gunicorn forks workers from the master at
-any time, and a fork taken while a busy thread holds a lock or an open pipe leaves the new worker
-holding it for ever (seen here as a worker hanging on its first request, and as a ``haproxy -c``
-pipe that never closed). The companion is a fresh interpreter; it exits by itself as soon as the
-master is gone, even one killed with SIGKILL.
+* gevent's server never forks, and granian's main process forks its workers once, at start, before
+  anything of ours runs a thread; so the work runs in the main process (:class:`InProcess`), and a
+  small :mod:`~paz.withdrawer` process withdraws the key should the main process be killed. (A
+  SIGHUP would make granian fork new workers: nothing here sends one, and the suite's processes
+  have no terminal to hang up.)
+* gunicorn's master forks workers at any time, and a fork taken while a busy thread holds a lock or
+  an open pipe leaves the new worker holding it for ever (seen here as a worker hanging on its first
+  request, and as a ``haproxy -c`` pipe that never closed). So there the work runs in a companion
+  process (:class:`Companion`) that the master starts when it is ready and stops when it exits: a
+  fresh interpreter, which exits by itself as soon as the master is gone, even one killed with
+  SIGKILL.
 """
 
 from __future__ import annotations
@@ -31,19 +37,16 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import etcd, keys, written
-from .announce import Announcer
+from . import metrics, written
+from .lifecycle import GRACE_SECONDS, HEADER_SECONDS, STOP_SECONDS, InProcess, start_background, stop_background
 from .logs import configure_logging, logging_config
 from .registry import declaration
-from .service import Service, Stoppable
+from .service import Service
 from .settings import Settings, SettingsError
 from .web import create_app
 
 log = logging.getLogger(__name__)
 
-STOP_SECONDS = 20
-HEADER_SECONDS = 5
-"""How long a client may take to send a request's headers (gunicorn's async workers: its keep-alive)."""
 
 
 class Companion:
@@ -85,8 +88,8 @@ class _Gunicorn(BaseApplication):
             "threads": self.settings.threads,
             "worker_connections": self.settings.connections,
             "timeout": 120,
-            "graceful_timeout": 10,
-            "keepalive": HEADER_SECONDS,  # async workers: also the time a request's headers may take
+            "graceful_timeout": GRACE_SECONDS,
+            "keepalive": HEADER_SECONDS,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": self.settings.log_level.lower(),
@@ -113,16 +116,21 @@ def _granian(service: Service, settings: Settings) -> None:
     configure_logging(settings.service_name, settings.log_level)
     os.environ[GRANIAN_PACKAGE] = service.package
     os.environ[GRANIAN_PARENT] = str(os.getpid())
-    server = Granian(
+    background = InProcess(service, settings)
+
+    class Server(Granian):
+        def startup(self, *args: Any) -> None:
+            super().startup(*args)
+            background.start()  # after the workers are forked: none of them holds a copy of its threads
+
+    server = Server(
         "paz.server:granian_worker_app", factory=True, interface=Interfaces.WSGI,
         address=settings.host, port=settings.port, workers=settings.workers, blocking_threads=settings.threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_SECONDS * 1000),
-        backlog=2048, log_level=LogLevels(settings.log_level.lower()),
+        backlog=2048, log_level=LogLevels(settings.log_level.lower()), workers_kill_timeout=GRACE_SECONDS,
         log_dictconfig=logging_config(settings.service_name, settings.log_level),
     )
-    companion = Companion(service, settings)
-    server.on_startup(companion.start)
-    server.on_shutdown(companion.stop)
+    server.on_shutdown(background.stop)
     server.serve()
 
 
@@ -136,7 +144,12 @@ def granian_worker_app() -> Flask:
     granian's workers outlive a main process killed with SIGKILL and go on answering on its port
     (seen when paz up's supervisor restarted the directory: two generations served at once), so
     each worker asks the kernel for SIGTERM when its parent dies, and exits if that already happened.
+
+    Until granian sets the worker's own signal handlers (after this returns), a SIGTERM would run the
+    main process's handler, copied by the fork, and be lost: a worker stopped while it started served
+    on (seen when a test stopped a 4-worker directory at once). The default handler ends it.
     """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(os.environ[GRANIAN_PARENT]):
         os.kill(os.getpid(), signal.SIGTERM)
@@ -152,12 +165,19 @@ def serve(service: Service) -> None:
     except SettingsError as exc:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    _allow_open_files(settings.workers * settings.connections + 256)
-    written.share()
     if settings.worker_class == "gevent":
         # gevent's default resolver sends every getaddrinfo, even of an IP literal, through a thread
         # pool: relayed requests ran at a third of their rate. Addresses here come from etcd as IPs.
         os.environ.setdefault("GEVENT_RESOLVER", "block")
+        from .green import serve_green
+
+        _allow_open_files(settings.connections + 256)
+        serve_green(service, settings)
+        return
+    _allow_open_files(settings.workers * settings.connections + 256)
+    written.share()
+    if settings.metrics:
+        metrics.share()  # the workers' figures add up in one folder; a gevent server's are in its own memory
     if settings.worker_class == "granian":
         _granian(service, settings)
     else:
@@ -183,14 +203,10 @@ def run_companion(master: int, package: str) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    announcer = Announcer(etcd.from_settings(settings), settings.announce_ttl)
-    announcer.announce(keys.suite_service(settings.service_name), settings.address)
-    running: list[Stoppable] = [announcer.start()]
-    running.extend(task(settings) for task in service.tasks)
+    running = start_background(service, settings)
     while not stopping.wait(0.5) and os.getppid() == master:
         pass
-    for task in reversed(running):
-        task.stop()
+    stop_background(running)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ Each service package declares itself in its ``app.py``::
     )
 
 and everything else reads that declaration: the app factory (:func:`paz.web.create_app`), the
-gunicorn runner and its companion process (:func:`paz.server.serve`), ``paz docs build`` and
+server that runs it (:func:`paz.server.serve`), ``paz docs build`` and
 ``paz up`` (through :mod:`paz.registry`, which lists the packages).
 """
 
@@ -33,7 +33,7 @@ class Stoppable(Protocol):
 
 
 BackgroundTask = Callable[[Settings], Stoppable]
-"""A module-level callable, found again through the service's declaration in the companion process."""
+"""A module-level callable, found again through the service's declaration where it runs (:mod:`paz.server`)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Service:
     """The etcd subtrees its workers read on hot paths, kept in the process's view (:mod:`paz.view`);
     ``/paz/services`` (discovery) always is."""
     tasks: tuple[BackgroundTask, ...] = ()
-    """Run once per service, in its companion process (see :mod:`paz.server`)."""
+    """Run once per service, whatever its number of workers (see :mod:`paz.server`)."""
     checks: tuple[Callable[[Settings], None], ...] = ()
     """Run before the service starts; a :class:`~paz.settings.SettingsError` stops it (exit 2) with its sentence."""
     defaults: Mapping[str, Any] = field(default_factory=dict)

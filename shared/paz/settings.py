@@ -8,7 +8,7 @@ anything starts.
 
 Why not environs or pydantic-settings: a field here is one line naming its variable, parser and
 default, errors already name the variable, and the services' settings are frozen dataclasses that
-the companion process rebuilds from the same environment; a library would add a dependency without
+a companion process rebuilds from the same environment; a library would add a dependency without
 removing code.
 """
 
@@ -251,10 +251,11 @@ class Settings:
     """The key file of ``PAZ_ETCD_CERT``."""
     etcd_api: str = env("PAZ_ETCD_API", parse_choice(*etcd.API_VERSIONS), etcd.DEFAULT_API)
     """``3``: etcd's v3 API (etcd 3.6 has no other); ``2``: the v2 API (python-etcd; etcd with ``--enable-v2``)."""
-    workers: int = env("PAZ_WORKERS", parse_positive_int, 2)
-    """Worker processes of the service's server."""
+    workers: int = env("PAZ_WORKERS", parse_positive_int, 1)
+    """Worker processes of granian or gunicorn; ``gevent`` serves in one process and ignores it. One by
+    default: a worker costs about 30 MB, and one granian worker already reads faster than etcd answers."""
     worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gevent")
-    """``gthread``, ``gevent`` or ``sync`` (gunicorn's worker classes) or ``granian``."""
+    """``gevent`` (gevent's server, one process), ``gthread`` or ``sync`` (gunicorn's worker classes) or ``granian``."""
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
     """Threads per worker (gunicorn's ``gthread``, granian's blocking threads)."""
     connections: int = env("PAZ_CONNECTIONS", parse_positive_int, 4096)
@@ -267,6 +268,8 @@ class Settings:
     """``required``: changes need a token; ``off``: no check (tests, never a shared machine)."""
     auth_reads: str = env("PAZ_AUTH_READS", parse_choice("open", "token"), "open")
     """``open``: reads need no token; ``token``: reads need one too (role ``read`` or more)."""
+    metrics: bool = env("PAZ_METRICS", parse_bool, True)
+    """Count requests and answer ``GET /metrics`` (Prometheus' text format); ``false``: neither, and no cost."""
     token: str = env("PAZ_TOKEN", str, "")
     """This service's own token, for the calls it makes on its own (not on behalf of a request)."""
     hook_token: str = env("PAZ_HOOK_TOKEN", str, "")

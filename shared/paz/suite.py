@@ -27,11 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import docker
-import requests
-
-from . import image_registry, keys
-from .auth import TokenStore, ensure_token_file
+from . import image_registry, keys, prometheus
 from .processes import command, running
 from .registry import declarations
 from .settings import DEFAULT_REGISTRY_ADDRESS
@@ -69,6 +65,8 @@ class Part:
     leaves_running: list[tuple[Path, str]] = field(default_factory=list)
     """``(pid file, program)`` of processes this part starts and leaves running when it stops
     (haproxy-sync's HAProxy, kept serving while haproxy-sync restarts); paz down stops them after it."""
+    prepare: Callable[[], None] | None = None
+    """Run before each start (Prometheus: its config file, which names the suite's token file)."""
 
 
 def installed_program(name: str, *fallbacks: str) -> str:
@@ -79,6 +77,14 @@ def installed_program(name: str, *fallbacks: str) -> str:
     return shutil.which(name) or next((path for path in fallbacks if os.access(path, os.X_OK)), name)
 
 
+def docker_client(host: str, timeout: float) -> Any:
+    """A Docker SDK client of the engine at ``host``; the SDK is imported only here, when an engine is asked
+    (the supervisor, which runs all along, seldom asks one)."""
+    import docker
+
+    return docker.DockerClient(base_url=host, timeout=timeout)
+
+
 def registry_program() -> str:
     """Debian's ``docker-registry`` (the distribution project's registry)."""
     return installed_program("docker-registry", "/usr/bin/docker-registry")
@@ -87,7 +93,7 @@ def registry_program() -> str:
 def bridge_gateway(host: str) -> str | None:
     """The address of the host on the engine's default bridge: where its containers reach the host."""
     try:
-        network = docker.DockerClient(base_url=host, timeout=3).networks.get("bridge")
+        network = docker_client(host, 3).networks.get("bridge")
         return next((c["Gateway"] for c in network.attrs["IPAM"]["Config"] if c.get("Gateway")), None)
     except Exception:  # any failure to ask the engine means: no address known
         return None
@@ -95,7 +101,7 @@ def bridge_gateway(host: str) -> str | None:
 
 def docker_answers(host: str) -> bool:
     try:
-        return bool(docker.DockerClient(base_url=host, timeout=3).ping())
+        return bool(docker_client(host, 3).ping())
     except Exception:  # any failure to reach the engine means: not this one
         return False
 
@@ -104,17 +110,19 @@ class Suite:
     """The parts ``paz up`` starts, in order, and what it knows of them."""
 
     def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None,
-                 etcd_members: int | None = None, etcd_api: str | None = None, registry: bool | None = None) -> None:
+                 etcd_members: int | None = None, etcd_api: str | None = None, prometheus: bool | None = None,
+                 registry: bool | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
         saved = self._saved_choices()
         self.driver = driver or saved.get("driver") or self.environ.get("PAZ_DRIVER") or "docker"
         self.etcd_members = etcd_members or saved.get("etcdMembers") or 1
         self.etcd_api, self.etcd_api_reason = self._choose_etcd_api(etcd_api, saved.get("etcdApi"))
+        self.prometheus = bool(saved.get("prometheus")) if prometheus is None else prometheus
         self.registry = bool(saved.get("registry")) if registry is None else registry
         self.registry_address = self.environ.get("PAZ_REGISTRY_ADDR") or DEFAULT_REGISTRY_ADDRESS
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
-        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(),
+        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._prometheus(),
                       *([self._registry()] if self.registry else []), self._supervisor()]
 
     @property
@@ -130,7 +138,8 @@ class Suite:
 
     def save_choices(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api, "registry": self.registry}
+        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api,
+                   "prometheus": self.prometheus, "registry": self.registry}
         self.choices_file.write_text(json.dumps(choices) + "\n")
 
     def _choose_etcd_api(self, asked: str | None, saved: str | None) -> tuple[str, str]:
@@ -203,6 +212,21 @@ class Suite:
         return {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1",
                 "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file), "PAZ_REGISTRY_ADDR": self.registry_address}
 
+    def _prometheus(self) -> Part:
+        """Debian's Prometheus on 127.0.0.1:9090 (``paz up --prometheus``), its targets from the orchestrator."""
+        config = self.state_dir / "prometheus.yml"
+
+        def write_config() -> None:
+            orchestrator = next(service for service in declarations() if service.name == "orchestrator")
+            config.write_text(prometheus.config(f"http://127.0.0.1:{orchestrator.port}", str(self.service_token_file)))
+
+        address = f"127.0.0.1:{prometheus.PORT}"
+        return Part(
+            "prometheus",
+            prometheus.argv(installed_program("prometheus", "/usr/bin/prometheus"), str(config), str(self.state_dir / "prometheus"), address),
+            address, ready_urls=[f"http://{address}/-/ready"], install_hint="apt-get install prometheus", prepare=write_config,
+        )
+
     def _dockerd(self) -> Part:
         # dockerd's exec root holds containerd's socket, whose path must stay short: keep it in /tmp.
         exec_root = f"/tmp/paz-docker-{hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:8]}"
@@ -224,7 +248,8 @@ class Suite:
             # PAZ_ACME_DIRECTORY, PAZ_ACME_EMAIL and PAZ_ACME_CA_BUNDLE pass on from paz up's environment
             "haproxy-sync": {"PAZ_HTTP_PORT": str(HTTP_PORT), "PAZ_HTTPS_PORT": str(HTTPS_PORT), "PAZ_STATS_PORT": str(STATS_PORT),
                              "PAZ_HAPROXY_DIR": str(self.state_dir / "haproxy"), "PAZ_HAPROXY_KEEP": "true"},
-            "web": {"PAZ_WEB_SECRET_FILE": str(self.state_dir / "web-secret")},
+            "web": {"PAZ_WEB_SECRET_FILE": str(self.state_dir / "web-secret"),
+                    "PAZ_PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.PORT}" if self.prometheus else ""},
         }
         extra_ready = {"haproxy-sync": [f"http://127.0.0.1:{HTTP_PORT}/"]}
         leaves_running = {"haproxy-sync": [(self.state_dir / "haproxy" / "haproxy.pid", "haproxy")]}
@@ -260,10 +285,16 @@ class Suite:
             return given or None
         return bridge_gateway(self.docker_host) if self.docker_host else None
 
+    @staticmethod
+    def asks_docker(part: Part) -> bool:
+        """Whether ``part`` is given what the Docker Engine answers when it starts (:meth:`dns_env`), so
+        it starts once the engine answers; the other services start beside the engine."""
+        return part.name in ("haproxy-sync", "scheduler")
+
     def dns_env(self, part: Part) -> dict[str, str]:
         """What haproxy-sync (the name server and router) and the scheduler (its instances' name server) add,
         asked when the part starts: the engine paz up starts itself answers only then."""
-        if part.name not in ("haproxy-sync", "scheduler") or not self.router_address:
+        if not self.asks_docker(part) or not self.router_address:
             return {}
         return {"PAZ_ROUTER_ADDRESS" if part.name == "haproxy-sync" else "PAZ_INSTANCE_DNS": self.router_address}
 
@@ -285,6 +316,8 @@ class Suite:
     def ensure_tokens(self) -> list[Path]:
         """Make the admin token and the services' token unless their files hold tokens etcd knows;
         the files made now. A file is readable by its owner only."""
+        from .auth import TokenStore, ensure_token_file  # flask's, which the supervisor does not need
+
         store = TokenStore(self.etcd())
         wanted = ((self.service_token_file, "read", "paz up: the suite's services"), (self.admin_token_file, "admin", "paz up: admin"))
         return [path for path, role, name in wanted if ensure_token_file(store, path, role, name)]
@@ -302,7 +335,8 @@ class Suite:
     def wanted(self) -> list[Part]:
         """The parts to run: our own dockerd only when no other engine is there to use."""
         own_docker = self.pid_file(self.part("docker")).exists() or self.docker_host == self.own_docker_host
-        return [part for part in self.parts if part.name != "docker" or own_docker]
+        return [part for part in self.parts
+                if (part.name != "docker" or own_docker) and (part.name != "prometheus" or self.prometheus)]
 
     def part(self, name: str) -> Part:
         for part in self.parts:
@@ -331,6 +365,8 @@ class Suite:
     def start(self, part: Part) -> subprocess.Popen[bytes]:
         for folder in ("run", "logs"):
             (self.state_dir / folder).mkdir(parents=True, exist_ok=True)
+        if part.prepare:
+            part.prepare()
         env = {**self.environ, **part.env, **self.dns_env(part)}
         if part.announced_as and self.service_token_file.exists():
             env["PAZ_TOKEN"] = self.service_token_file.read_text().strip()
@@ -348,6 +384,8 @@ class Suite:
         A service is ready once it answers /health and is announced; a failing dependency it reports
         (the scheduler without a Docker Engine) leaves it degraded but running.
         """
+        import requests
+
         try:
             failing: list[str] = []
             token = self.service_token_file.read_text().strip() if self.service_token_file.exists() else ""
@@ -383,7 +421,7 @@ class Suite:
 
     def wait_ready(self, part: Part, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> str | None:
         """What :meth:`probe` says once ``part`` is ready; None when ``proc`` exits or ``timeout`` passes."""
-        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.2)
+        state = poll(lambda: proc.poll() is not None or self.probe(part), timeout, 0.05)
         return state if isinstance(state, str) else None
 
     def stop(self, part: Part, timeout: float = 30.0) -> bool:
@@ -425,7 +463,7 @@ def make_swarm_manager(docker_host: str, advertise_addr: str = "127.0.0.1") -> s
     ``paz up``'s suite: instances are then announced as ``127.0.0.1:<port>``. To add nodes later,
     make the swarm yourself (``docker swarm init --advertise-addr <a routable address>``) first.
     """
-    client = docker.DockerClient(base_url=docker_host, timeout=30)
+    client = docker_client(docker_host, 30)
     swarm = client.info().get("Swarm") or {}
     if swarm.get("ControlAvailable"):
         return f"the Docker Engine at {docker_host} is a swarm manager already (node {swarm.get('NodeID')})"

@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 import posixpath
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import metrics
 from .etcd import Change, HistoryCompacted, Listing, Node, Store, StoreUnavailable, Watch
 
 log = logging.getLogger(__name__)
@@ -151,13 +153,18 @@ class EtcdView:
 
     def _run(self) -> None:
         away = compacted = False
+        away_since = 0.0
         watch: Watch | None = None
+        figures = metrics.figures()
         while not self._stop.is_set():
             try:
                 if not self._loaded or compacted:
                     self._install(self._read(), lost=None if compacted else False)
                 elif away:
                     self._resume()
+                if away:
+                    figures.watch_reconnects.inc()
+                    figures.watch_lag.set(0)
                 away = compacted = False
                 self.away = None
                 watch = watch or self.etcd.watch(self.root, self._index + 1)
@@ -170,6 +177,8 @@ class EtcdView:
             except StoreUnavailable as exc:
                 if not away:
                     log.warning("etcd away; the view keeps what it holds", extra={"root": self.root, "reason": str(exc)})
+                    away_since = time.monotonic()
+                figures.watch_lag.set(time.monotonic() - away_since)
                 away, self.away, watch = True, str(exc), _closed(watch)
                 self._stop.wait(self.RETRY_SECONDS)
             except Exception:

@@ -28,12 +28,12 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import __version__, auth, etcd
+from . import __version__, auth, etcd, metrics
 from .api import Blueprint, make_api
 from .context import Paz, paz_context
 from .contracts.common import HealthOut
 from .discovery import Discovery
-from .errors import ApiError, BadRequest
+from .errors import ApiError, BadRequest, NotFound
 from .etcd import Store, StoreUnavailable
 from .keys import DOMAIN, SERVICES
 from .logs import configure_logging
@@ -57,7 +57,8 @@ def create_app(service: Service, settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     store = etcd.from_settings(settings)
     view = EtcdView(store, (SERVICES, *service.watches))
-    paz = Paz(settings=settings, etcd=store, view=view, discovery=Discovery(view, settings))
+    paz = Paz(settings=settings, etcd=store, view=view, discovery=Discovery(view, settings),
+              metrics=metrics.Exporter() if settings.metrics else None)
     paz.health_checks["etcd"] = lambda: _check_etcd(store)
     app.extensions["paz"] = paz
     api = make_api(app, settings.service_name, __version__, service.description)
@@ -139,8 +140,12 @@ def _install_request_ids(app: Flask) -> None:
         response.headers["X-Request-Id"] = request_id()
         if "paz_index" in g:
             response.headers[INDEX_HEADER] = str(g.paz_index)
+        started = g.get("started", time.monotonic())
         if request.endpoint != "common.health":
-            log_request(request.method, request.path, response.status_code, g.get("started", time.monotonic()))
+            log_request(request.method, request.path, response.status_code, started)
+        if paz_context().metrics:
+            route = request.url_rule.rule if request.url_rule else metrics.UNMATCHED
+            metrics.figures().request(request.method, route, response.status_code, time.monotonic() - started)
         return response
 
 
@@ -205,6 +210,22 @@ def health():
     if auth.may_read():
         body.update(address=paz.settings.address, version=__version__, checks=checks)
     return body, 200 if healthy else 503
+
+
+@common.get("/metrics")
+@auth.checked_here
+@common.response(200, {"type": "string"}, content_type=metrics.CONTENT_TYPE, description="Prometheus' text format")
+@common.alt_response(404, description="This service was started with PAZ_METRICS=false")
+def metrics_page():
+    """This service's figures for Prometheus: its requests by route and status, and its part's own.
+
+    Every process of the service (its workers and its companion) added up, so a service is one
+    target. Needs a token when reads do (``PAZ_AUTH_READS=token``).
+    """
+    exporter = paz_context().metrics
+    if exporter is None:
+        raise NotFound("This service does not measure itself: it was started with PAZ_METRICS=false.")
+    return current_app.response_class(exporter.exposition(), content_type=metrics.CONTENT_TYPE)
 
 
 @common.get("/openapi.json")

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -281,13 +282,15 @@ class EtcdServer:
             return int(self.http.get(f"{self.url}/v2/keys/", timeout=2).headers["X-Etcd-Index"])
         return int(self.v3("kv/range", {"key": _b64("/")})["header"]["revision"])
 
-    def put(self, key: str, value: str, ttl: int | None = None) -> None:
+    def put(self, key: str, value: str, ttl: int | None = None) -> int:
+        """The etcd index of the write."""
         if self.api == "2":
             data = {"value": value, **({"ttl": str(ttl)} if ttl else {})}
-            self.http.put(f"{self.url}/v2/keys{requests.utils.quote(key, safe='/')}", data=data, timeout=2).raise_for_status()
-            return
+            answer = self.http.put(f"{self.url}/v2/keys{requests.utils.quote(key, safe='/')}", data=data, timeout=2)
+            answer.raise_for_status()
+            return int(answer.json()["node"]["modifiedIndex"])
         lease = {"lease": self.v3("lease/grant", {"TTL": ttl})["ID"]} if ttl else {}
-        self.v3("kv/put", {"key": _b64(key), "value": _b64(value), **lease})
+        return int(self.v3("kv/put", {"key": _b64(key), "value": _b64(value), **lease})["header"]["revision"])
 
     def delete(self, key: str) -> None:
         if self.api == "2":
@@ -317,6 +320,62 @@ def secrets_key_of(etcd: EtcdServer) -> Path:
     path = etcd.workdir / "secrets.key"
     ensure_key_file(path)
     return path
+
+
+class RawWatch:
+    """A watch on ``prefix`` over etcd's own HTTP API (v2 long polls, v3's streaming gateway), no paz code
+    in between: when each change was delivered, by its etcd index. A benchmark's reference for delivery."""
+
+    def __init__(self, etcd: EtcdServer, prefix: str) -> None:
+        self.etcd = etcd
+        self.prefix = prefix
+        self.delivered: dict[int, tuple[str, float]] = {}
+        """etcd index of each put below ``prefix`` -> its key and when it was delivered (monotonic)."""
+        self._start = etcd.index() + 1
+        self._http = requests.Session()
+        self._http.verify, self._http.cert, self._http.trust_env = etcd.http.verify, etcd.http.cert, False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._follow_v2 if etcd.api == "2" else self._follow_v3, daemon=True)
+
+    def start(self) -> "RawWatch":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._http.close()
+        self._thread.join(10)
+
+    def put_at(self, key: str) -> float | None:
+        """When the first put of ``key`` was delivered."""
+        return min((at for found, at in self.delivered.values() if found == key), default=None)
+
+    def _follow_v2(self) -> None:
+        index = self._start
+        while not self._stopped:
+            try:
+                answer = self._http.get(f"{self.etcd.url}/v2/keys{self.prefix}", timeout=5,
+                                        params={"wait": "true", "recursive": "true", "waitIndex": index})
+                node = answer.json()["node"]
+            except (requests.RequestException, ValueError, KeyError):
+                continue
+            if answer.json().get("action") in ("set", "create", "update"):
+                self.delivered[node["modifiedIndex"]] = (node["key"], time.monotonic())
+            index = node["modifiedIndex"] + 1
+
+    def _follow_v3(self) -> None:
+        body = {"create_request": {**_prefix_range(self.prefix), "start_revision": self._start}}
+        try:
+            with self._http.post(f"{self.etcd.url}/v3/watch", json=body, stream=True, timeout=(2, None)) as answer:
+                for line in answer.iter_lines():
+                    arrived = time.monotonic()
+                    for event in json.loads(line).get("result", {}).get("events", []):
+                        if event.get("type", "PUT") == "PUT":
+                            kv = event["kv"]
+                            self.delivered[int(kv["mod_revision"])] = (base64.b64decode(kv["key"]).decode(), arrived)
+        except (requests.RequestException, AttributeError, ValueError):
+            if not self._stopped:
+                raise
 
 
 class Service:

@@ -2,7 +2,7 @@
 // htmx re-reads each page's live region when the event stream (paz-web's /events/stream) says so.
 (function () {
   "use strict";
-  var CHART_POINTS = 120;
+  var CHART_POINTS = 240;  // an hour from Prometheus (120 points) and the live ones after it
 
   function setLive(text) {
     var state = document.getElementById("live-state");
@@ -48,8 +48,16 @@
     while (list.children.length > 200) list.removeChild(list.lastChild);
   });
 
-  // The traffic chart: each stats fragment (polled every few seconds) adds a point.
+  // The traffic chart: the last hour from Prometheus when the page carries it (data-history), then
+  // each stats fragment (polled every few seconds) adds a point.
   var chart = null, series = [[], [], [], []], previous = null;
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var box = document.getElementById("chart");
+    if (!box || !box.dataset.history) return;
+    series = JSON.parse(box.dataset.history);
+    drawChart();
+  });
 
   function addPoint(figures) {
     var now = Date.now() / 1000;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..names import DOMAIN
 from ..registry import declarations
 from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
-from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Suite, docker_answers, make_swarm_manager
+from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Part, Suite, docker_answers, make_swarm_manager
 from ..supervisor import Supervisor, read_restarts
 from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
@@ -34,8 +35,9 @@ def part_names() -> list[str]:
 
 
 def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None,
-             etcd_api: str | None = None, registry: bool | None = None) -> Suite:
-    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api, registry=registry)
+             etcd_api: str | None = None, prometheus: bool | None = None, registry: bool | None = None) -> Suite:
+    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api,
+                 prometheus=prometheus, registry=registry)
 
 
 @click.command()
@@ -46,14 +48,16 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
               help="run etcd as a cluster of this many members on loopback (default 1; remembered)")
 @click.option("--etcd-api", type=click.Choice(API_VERSIONS), default=None,
               help="etcd's API the services use (default: PAZ_ETCD_API, else the last choice, else 3)")
+@click.option("--prometheus/--no-prometheus", default=None,
+              help="also run Debian's prometheus on 127.0.0.1:9090, scraping every part (remembered)")
 @click.option("--registry/--no-registry", default=None,
               help="run the suite's image registry (Debian's docker-registry at PAZ_REGISTRY_ADDR, default 127.0.0.1:5000; "
                    "remembered): docker push deploys, images kept for rollback")
 @click.pass_context
 def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None,
-       registry: bool | None) -> None:
+       prometheus: bool | None, registry: bool | None) -> None:
     """Start etcd and the services in the background, supervised."""
-    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, registry)
+    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, prometheus, registry)
     if domain and not DOMAIN.fullmatch(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
     problems = suite.missing()
@@ -61,32 +65,37 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
         raise PazError("cannot start:\n  " + "\n  ".join(problems), FAILED)
     suite.save_choices()
     docker_host = suite.docker_host
-    if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):
+    click.echo(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
+    key_made = ensure_key_file(suite.secrets_key_file)
+    wanted = suite.wanted()
+    stores = [part for part in wanted if part.name.startswith("etcd") or part.name == "docker"]
+    services = [part for part in wanted if part.announced_as]
+    beside_docker = [part for part in services if not suite.asks_docker(part)]
+    after_docker = [part for part in services if suite.asks_docker(part)]
+    # Parts that do not need one another start together: etcd and the engine, then the services
+    # (those given the engine's bridge address once it answers), then the supervisor.
+    starting = _start(suite, stores)
+    if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):  # while etcd starts
         click.echo(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
                    "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
                    "works; deploys answer 503.", err=True)
-    click.echo(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
-    key_made = ensure_key_file(suite.secrets_key_file)
-    tokens_made: list[Path] | None = None
-    for part in suite.wanted():
-        if part.announced_as and tokens_made is None:
-            tokens_made = suite.ensure_tokens()
-        if suite.pid(part) is not None:
-            click.echo(f"{part.name:<18} already running (pid {suite.pid(part)}) at {part.address}")
-            continue
-        if part.name == "scheduler" and suite.driver == "swarm" and docker_host:
-            click.echo(f"swarm              {swarm_manager(docker_host)}")
-        proc = suite.start(part)
-        state = suite.wait_ready(part, proc)
-        if state is None:
-            raise PazError(f"{part.name} did not become ready; see {suite.log_file(part)} (paz suite-logs {part.name})")
-        click.echo(f"{part.name:<18} started (pid {proc.pid}) at {part.address}" + ("" if state == "healthy" else f", {state}"))
+    _wait_ready(suite, starting, lambda part: part.name.startswith("etcd"))
+    tokens_made = suite.ensure_tokens()
+    starting.update(_start(suite, beside_docker))
+    _wait_ready(suite, starting, lambda part: part.name == "docker")
+    if suite.driver == "swarm" and docker_host and any(part.name == "scheduler" for part in after_docker):
+        click.echo(f"swarm              {swarm_manager(docker_host)}")
+    starting.update(_start(suite, after_docker))
+    _wait_ready(suite, starting, lambda part: part in services)
+    _wait_ready(suite, _start(suite, [part for part in wanted if part not in stores + services]), lambda part: True)
     if domain is not None:
         suite.set_domain(domain)
         click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
     click.echo(f"HAProxy            routing <service>.paz at 127.0.0.1:{HTTP_PORT}, HTTPS at 127.0.0.1:{HTTPS_PORT}, "
                f"stats at 127.0.0.1:{STATS_PORT}")
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
+    if suite.prometheus:
+        click.echo(f"Prometheus         http://{suite.part('prometheus').address}/ (targets: the orchestrator's /prometheus/targets)")
     if suite.registry:
         click.echo(f"registry           {suite.registry_address}: docker login {suite.registry_address} -u paz "
                    "(a paz token as the password); paz push SERVICE builds, pushes and deploys")
@@ -97,6 +106,30 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
                "keep it: secrets cannot be read without it)")
     click.echo(f"\nstate and logs: {suite.state_dir} (paz status, paz suite-logs [part], paz down)")
     click.echo("try: paz services   (or curl -s http://127.0.0.1:9000/services)")
+
+
+def _start(suite: Suite, parts: list[Part]) -> dict[str, tuple[Part, subprocess.Popen[bytes]]]:
+    """Start each of ``parts`` that is not running, without waiting: ``{name: (part, process)}``."""
+    started = {}
+    for part in parts:
+        pid = suite.pid(part)
+        if pid is not None:
+            click.echo(f"{part.name:<18} already running (pid {pid}) at {part.address}")
+        else:
+            started[part.name] = (part, suite.start(part))
+    return started
+
+
+def _wait_ready(suite: Suite, starting: dict[str, tuple[Part, subprocess.Popen[bytes]]], which: Callable[[Part], bool]) -> None:
+    """Wait until each started part that ``which`` selects is ready, say so, and forget it."""
+    for name, (part, proc) in list(starting.items()):
+        if not which(part):
+            continue
+        state = suite.wait_ready(part, proc)
+        if state is None:
+            raise PazError(f"{part.name} did not become ready; see {suite.log_file(part)} (paz suite-logs {part.name})")
+        click.echo(f"{part.name:<18} started (pid {proc.pid}) at {part.address}" + ("" if state == "healthy" else f", {state}"))
+        del starting[name]
 
 
 def _echo_dns(address: str | None) -> None:
@@ -132,7 +165,7 @@ def status(ctx: click.Context) -> None:
     """Show each part and its health (exit 1 when one is not healthy)."""
     suite = suite_of(ctx)
     all_healthy = True
-    restarts = read_restarts(suite)
+    restarts = read_restarts(suite.state_dir)
     for part in suite.wanted():
         pid = suite.pid(part)
         state = (suite.probe(part) or "running, not ready") if pid else "stopped"
@@ -153,7 +186,7 @@ def supervise(ctx: click.Context) -> None:
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    Supervisor(suite_of(ctx)).run(stopping)
+    Supervisor(Path(ctx.obj["state_dir"]).resolve(), lambda: suite_of(ctx)).run(stopping)
 
 
 ETCD_OPTION = click.option("--etcd", envvar="PAZ_ETCD_ENDPOINTS", default=ETCD_URL, show_default=True,
@@ -297,7 +330,7 @@ def docs_build(ctx: click.Context, site: Path, config: Path) -> None:
 
 @docs.command("serve")
 @SITE_OPTION
-@click.option("--port", type=int, default=9090, show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
 def docs_serve(site: Path, port: int) -> None:
     """Serve the built site on 127.0.0.1 (offline: every file is local)."""
     from .. import docs as site_docs

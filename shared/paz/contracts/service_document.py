@@ -7,20 +7,24 @@ config keys may also stand at the top level (the seed's walkthrough posts ``port
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate, validates, validates_schema
 
 from passlib.hash import sha512_crypt
 
 from paz.api import Pattern, ReadQuery
+from paz.errors import Conflict, NotFound
 from paz.names import CRYPT_HASH, IMAGE_REFERENCE, REALM, USERNAME, domain_problem, name_problem, reserved_problem
 from paz.secrets import NAME_RULE, public
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATTERN = re.compile(r"^[a-z0-9*][a-z0-9*-]{0,62}$")
 _HTTP_PATH = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]{0,255}$")
+_METRICS_PATH = re.compile(r"^/[A-Za-z0-9._~/-]{0,255}$")
 AUTO_DEPLOY = ("always", "never")
 CRYPT = sha512_crypt.using(rounds=5000)
 """SHA-512 crypt as HAProxy's userlist reads it; 5000 rounds is crypt(3)'s default and leaves ``rounds=`` out of the hash."""
@@ -60,6 +64,14 @@ class HealthCheckSchema(Schema):
     )
     intervalSeconds = fields.Integer(strict=True, load_default=2, validate=validate.Range(1, 3600))
     timeoutSeconds = fields.Integer(strict=True, load_default=1, validate=validate.Range(1, 600))
+
+
+class MetricsSchema(Schema):
+    """Where an instance answers Prometheus: ``GET /prometheus/targets`` lists each running instance."""
+
+    path = fields.String(required=True, validate=Pattern(_METRICS_PATH, error="must start with '/' and hold only letters, digits and . _ ~ / -"))
+    port = fields.Integer(strict=True, validate=validate.Range(1, 65535), metadata={
+        "description": "a container port listed in ports (not the first: with a fixed host port); absent: the port instances are announced on"})
 
 
 class UserSchema(Schema):
@@ -136,6 +148,15 @@ class ConfigSchema(Schema):
     httpsRedirect = fields.Boolean(metadata={
         "description": "plain HTTP on a name with a certificate answers 308 to HTTPS; true when absent"})
 
+    metrics = fields.Nested(MetricsSchema, allow_none=True, metadata={
+        "description": "where instances answer Prometheus (path, port); listed by the orchestrator's GET /prometheus/targets"})
+
+    @validates_schema
+    def metrics_port_is_published(self, data: dict[str, Any], partial: Any = None, **_: Any) -> None:
+        problem = None if partial else metrics_problem(data)  # a PATCH is checked once merged (the directory's store)
+        if problem:
+            raise ValidationError(problem, "metrics")
+
     @validates("domains")
     def unique_domains(self, domains: list[str], **_: Any) -> None:
         if len(set(domains)) != len(domains):
@@ -146,6 +167,28 @@ class ConfigSchema(Schema):
         containers = [p["container"] for p in ports if "container" in p]
         if len(set(containers)) != len(containers):
             raise ValidationError("each container port may be listed once")
+
+
+ANNOUNCED_PORT = 0
+"""What :func:`metrics_host_port` answers for the port an instance is announced on."""
+
+
+def metrics_host_port(config: dict[str, Any]) -> int | None:
+    """The host port an instance of ``config`` answers Prometheus on: :data:`ANNOUNCED_PORT` (the port it
+    is announced on, the first of ``ports``), a fixed host port, or None when it cannot be reached."""
+    port = (config.get("metrics") or {}).get("port")
+    ports = config.get("ports") or []
+    if port is None or (ports and ports[0].get("container") == port):
+        return ANNOUNCED_PORT
+    return next((p["host"] for p in ports if p.get("container") == port and p.get("host")), None)
+
+
+def metrics_problem(config: dict[str, Any]) -> str | None:
+    """Why ``config``'s ``metrics.port`` cannot be scraped, or None."""
+    if not config.get("metrics") or metrics_host_port(config) is not None:
+        return None
+    return (f"metrics.port {config['metrics']['port']} must be the first of ports (the one instances are announced on), "
+            "or another container port listed in ports with a fixed host port")
 
 
 CONFIG_KEYS = tuple(ConfigSchema().fields)
@@ -190,6 +233,56 @@ class ServiceOut(Schema):
     description = fields.String(required=True)
     dockerRepository = fields.String(required=True)
     config = fields.Nested(ConfigSchema, required=True)
+
+
+def missing_service(name: str) -> NotFound:
+    return NotFound(f"No service named {name!r} in the directory; GET /services lists them.", {"name": name})
+
+
+class MalformedDocument(Conflict):
+    """A value under the directory's prefix that is not a service document (written around the API)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"The value at {key} in etcd is not a service document; DELETE the service and create it again.",
+            {"key": key},
+        )
+
+
+def checked_document(key: str, document: Any) -> dict[str, Any]:
+    """``document`` if it has the shape the directory writes, else :class:`MalformedDocument`."""
+    if not (
+        isinstance(document, dict)
+        and isinstance(document.get("name"), str)
+        and isinstance(document.get("dockerRepository"), str)
+        and isinstance(document.get("config"), dict)
+    ):
+        raise MalformedDocument(key)
+    return document
+
+
+def stored_document(key: str, value: str) -> dict[str, Any]:
+    """The document stored at ``key`` as ``value``, or :class:`MalformedDocument`."""
+    try:
+        return checked_document(key, json.loads(value))
+    except ValueError:
+        raise MalformedDocument(key) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def document_json(key: str, value: str) -> bytes:
+    """The answer to ``GET /services/<name>`` for a stored value, rendered once per value (the hot reads do no JSON work)."""
+    return _compact(ServiceOut().dump(stored_document(key, value)))
+
+
+@functools.lru_cache(maxsize=1024)
+def config_json(key: str, value: str) -> bytes:
+    """The answer to a read of the service's config for a stored value, rendered once per value."""
+    return _compact(ConfigSchema().dump(stored_document(key, value)["config"]))
+
+
+def _compact(answer: Any) -> bytes:
+    return json.dumps(answer, separators=(",", ":")).encode()
 
 
 class RepositoryQuery(ReadQuery):

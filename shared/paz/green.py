@@ -1,0 +1,81 @@
+"""A service in one process: gevent's WSGI server, the app, the announcer and the background tasks.
+
+Every request, open event stream and slow client is a greenlet, so a second worker process would buy
+no concurrency, only memory (about 35 MB each, docs/explanation/benchmarks.md). With nothing forking
+here, the announcer and the tasks run beside the app, not in a companion process (:mod:`paz.server`
+says why a server with workers needs one). Killed without a clean stop, the process cannot withdraw
+its key: the small :mod:`paz.withdrawer` process does.
+
+A client must send its request line and its headers within ``HEADER_SECONDS`` each, or the connection
+is closed: 1,000 half-open connections hold nothing for long (tests/test_hostile.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Iterable, Iterator
+
+from gevent import Timeout, monkey
+from gevent.event import Event
+from gevent.pool import Pool
+from gevent.pywsgi import WSGIHandler, WSGIServer
+
+from .logs import configure_logging
+from .lifecycle import GRACE_SECONDS, HEADER_SECONDS, InProcess
+from .service import Service
+from .settings import Settings
+from .web import create_app
+
+log = logging.getLogger("paz.server")
+
+
+class Handler(WSGIHandler):
+    """gevent's handler, with two changes:
+
+    * a connection whose request line or headers take over ``HEADER_SECONDS`` is closed;
+    * an empty chunk sent before anything else sends the status and headers at once (gevent skips it;
+      gunicorn sent them), so a stream that waits for its first line (logs that follow) answers at once.
+    """
+
+    def process_result(self) -> None:
+        self.result = self._headers_at_empty_chunk(self.result)
+        super().process_result()
+
+    def _headers_at_empty_chunk(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        try:
+            for chunk in chunks:
+                if not chunk and not self.headers_sent:
+                    self.write(chunk)
+                yield chunk
+        finally:  # this generator replaced the app's result, whose close() must still run
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    def read_requestline(self) -> str:
+        with Timeout(HEADER_SECONDS, False):
+            return super().read_requestline()
+        return ""  # read as a closed connection
+
+    def read_request(self, raw_requestline: str) -> bool:
+        with Timeout(HEADER_SECONDS, False):
+            return super().read_request(raw_requestline)
+        return False  # a 400, then closed
+
+
+def serve_green(service: Service, settings: Settings) -> None:
+    """Run ``service`` in this process until SIGTERM or SIGINT, then withdraw its key."""
+    monkey.patch_all()
+    configure_logging(settings.service_name, settings.log_level)
+    server = WSGIServer((settings.host, settings.port), create_app(service, settings), spawn=Pool(settings.connections),
+                        handler_class=Handler, log=None, error_log=log)
+    server.start()
+    background = InProcess(service, settings)
+    background.start()
+    stopping = Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    stopping.wait()
+    server.stop(GRACE_SECONDS)
+    background.stop()
