@@ -52,7 +52,9 @@ class InProcess:
 
     def start(self) -> None:
         key = keys.suite_service(self.settings.service_name)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}  # -S: no site-packages
+        # -S skips site-packages and with it the .pth of an editable install: every import path is given
+        paths = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), *(path for path in sys.path if path)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         self.withdrawer = subprocess.Popen([sys.executable, "-S", "-c", withdrawer.COMMAND, key, self.settings.address],
                                            stdin=subprocess.PIPE, env=env)
         log.info("ready", extra={"address": self.settings.address, "withdrawer": self.withdrawer.pid})
