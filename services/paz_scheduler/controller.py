@@ -105,7 +105,7 @@ class DeployController:
         self.settings, self.driver, self.etcd, self.view = settings, driver, etcd, view
         self.store = SchedulerStore(etcd)
         self.keyring = Keyring(settings.secrets_key_file)
-        self.images = ImageKeeper(settings, self.store, RegistryGate(etcd, self.keyring))
+        self.images = ImageKeeper(settings, self.store, RegistryGate(etcd, self.keyring), view)
         self.leadership = Leadership(etcd, PART, settings.address, settings.leader_ttl)
         self.queues: dict[str, ServiceQueue] = {}
         self.stopping = threading.Event()

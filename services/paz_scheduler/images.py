@@ -12,12 +12,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from docker.utils import parse_repository_tag
 from werkzeug.datastructures import Authorization
 
-from paz import image_registry
+from paz import image_registry, keys
 from paz.auth import TokenStore
 from paz.errors import ApiError, Unauthorized, Unavailable
-from paz.etcd import Store
+from paz.etcd import Store, StoreUnavailable
 from paz.image_registry import Access
 from paz.secrets import Keyring
+from paz.view import EtcdView
 
 from .store import SchedulerStore
 
@@ -68,10 +69,14 @@ MANIFEST_TYPES = ", ".join((
 class ImageKeeper:
     """Keeps in the suite's registry the images of a service's newest ``PAZ_KEEP_VERSIONS`` versions
     (what ``paz rollback`` can go back to) and deletes the older ones' manifests; ``paz registry gc``
-    then frees their space. An image a kept version also runs (the same digest) is never deleted."""
+    then frees their space. An image a kept version also runs (the same digest) is never deleted.
 
-    def __init__(self, settings: Any, store: SchedulerStore, gate: RegistryGate) -> None:
+    Images are named with ``PAZ_REGISTRY_ADDR`` (as the Docker Engines reach the registry); its API is
+    asked where the registry is announced, which differs where it runs in a container (compose)."""
+
+    def __init__(self, settings: Any, store: SchedulerStore, gate: RegistryGate, view: EtcdView) -> None:
         self.address, self.keep, self.store, self.gate = settings.registry_address, settings.keep_versions, store, gate
+        self.view = view
 
     def prune(self, name: str) -> list[str]:
         """Delete the images of ``name``'s versions beyond the newest ``keep``; the images deleted.
@@ -83,7 +88,7 @@ class ImageKeeper:
         try:
             kept = {self._digest(v["dockerRepository"]) for v in history[:self.keep]}
             deleted = [v for v in old if self._delete(v["dockerRepository"], kept)]
-        except (requests.RequestException, ApiError) as exc:
+        except (requests.RequestException, ApiError, StoreUnavailable) as exc:
             log.warning("registry unreachable: old images not deleted", extra={"service": name, "reason": str(exc)})
             return []
         for version in old:
@@ -103,7 +108,8 @@ class ImageKeeper:
 
     def _call(self, method: str, repository: str, reference: str, *actions: str) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.gate.own_token(repository, *actions)}", "Accept": MANIFEST_TYPES}
-        answer = requests.request(method, f"http://{self.address}/v2/{repository}/manifests/{reference}", headers=headers, timeout=10)
+        api = self.view.get(keys.suite_service(image_registry.NAME)) or self.address
+        answer = requests.request(method, f"http://{api}/v2/{repository}/manifests/{reference}", headers=headers, timeout=10)
         if answer.status_code >= 500 or answer.status_code in (401, 403):
             raise requests.RequestException(f"the registry answered {method} with {answer.status_code}")
         return answer

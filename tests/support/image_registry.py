@@ -22,16 +22,21 @@ def bearer(token: str) -> dict[str, str]:
 
 
 class Registry:
-    """``paz registry serve`` in its own state folder; the scheduler it sends logins and pushes to must be announced first."""
+    """``paz registry serve`` in its own state folder; the scheduler it sends logins and pushes to must be announced first.
 
-    def __init__(self, etcd: EtcdServer, state: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    ``env`` adds to its environment what compose or a fleet unit gives it; then it is announced at
+    ``announced`` (default: its address)."""
+
+    def __init__(self, etcd: EtcdServer, state: Path, port: int | None = None, host: str = "127.0.0.1",
+                 env: dict[str, str] | None = None, announced: str | None = None) -> None:
         need("docker-registry")
         self.address = f"{host}:{port or free_port()}"
+        self.announced = announced or self.address
         self.state = state
         self.process = Process(
             [str(VENV_BIN / "paz"), "--state-dir", str(state), "registry", "serve"],
-            env={"PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_ETCD_API": etcd.api, "PAZ_SECRETS_KEY_FILE": str(secrets_key_of(etcd)),
-                 "PAZ_REGISTRY_ADDR": self.address},
+            env={"PAZ_REGISTRY_ADDR": self.address, **(env or {}), "PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_ETCD_API": etcd.api,
+                 "PAZ_SECRETS_KEY_FILE": str(secrets_key_of(etcd))},
             log_path=state / "registry.log",
         )
         self.etcd = etcd
@@ -43,10 +48,16 @@ class Registry:
             if not self.process.alive:
                 raise AssertionError(f"paz registry serve exited:\n{self.process.log()[-3000:]}")
             found = self.etcd.get("/paz/services/paz-registry")
-            return found is not None and found["value"] == self.address
+            return found is not None and found["value"] == self.announced
 
-        wait_until(announced, 30, 0.1, what=f"the registry announced at {self.address}")
+        wait_until(announced, 30, 0.1, what=f"the registry announced at {self.announced}")
         return self
+
+    def realm(self) -> str:
+        """Where the registry sends ``docker login`` (its 401's ``WWW-Authenticate`` realm)."""
+        answer = requests.get(f"http://{self.address}/v2/", timeout=5)
+        assert answer.status_code == 401, answer.text
+        return answer.headers["WWW-Authenticate"].split('realm="', 1)[1].split('"', 1)[0]
 
     def stop(self) -> None:
         self.process.stop()

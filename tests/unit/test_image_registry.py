@@ -1,5 +1,6 @@
 """The registry's pure parts: which actions a role gets, the tokens' form and signature, the key id the
-registry finds the key by, its config written from hostile values, and which notifications are pushes."""
+registry finds the key by, its config written from hostile values, which notifications are pushes, and
+the registry's addresses read from its settings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509 import load_pem_x509_certificate
 
 from paz import image_registry
+from paz.cli.output import USAGE, PazError
+from paz.cli.registry_commands import Addresses
 from paz.image_registry import Access, granted, parse_scope, pushed_images
 from paz.settings import parse_host_port
 
@@ -95,3 +98,31 @@ def test_a_registry_address_is_host_and_port(raw: str, wanted: str) -> None:
 def test_a_bad_registry_address_is_refused(raw: str) -> None:
     with pytest.raises(ValueError):
         parse_host_port(raw)
+
+
+def addresses(monkeypatch: pytest.MonkeyPatch, **env: str) -> Addresses:
+    for var in ("PAZ_REGISTRY_ADDR", "PAZ_REGISTRY_BIND", "PAZ_ANNOUNCE_HOST", "PAZ_REGISTRY_REALM"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return Addresses.from_environment()
+
+
+def test_on_one_machine_the_registry_listens_and_is_announced_where_images_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = addresses(monkeypatch, PAZ_REGISTRY_ADDR="10.0.0.5:5000")
+    assert (found.listen, found.announced, found.local, found.realm) == ("10.0.0.5:5000", "10.0.0.5:5000", "10.0.0.5:5000", "")
+
+
+def test_in_a_container_it_listens_everywhere_and_is_announced_by_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = addresses(monkeypatch, PAZ_REGISTRY_ADDR="127.0.0.1:5001", PAZ_REGISTRY_BIND="0.0.0.0", PAZ_ANNOUNCE_HOST="paz-registry",
+                      PAZ_REGISTRY_REALM="http://127.0.0.1:9002/registry/token")
+    assert (found.listen, found.announced, found.local) == ("0.0.0.0:5001", "paz-registry:5001", "127.0.0.1:5001")
+    assert found.realm == "http://127.0.0.1:9002/registry/token"
+
+
+@pytest.mark.parametrize(("var", "raw"), [("PAZ_REGISTRY_BIND", "a b"), ("PAZ_ANNOUNCE_HOST", "x;id"),
+                                          ("PAZ_REGISTRY_REALM", "file:///etc/passwd"), ("PAZ_REGISTRY_REALM", "http://a b/")])
+def test_a_bad_registry_setting_is_a_usage_error_naming_it(monkeypatch: pytest.MonkeyPatch, var: str, raw: str) -> None:
+    with pytest.raises(PazError) as raised:
+        addresses(monkeypatch, **{var: raw})
+    assert raised.value.exit_code == USAGE and raised.value.message.startswith(f"{var}: ")

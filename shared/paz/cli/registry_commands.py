@@ -4,6 +4,12 @@
 token signing key (the key itself stays sealed in etcd), a token of role ``deploy`` for its
 notifications to the scheduler, and its config in ``<state>/registry/``; its storage is
 ``<state>/registry/storage``. While the registry answers, ``/paz/services/paz-registry`` says where.
+
+Its addresses may differ where it runs in a container (compose) or for other machines (fleet):
+``PAZ_REGISTRY_ADDR`` is the one images are named with, as the Docker Engines reach it;
+``PAZ_REGISTRY_BIND`` the address it listens on (its port is ``PAZ_REGISTRY_ADDR``'s);
+``PAZ_ANNOUNCE_HOST`` the host announced with that port, where the suite's services reach it; and
+``PAZ_REGISTRY_REALM`` the URL ``docker login`` is sent to (default: the scheduler as announced).
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -23,7 +31,7 @@ from ..auth import TokenStore, ensure_token_file
 from ..etcd import Store, StoreUnavailable
 from ..logs import configure_logging
 from ..secrets import Keyring
-from ..settings import DEFAULT_REGISTRY_ADDRESS, SettingsError, parse_host_port
+from ..settings import DEFAULT_REGISTRY_ADDRESS, SettingsError, parse_host, parse_host_port, parse_url
 from ..suite import Suite, registry_program
 from ..waiting import poll
 from .client import etcd_of
@@ -34,11 +42,41 @@ FIND_SCHEDULER_SECONDS = 60.0
 ANNOUNCE_TTL = 20
 
 
-def registry_address() -> str:
+def setting(var: str, parse: Callable[[str], str], default: str) -> str:
+    """``var`` from the environment, parsed (``default`` when unset or empty); a bad value exits 2 naming it."""
+    raw = os.environ.get(var)
+    if not raw:
+        return default
     try:
-        return parse_host_port(os.environ.get("PAZ_REGISTRY_ADDR") or DEFAULT_REGISTRY_ADDRESS)
+        return parse(raw)
     except (SettingsError, ValueError) as exc:
-        raise PazError(f"PAZ_REGISTRY_ADDR: {exc}", USAGE) from None
+        raise PazError(f"{var}: {exc}", USAGE) from None
+
+
+def registry_address() -> str:
+    return setting("PAZ_REGISTRY_ADDR", parse_host_port, DEFAULT_REGISTRY_ADDRESS)
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where the registry listens, where it is announced, where ``docker login`` is sent (see the module's docstring)."""
+
+    listen: str
+    announced: str
+    realm: str
+    """Empty: the scheduler's ``/registry/token`` at the address it is announced at."""
+
+    @classmethod
+    def from_environment(cls) -> "Addresses":
+        host, _, port = registry_address().rpartition(":")
+        bind, announce = setting("PAZ_REGISTRY_BIND", parse_host, host), setting("PAZ_ANNOUNCE_HOST", parse_host, host)
+        return cls(f"{bind}:{port}", f"{announce}:{port}", setting("PAZ_REGISTRY_REALM", parse_url, ""))
+
+    @property
+    def local(self) -> str:
+        """Where this machine asks whether it answers (loopback when it listens on every address)."""
+        host, _, port = self.listen.rpartition(":")
+        return f"127.0.0.1:{port}" if host == "0.0.0.0" else self.listen
 
 
 def installed_registry() -> str:
@@ -53,7 +91,7 @@ def registry() -> None:
     """The suite's image registry (paz up --registry starts it)."""
 
 
-def written_config(state: Path, store: Store, address: str) -> Path:
+def written_config(state: Path, store: Store, addresses: Addresses) -> Path:
     """The registry's folder made ready (certificate, notification token, config); the config file."""
     folder = state / "registry"
     folder.mkdir(parents=True, exist_ok=True)
@@ -69,9 +107,9 @@ def written_config(state: Path, store: Store, address: str) -> Path:
     config = folder / "config.yml"
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the notification token
     with os.fdopen(fd, "w") as file:
-        file.write(image_registry.config(address, str(folder / "storage"), f"http://{scheduler}/registry/token",
-                                         str(certificate), f"http://{scheduler}/hooks/registry",
-                                         hook_token.read_text().strip()))
+        file.write(image_registry.config(addresses.listen, str(folder / "storage"),
+                                         addresses.realm or f"http://{scheduler}/registry/token", str(certificate),
+                                         f"http://{scheduler}/hooks/registry", hook_token.read_text().strip()))
     return config
 
 
@@ -80,10 +118,10 @@ def written_config(state: Path, store: Store, address: str) -> Path:
 def serve(ctx: click.Context) -> None:
     """(Started by paz up --registry) run docker-registry, announced while it answers."""
     configure_logging(image_registry.NAME)
-    address, program = registry_address(), installed_registry()
+    addresses, program = Addresses.from_environment(), installed_registry()
     store = etcd_of(os.environ.get("PAZ_ETCD_ENDPOINTS", "http://127.0.0.1:2379"))
     try:
-        config = written_config(Path(ctx.obj["state_dir"]).resolve(), store, address)
+        config = written_config(Path(ctx.obj["state_dir"]).resolve(), store, addresses)
     except StoreUnavailable:
         raise PazError(f"etcd does not answer at {', '.join(store.endpoints)}.", FAILED) from None
     stopping = threading.Event()
@@ -92,8 +130,8 @@ def serve(ctx: click.Context) -> None:
     child = subprocess.Popen([program, "serve", str(config)], stdin=subprocess.DEVNULL)
     announcer = Announcer(store, ANNOUNCE_TTL).start()
     try:
-        if poll(lambda: child.poll() is not None or stopping.is_set() or answers(address), 30.0, 0.1) and child.poll() is None:
-            announcer.announce(keys.suite_service(image_registry.NAME), address)
+        if poll(lambda: child.poll() is not None or stopping.is_set() or answers(addresses.local), 30.0, 0.1) and child.poll() is None:
+            announcer.announce(keys.suite_service(image_registry.NAME), addresses.announced)
         while not stopping.wait(0.5) and child.poll() is None:
             pass
     finally:
