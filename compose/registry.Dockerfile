@@ -1,6 +1,6 @@
 # The suite's registry: the suite's image with Debian's docker-registry, for docker-compose.yml's `registry`
 # profile and the fleet unit paz-registry.service; it runs `paz registry serve`. Build it from compose/
-# after the suite's image (the compose file does):
+# once the suite's image exists (`docker-compose build` makes that one; the profile then builds this):
 #   docker build -f registry.Dockerfile --build-arg PAZ_IMAGE=paz-suite:latest -t paz-registry .
 # The package comes from the Debian mirror of the suite's (bookworm) base.
 ARG PAZ_IMAGE=paz-suite:latest
