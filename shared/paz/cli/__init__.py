@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import certs, suite_commands, workflow
+from . import certs, push, registry_commands, suite_commands, workflow
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -28,7 +28,7 @@ def cli(ctx: click.Context, state_dir: str, url: str | None, token: str | None) 
     ctx.obj = {"state_dir": state_dir, "url": url, "token": token}
 
 
-for command in (*suite_commands.COMMANDS, *workflow.COMMANDS, *certs.COMMANDS):
+for command in (*suite_commands.COMMANDS, *workflow.COMMANDS, *certs.COMMANDS, push.push, registry_commands.registry):
     cli.add_command(command)
 
 
