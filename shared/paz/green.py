@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from gevent import Timeout
 from gevent.event import Event
@@ -31,12 +33,18 @@ log = logging.getLogger("paz.server")
 
 
 class Handler(WSGIHandler):
-    """gevent's handler, with two changes:
+    """gevent's handler, with three changes:
 
+    * replies go out at once (``TCP_NODELAY``): a reply written in two parts otherwise waited for the
+      client's delayed acknowledgement, 40 ms per request on a kept-alive connection;
     * a connection whose request line or headers take over ``HEADER_SECONDS`` is closed;
     * an empty chunk sent before anything else sends the status and headers at once (gevent skips it;
       gunicorn sent them), so a stream that waits for its first line (logs that follow) answers at once.
     """
+
+    def __init__(self, sock: socket.socket, address: Any, server: WSGIServer) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(sock, address, server)
 
     def process_result(self) -> None:
         self.result = self._headers_at_empty_chunk(self.result)
