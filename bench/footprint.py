@@ -19,6 +19,7 @@ where no suite runs, e.g. in a network namespace of its own. Bounded: a few roun
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between paz up's return and the memory reading")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     engine = DockerEngine().start()
     env = {"DOCKER_HOST": engine.host}
     starts: list[float] = []
@@ -109,6 +111,8 @@ def main() -> None:
         if engine.process:
             engine.process.stop()
     report(starts, memory, reference)
+    print(f"load average (1 min) of this machine: {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after "
+          f"({os.cpu_count()} cores; other work on them slows every figure, references included)")
 
 
 def report(starts: list[float], memory: list[dict[str, float]], reference: dict[str, float]) -> None:
