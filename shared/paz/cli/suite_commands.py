@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,13 +14,12 @@ from ..auth import ROLES, TokenStore
 from ..errors import ApiError
 from ..etcd import API_VERSIONS, StoreUnavailable, connect
 from ..etcd_migrate import copy_v2_tree
-from ..logs import configure_logging
 from ..names import DOMAIN
 from ..registry import declarations
 from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
 from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Part, Suite, docker_answers, make_swarm_manager
-from ..supervisor import Supervisor, read_restarts
+from ..supervisor import read_restarts
 from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
 
@@ -169,17 +166,6 @@ def status(ctx: click.Context) -> None:
         click.echo(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else "") + restarted
                    + (f", {role}" if role else ""))
     ctx.exit(0 if all_healthy else FAILED)
-
-
-@click.command()
-@click.pass_context
-def supervise(ctx: click.Context) -> None:
-    """(Started by paz up, as its last part) restart parts that exit on their own."""
-    configure_logging("paz-supervisor")
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    Supervisor(Path(ctx.obj["state_dir"]).resolve(), lambda: suite_of(ctx)).run(stopping)
 
 
 ETCD_OPTION = click.option("--etcd", envvar="PAZ_ETCD_ENDPOINTS", default=ETCD_URL, show_default=True,
@@ -362,4 +348,4 @@ def etcd_migrate(etcd: str, to: str | None) -> None:
     click.echo(f"paz etcd migrate: {done.copied} keys copied to the v3 API, {done.unchanged} already there")
 
 
-COMMANDS = (up, down, status, supervise, suite_logs, token, secrets_group, etcd_group, docs)
+COMMANDS = (up, down, status, suite_logs, token, secrets_group, etcd_group, docs)
