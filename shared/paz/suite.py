@@ -113,7 +113,13 @@ class Suite:
         self.etcd_api, self.etcd_api_reason = self._choose_etcd_api(etcd_api, saved.get("etcdApi"))
         self.prometheus = bool(saved.get("prometheus")) if prometheus is None else prometheus
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
-        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._prometheus(), self._supervisor()]
+        self.etcd_parts = self._etcd_members()
+
+    @cached_property
+    def parts(self) -> list[Part]:
+        """Every part, in the order ``paz up`` starts them. Made when first asked: the services' parts
+        read every service's declaration (flask, their schemas), which ``paz up`` does while etcd boots."""
+        return [*self.etcd_parts, self._dockerd(), *self._services(), self._prometheus(), self._supervisor()]
 
     @property
     def choices_file(self) -> Path:
@@ -337,11 +343,11 @@ class Suite:
         """The pid of ``part`` if its pid file names a live process running its program."""
         return running_program(self.pid_file(part), os.path.basename(part.argv[0]))
 
-    def missing(self) -> list[str]:
-        """One line per required part whose program is not installed, naming how to install it."""
+    def missing(self, parts: list[Part] | None = None) -> list[str]:
+        """One line per required part (of ``parts``, else of all) whose program is not installed, naming how to install it."""
         return [
             f"{part.name}: {part.argv[0]} not found; install it with: {part.install_hint}"
-            for part in self.wanted()
+            for part in (self.wanted() if parts is None else parts)
             if not os.access(part.argv[0], os.X_OK)
         ]
 
