@@ -2,6 +2,7 @@
 
 import atexit
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -11,3 +12,8 @@ def scratch(prefix: str) -> Path:
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def spread(seconds: list[float]) -> str:
+    """Timings' median, min and max in milliseconds, as the benches print them."""
+    return f"median {statistics.median(seconds) * 1000:7.0f} ms  (min {min(seconds) * 1000:.0f}, max {max(seconds) * 1000:.0f})"

@@ -22,7 +22,7 @@ import uuid
 
 import requests
 
-from bench import scratch
+from bench import scratch, spread
 from tests.support import DockerEngine, EtcdServer, Service, build_test_image, running, wait_until
 from paz_scheduler.drivers.base import accepts_connections
 
@@ -89,11 +89,10 @@ def main() -> None:
                 key, value = LABEL.split("=")
                 for container in engine.client().containers.list(all=True, filters={"label": f"{key}={value}"}):
                     container.remove(force=True)
-    ms = lambda values: f"median {statistics.median(values) * 1000:7.0f} ms  (min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f})"  # noqa: E731
     print(f"{INSTANCES} instances, {ROUNDS} rounds, image {image}")
-    print(f"plain docker run + port open      {ms(reference)}")
-    print(f"paz hook -> serving (announced)   {ms(serve)}")
-    print(f"paz hook answered (old v stopped) {ms(hook)}  (includes PAZ_DRAIN_SECONDS=0.5 from round 2)")
+    print(f"plain docker run + port open      {spread(reference)}")
+    print(f"paz hook -> serving (announced)   {spread(serve)}")
+    print(f"paz hook answered (old v stopped) {spread(hook)}  (includes PAZ_DRAIN_SECONDS=0.5 from round 2)")
     print(f"overhead, hook -> serving vs plain: {(statistics.median(serve) - statistics.median(reference)) * 1000:.0f} ms")
 
 if __name__ == "__main__":

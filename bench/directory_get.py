@@ -4,9 +4,8 @@ raw etcd v2 GET of the same key measured in the same run, for each WSGI server c
 A directory read is served from the worker's view of etcd (no etcd round trip), so what is left is
 HTTP, Flask, flask-smorest and JSON on top; raw etcd (Go, one process) is the reference. Both are
 loaded by wrk (a C load generator, so the client is not the bottleneck) for the same duration and
-connection count. Candidates: gunicorn's gthread, gevent and sync workers (as ``paz.server`` runs
-them, ``PAZ_WORKER_CLASS``), and granian's WSGI interface when it is installed
-(``.venv/bin/pip install granian``; it is not a dependency of the suite).
+connection count. Candidates, each as ``paz.server`` runs it (``PAZ_WORKER_CLASS``): gunicorn's gthread and
+sync workers, gevent's server in one process, and granian's WSGI interface (the directory's own).
 
     .venv/bin/python -m bench.directory_get [--seconds 10] [--connections 50] [--workers 2] [--servers gthread,gevent]
 """
@@ -18,13 +17,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-import requests
 
-from tests.support import EtcdServer, Process, Service, free_port, wait_until
+from tests.support import EtcdServer, Service
 
 NAME = "bench-demo-api"
 GUNICORN_WORKERS = ("gthread", "gevent", "sync")
@@ -48,20 +45,10 @@ def _ms(text: str) -> float:
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-def gunicorn_directory(etcd: EtcdServer, tmp: Path, worker_class: str, workers: int, threads: int) -> Service:
-    env = {"PAZ_WORKERS": str(workers), "PAZ_THREADS": str(threads), "PAZ_WORKER_CLASS": worker_class, "PAZ_LOG_LEVEL": "WARNING"}
+def directory(etcd: EtcdServer, tmp: Path, server: str, workers: int, threads: int) -> Service:
+    """The directory as ``paz.server`` runs it under ``server`` (``PAZ_WORKER_CLASS``)."""
+    env = {"PAZ_WORKERS": str(workers), "PAZ_THREADS": str(threads), "PAZ_WORKER_CLASS": server, "PAZ_LOG_LEVEL": "WARNING"}
     return Service("paz-service-directory", etcd, tmp, env=env).start()
-
-def granian_directory(etcd: EtcdServer, tmp: Path, workers: int, threads: int) -> Process:
-    """The same app under granian (no companion: nothing announces it, which a read does not need)."""
-    port = free_port()
-    argv = [str(Path(sys.executable).parent / "granian"), "--interface", "wsgi", "--factory", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
-            "paz_directory:create_app"]
-    process = Process(argv, env={"PAZ_ETCD_ENDPOINTS": etcd.url, "PAZ_ETCD_API": etcd.api, "PAZ_LOG_LEVEL": "WARNING"}, log_path=tmp / "granian.log").start()
-    process.port = port
-    wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/services/{NAME}", timeout=1).ok, 20, what="granian")
-    return process
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -71,7 +58,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--servers", default="gthread,gevent,sync,granian")
     args = parser.parse_args()
-    servers = [s for s in args.servers.split(",") if s != "granian" or shutil.which("granian", path=str(Path(sys.executable).parent))]
+    servers = args.servers.split(",")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="paz-bench-") as tmp:
         etcd = EtcdServer(Path(tmp), api="2").start()  # the reference is a v2 GET: etcd serves it only with --enable-v2
@@ -79,8 +66,7 @@ def main() -> None:
             etcd.put(f"/paz/directory/services/{NAME}", json.dumps({"name": NAME, "dockerRepository": "lukebond/demo-api", "config": {}}))
             results["raw etcd v2 GET"] = wrk(f"{etcd.url}/v2/keys/paz/directory/services/{NAME}", args.seconds, args.connections)
             for server in servers:
-                running = (granian_directory(etcd, Path(tmp), args.workers, args.threads) if server == "granian"
-                           else gunicorn_directory(etcd, Path(tmp), server, args.workers, args.threads))
+                running = directory(etcd, Path(tmp), server, args.workers, args.threads)
                 try:
                     results[server] = wrk(f"http://127.0.0.1:{running.port}/services/{NAME}", args.seconds, args.connections)
                 finally:

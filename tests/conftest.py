@@ -3,13 +3,19 @@ or once per test where a test stops or restarts them."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support import DockerEngine, EtcdServer, IdServer, Service, build_test_image
+from tests.support import DockerEngine, EtcdServer, IdServer, Service, build_test_image, netns
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        netns.enter_own()  # workers run side by side on the suite's fixed ports (tests/support/netns.py)
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,13 @@ import pytest
 import requests
 import yaml
 
-from paz import prometheus
+from paz import image_registry, prometheus
 from paz.secrets import ensure_key_file
 
-from tests.support import ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, etcdctl_get, free_port, need, wait_until
+from tests.support import (
+    ETCD_API, ROOT, SESSION_ID, VENV_BIN, TEST_LABEL, DockerEngine, EtcdServer, etcdctl_get, free_port, need, netns, wait_until,
+)
+from tests.support.image_registry import Registry
 
 COMPOSE_FILE = ROOT / "compose" / "docker-compose.yml"
 SUITE = {
@@ -90,6 +93,11 @@ def published(service: dict[str, Any], on: str = "127.0.0.1") -> dict[int, tuple
     return ports
 
 
+def mounts_of(service: dict[str, Any]) -> list[str]:
+    """``source:target[:mode]`` of each volume, from docker-compose 1's short or 2's long syntax."""
+    return [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service["volumes"]]
+
+
 def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     return dict(item.split("=", 1) for item in env) if isinstance(env, list) else {k: str(v) for k, v in env.items()}
@@ -119,10 +127,10 @@ def test_compose_file_is_valid_and_runs_the_suite_on_loopback() -> None:
     assert published(router, on=bridge) == {80: (bridge, 80), 53: (bridge, 53)}
     scheduler = services["paz-scheduler"]
     assert environment(scheduler)["DOCKER_HOST"] == "unix:///var/run/docker.sock"
-    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in scheduler["volumes"]]
+    mounts = mounts_of(scheduler)
     assert any(m.startswith("/var/run/docker.sock:/var/run/docker.sock") for m in mounts), mounts
     for name in ("paz-service-directory", "paz-scheduler"):
-        mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services[name]["volumes"]]
+        mounts = mounts_of(services[name])
         assert any(m.endswith("secrets.key:/run/paz/secrets.key") or ":/run/paz/secrets.key:" in m for m in mounts), mounts
         assert environment(services[name])["PAZ_SECRETS_KEY_FILE"] == "/run/paz/secrets.key"
 
@@ -136,7 +144,7 @@ def test_compose_variables_move_every_published_port_and_the_socket_and_choose_t
     for var, (name, container) in PORT_VARIABLES.items():
         assert published(services[name])[container] == ("127.0.0.1", int(ports[var])), var
     assert services["paz-orchestrator"]["image"] == "paz-suite:test"
-    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services["paz-scheduler"]["volumes"]]
+    mounts = mounts_of(services["paz-scheduler"])
     assert any(m.startswith("/run/other/docker.sock:/var/run/docker.sock") for m in mounts), mounts
 
 
@@ -147,12 +155,40 @@ def test_prometheus_is_a_profile_that_finds_its_targets_through_the_orchestrator
     assert server["profiles"] == ["prometheus"]  # `docker-compose up` alone leaves it out
     assert published(server)[9090] == ("127.0.0.1", port)
     assert server["command"] == prometheus.argv("", "/etc/paz/prometheus.yml", "/prometheus", "0.0.0.0:9090")[1:]
-    mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in server["volumes"]]
+    mounts = mounts_of(server)
     assert any(m.endswith("prometheus.yml:/etc/paz/prometheus.yml") or m.endswith("prometheus.yml:/etc/paz/prometheus.yml:ro") for m in mounts), mounts
     config = COMPOSE_FILE.parent / "prometheus.yml"
     assert yaml.safe_load(config.read_text()) == json.loads(prometheus.config("http://paz-orchestrator:9000"))
     checked = subprocess.run([need("promtool"), "check", "config", str(config)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_registry_is_a_profile_that_paz_registry_serve_configures_for_the_host_engine_and_the_network(own_etcd: EtcdServer, tmp_path: Path) -> None:
+    """The profile's service, run as compose runs it (its command and environment from ``docker-compose
+    config``, etcd and the secrets key the test's): the config it writes is paz.image_registry's with
+    compose's addresses, ``docker login`` is sent to the scheduler's published port, and the registry is
+    announced by its compose name, where the scheduler reaches its API."""
+    port, scheduler_port = free_port(), free_port()
+    services = resolved(compose_env(PAZ_REGISTRY_PORT=str(port), PAZ_SCHEDULER_PORT=str(scheduler_port)), profile="registry")
+    server = services["paz-registry"]
+    assert server["profiles"] == ["registry"]  # `docker-compose up` alone leaves it out
+    assert server["command"] == ["paz", "--state-dir", "/var/lib/paz", "registry", "serve"]
+    assert published(server)[port] == ("127.0.0.1", port)
+    mounts = mounts_of(server)
+    assert any(m.startswith("registry-data:/var/lib/paz/registry") for m in mounts), mounts  # its images survive a down
+    assert any(":/run/paz/secrets.key" in m for m in mounts), mounts  # it opens the token signing key
+    for name in ("paz-service-directory", "paz-scheduler", "paz-registry"):  # images are named as the host's engine reaches it
+        assert environment(services[name])["PAZ_REGISTRY_ADDR"] == f"127.0.0.1:{port}", name
+    own_etcd.put("/paz/services/paz-scheduler", "paz-scheduler:9002")  # as compose's scheduler announces itself
+    registry = Registry(own_etcd, tmp_path, port=port, env=environment(server), announced=f"paz-registry:{port}").start()
+    try:
+        assert registry.realm() == f"http://127.0.0.1:{scheduler_port}/registry/token"
+        folder = tmp_path / "registry"
+        made = image_registry.config(f"0.0.0.0:{port}", str(folder / "storage"), registry.realm(), str(folder / "token-signer.crt"),
+                                     "http://paz-scheduler:9002/hooks/registry", (folder / "notifications.token").read_text().strip())
+        assert (folder / "config.yml").read_text() == made
+    finally:
+        registry.stop()
 
 
 def test_every_python_package_is_listed_for_a_non_editable_install() -> None:
@@ -214,7 +250,8 @@ def debootstrap_base(workdir: Path) -> None:
             pytest.fail(message)
         pytest.skip(message)
     rootfs = workdir / "rootfs"
-    run_checked([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs), apt_mirror()])
+    run_checked(netns.from_outside([debootstrap, "--variant=minbase", f"--include={BASE_PACKAGES}", "bookworm", str(rootfs),
+                                    apt_mirror()]))
     for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
         shutil.rmtree(rootfs / cache, ignore_errors=True)
     BASE_CACHE.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +271,8 @@ def suite_image(engine: DockerEngine, base: str, workdir: Path) -> str:
         shutil.copy(ROOT / part, context / part)
     for folder in ("shared", "services"):
         shutil.copytree(ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    run_checked([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context), "setuptools>=68", "wheel"])
+    run_checked(netns.from_outside([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(wheels), str(context),
+                                    "setuptools>=68", "wheel"]))
     for own in wheels.glob("paz-*.whl"):
         own.unlink()
     tag = f"paz-test/suite:{SESSION_ID}"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT, Process, need, wait_until
+from tests.support import ROOT, EtcdServer, Process, free_port, need, wait_until
+from tests.support.image_registry import Registry
 from paz.registry import declaration
 
 FLEET = ROOT / "compose" / "fleet"
@@ -58,7 +59,8 @@ def verify(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_every_unit_passes_systemd_analyze_verify() -> None:
     units = sorted(FLEET.glob("*.service"))
-    assert [p.name for p in units] == sorted(f"{name}{kind}.service" for name in SERVICES for kind in ("", "-announce"))
+    expected = [f"{name}{kind}.service" for name in SERVICES for kind in ("", "-announce")]
+    assert [p.name for p in units] == sorted([*expected, "paz-registry.service"])  # the registry announces itself
     result = verify(*units)
     assert result.returncode == 0 and result.stdout + result.stderr == "", result.stdout + result.stderr
 
@@ -134,3 +136,29 @@ def test_sidekick_loop_creates_the_key_while_the_service_answers_and_removes_it_
                           capture_output=True, text=True, timeout=20)
     assert stop.returncode == 0, stop.stderr
     assert view.get(key) is None
+
+
+def test_registry_unit_runs_paz_registry_serve_announcing_the_machine_where_every_engine_reaches_it(own_etcd: EtcdServer, tmp_path: Path) -> None:
+    """paz-registry.service's command and ``-e`` settings, as systemd would expand them on a machine at
+    MACHINE_IP with ``PAZ_REGISTRY_ADDR`` from /etc/paz.env, run for real (the image's ``paz``, here the
+    project's): it listens on every address, is announced at the machine's address, and sends ``docker
+    login`` to the scheduler as announced. The scheduler and the directory name images with the same address."""
+    service = unit(FLEET / "paz-registry.service")["Service"]
+    defaults = dict(pair.split("=", 1) for line in service["Environment"] for pair in line.split())
+    port = free_port()
+    words = systemd_command(service["ExecStart"][0], port, port, {**defaults, "PAZ_REGISTRY_ADDR": f"127.0.0.1:{port}"})
+    image = words.index(defaults["PAZ_REGISTRY_IMAGE"])
+    assert words[image + 1:] == ["paz", "--state-dir", "/var/lib/paz", "registry", "serve"]
+    assert "/var/lib/paz/registry:/var/lib/paz/registry" in words[:image], "its images stay on the machine"
+    env = dict(words[i + 1].split("=", 1) for i in range(image) if words[i] == "-e")
+    assert env["PAZ_REGISTRY_BIND"] == "0.0.0.0" and env["PAZ_ANNOUNCE_HOST"] == MACHINE_IP
+    for name in ("paz-scheduler", "paz-service-directory"):
+        other = unit(FLEET / f"{name}.service")["Service"]
+        assert "PAZ_REGISTRY_ADDR=${PAZ_REGISTRY_ADDR}" in other["ExecStart"][0].split(), name
+        assert f"PAZ_REGISTRY_ADDR={defaults['PAZ_REGISTRY_ADDR']}" in " ".join(other["Environment"]).split(), name
+    own_etcd.put("/paz/services/paz-scheduler", f"{MACHINE_IP}:9002")  # as the scheduler's unit announces it
+    registry = Registry(own_etcd, tmp_path, port=port, env=env, announced=f"{MACHINE_IP}:{port}").start()
+    try:
+        assert registry.realm() == f"http://{MACHINE_IP}:9002/registry/token"
+    finally:
+        registry.stop()

@@ -21,6 +21,7 @@ from paz.processes import command
 from tests.support import (
     ETCD_API, ROOT, VENV_BIN, build_test_image, etcdctl_get, need, paz_command as paz, suite_pids as pids,
 )
+from tests.support.image_registry import DockerCommand
 from tests.support.prometheus import Prometheus
 
 SERVICES = ("paz-service-directory", "paz-scheduler", "paz-haproxy-sync", "paz-orchestrator")
@@ -32,7 +33,7 @@ def suite_up(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Iterato
         need(binary)
     state = tmp_path_factory.mktemp("paz-up")
     env = {"DOCKER_HOST": docker_engine.host}
-    started = paz(state, "up", env=env)
+    started = paz(state, "up", "--registry", env=env)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield state, env, started.stdout
@@ -96,6 +97,25 @@ def test_logs_show_each_part(suite_up):
     assert logs.returncode == 0 and logs.stdout.startswith("service-directory: ")
     unknown = paz(state, "logs", "nonsense", env=env)
     assert unknown.returncode == 2 and "no part named 'nonsense'" in unknown.stderr
+
+
+def test_up_with_registry_runs_it_remembers_it_and_gc_keeps_it_serving(suite_up, docker_engine, test_image, tmp_path):
+    state, env, output = suite_up
+    need("docker-registry")
+    assert "registry           127.0.0.1:5000: docker login 127.0.0.1:5000 -u paz" in output, output
+    assert etcdctl_get("http://127.0.0.1:2379", "/paz/services/paz-registry") == "127.0.0.1:5000"
+    status = paz(state, "status", env=env)
+    assert any(line.startswith("registry") and "healthy" in line for line in status.stdout.splitlines()), status.stdout
+    docker = DockerCommand(docker_engine.host, tmp_path / "docker-config")
+    assert docker.login("127.0.0.1:5000", (state / "admin.token").read_text().strip()).returncode == 0
+    assert docker("tag", test_image, "127.0.0.1:5000/paz-up-check:1").returncode == 0
+    pushed = docker("push", "127.0.0.1:5000/paz-up-check:1")
+    assert pushed.returncode == 0, pushed.stderr
+    collected = paz(state, "registry", "gc", env=env)
+    assert collected.returncode == 0 and "blobs marked" in collected.stdout, collected.stdout + collected.stderr
+    assert docker("pull", "127.0.0.1:5000/paz-up-check:1").returncode == 0  # served again, the tagged image kept
+    again = paz(state, "up", env=env)  # remembered: no --registry needed
+    assert again.returncode == 0 and "registry           already running" in again.stdout, again.stdout
 
 
 def sh_blocks(page: Path, section: str = "") -> list[str]:

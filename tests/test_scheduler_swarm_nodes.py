@@ -12,7 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import build_test_image, wait_until
+import requests
+
+from paz.auth import TokenStore
+from tests.support import build_test_image, free_port, wait_until
+from tests.support.image_registry import Registry
 from tests.support.swarm import RouterLoad, SwarmCluster, SwarmSuite, page, started
 
 IMAGE = "paz-test/hello:1"
@@ -20,7 +24,7 @@ IMAGE = "paz-test/hello:1"
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmCluster]:
-    with started(SwarmCluster(3, octet=0)) as cluster:
+    with started(SwarmCluster(3, octet=0, registry_port=free_port())) as cluster:
         manager = cluster.manager.client()
         for node in cluster.nodes:
             build_test_image(node, IMAGE)
@@ -129,7 +133,42 @@ def test_a_node_that_goes_down_loses_its_keys_and_its_tasks_come_back_elsewhere(
         down = [h for h in suite.orchestrator.request("GET", "/cluster/hosts").json() if h["address"] == worker.address]
         assert (down[0]["state"], down[0]["healthy"]) == ("down", False)
     finally:
-        worker.start_dockerd()
+        worker.start_dockerd(swarm.registry)
         worker.wait_answering()
         wait_until(lambda: swarm.ready_nodes() == len(swarm.nodes), 60, what="the node back in the swarm")
     assert suite.scheduler.request("POST", f"/services/{unique_name}/stop", timeout=60).status_code == 200
+
+
+def test_a_pushed_image_runs_on_every_node_where_the_registry_is_its_only_source(swarm, suite, unique_name, tmp_path):
+    """The registry listens on the test bridge, where the nodes reach it (and list it as an insecure
+    registry); the scheduler, announced there too, is its token realm. The image is pushed from the
+    manager, then removed there: no node has it but through the registry."""
+    store = TokenStore(suite.etcd.store())
+    read, deploy = (store.create(role, f"swarm {role}")[0] for role in ("read", "deploy"))
+    scheduler = suite.scheduler
+    scheduler.stop()
+    scheduler.process.env.update({"PAZ_TOKEN": read, "PAZ_REGISTRY_ADDR": swarm.registry, "PAZ_HOST": swarm.bridge.gateway})
+    scheduler.start(wait=False)
+    here = f"http://{swarm.bridge.gateway}:{scheduler.port}"
+    wait_until(lambda: (suite.etcd.get("/paz/services/paz-scheduler") or {}).get("value") == here.removeprefix("http://")
+               and requests.get(f"{here}/health", timeout=2).ok, 30, what="the scheduler announced on the bridge")
+    registry = Registry(suite.etcd, tmp_path, port=int(swarm.registry.rsplit(":", 1)[1]), host=swarm.bridge.gateway)
+    with started(registry):
+        image = f"{swarm.registry}/{unique_name}:1"
+        manager = swarm.manager.client()
+        local = build_test_image(swarm.manager, f"paz-test/{unique_name}:1")
+        manager.images.get(local).tag(f"{swarm.registry}/{unique_name}", "1")
+        pushed = manager.images.push(f"{swarm.registry}/{unique_name}", tag="1", auth_config={"username": "paz", "password": deploy})
+        assert '"error"' not in pushed, pushed
+        for tag in (image, local):
+            manager.images.remove(tag, force=True)
+        assert not [node for node in swarm.nodes if node.client().images.list(name=f"{swarm.registry}/{unique_name}")]
+        suite.register(unique_name, image, numInstances=3, env={"MESSAGE": "from the registry"})
+        body = {"serviceName": unique_name}
+        answer = requests.post(f"{here}/hooks/deploy", json=body, timeout=120)
+        assert answer.status_code == 201, answer.text
+        where = addresses(suite, unique_name)
+        assert sorted(where.values()) == [node.address for node in swarm.nodes]
+        assert {page(address) for address in suite.announced(unique_name).values()} == {"from the registry"}
+        assert all(node.client().images.list(name=f"{swarm.registry}/{unique_name}") for node in swarm.nodes)
+        assert requests.post(f"{here}/services/{unique_name}/stop", timeout=60).status_code == 200

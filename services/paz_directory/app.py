@@ -23,7 +23,6 @@ service = Service(
     name="service-directory", port=9001,
     description="The catalogue of services and the config their next deploy will use.",
     blueprint=bp, extend=attach_store, watches=(keys.DIRECTORY,), checks=(check_settings,),
-    # granian: the fastest server for its hot read (docs/explanation/benchmarks.md); a client that
-    # trickles a body holds one of its threads, so it gets many (tests/test_hostile.py)
-    defaults={"worker_class": "granian", "threads": 64},
+    # under granian a client that trickles a body holds one of its threads, so it gets many (tests/test_hostile.py)
+    defaults={"threads": 64},
 )

@@ -48,7 +48,9 @@ def list_services(query: dict[str, Any]):
 @bp.response(201, ServiceOut, description="Created; Location names it")
 @bp.errors(400, 409)
 def create_service(body: dict[str, Any]):
-    """Register a service; config keys may be nested under config or given at the top level."""
+    """Register a service; config keys may be nested under config or given at the top level. Without a
+    dockerRepository it follows <PAZ_REGISTRY_ADDR>/<name> in the suite's registry (paz push fills it)."""
+    body.setdefault("dockerRepository", f"{current_app.extensions['paz'].settings.registry_address}/{body['name']}")
     document, index = store().create(body)
     wrote(index)
     return document, 201, {"Location": url_for("directory.get_service", name=document["name"])}

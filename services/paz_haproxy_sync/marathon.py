@@ -10,6 +10,7 @@ else ``/paz/config/marathon``, else the settings file's ``marathon_hosts``) are 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -246,9 +247,15 @@ class MarathonSource:
         self._report(streaming=None)
 
     def _close_stream(self) -> None:
+        """End the stream's read by shutting its socket down; the reader then closes the response itself.
+
+        Closing the response here would close a buffer another greenlet is reading (under gevent, a
+        RuntimeError: "reentrant call"; with threads, a wait for that read)."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.close()
+        connection = getattr(stream.raw, "connection", None) if stream is not None else None
+        if connection is not None and connection.sock is not None:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
 
     def _hint_loop(self) -> None:
         assert self._hints is not None

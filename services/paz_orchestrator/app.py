@@ -30,5 +30,4 @@ service = Service(
     description="Central command for the paz platform: services, cluster, health, stats and live events.",
     blueprint=bp, settings=OrchestratorSettings, extend=attach_cluster,
     watches=(keys.ROOT,),  # the event stream follows everything below /paz
-    defaults={"worker_class": "gevent"},  # an open event stream holds a greenlet, not a thread (see EventStreams)
 )

@@ -13,7 +13,7 @@ from flask import Flask
 from paz import keys
 from paz.context import Paz
 from paz.etcd import Store
-from paz.secrets import check_settings
+from paz.secrets import Keyring, check_settings
 from paz.service import Service
 from paz.settings import (
     Settings, SettingsError, env, parse_choice, parse_host, parse_ip, parse_labels, parse_positive_float,
@@ -24,6 +24,7 @@ from paz.upstream import Upstream
 from .controller import PART
 from .drivers import make_driver
 from .engine import Scheduler
+from .images import RegistryGate
 from .figures import instance_figures
 from .reconcile import start_background
 from .routes import bp
@@ -61,6 +62,9 @@ class SchedulerSettings(Settings):
     """Seconds of the lease by which one scheduler leads: a standby takes over within them when the leader dies."""
     probe_interval: float = env("PAZ_PROBE_INTERVAL", parse_positive_float, 2.0)
     """Seconds between health probes of announced instances (two failed probes withdraw a key)."""
+    keep_versions: int = env("PAZ_KEEP_VERSIONS", parse_positive_int, 10)
+    """How many of a service's newest versions keep their image in the suite's registry (for rollback);
+    older ones are deleted from it once a deploy serves."""
     logs_max_seconds: float = env("PAZ_LOGS_MAX_SECONDS", parse_positive_float, 600.0)
     """How long a followed log stream lasts at most (then it ends; follow again)."""
     logs_max_clients: int = env("PAZ_LOGS_MAX_FOLLOWERS", parse_positive_int, 0)
@@ -86,6 +90,7 @@ def attach_scheduler(app: Flask, paz: Paz) -> None:
         paz.metrics.add(lambda: instance_figures(paz.view))
     app.extensions["paz.scheduler"] = Scheduler(settings, SchedulerStore(paz.etcd), driver,
                                                 Upstream(paz.discovery, token=settings.token), paz.view)
+    app.extensions["paz.registry_gate"] = RegistryGate(paz.etcd, Keyring(settings.secrets_key_file))
 
 
 def leader(etcd: Store, address: str) -> dict[str, Any]:

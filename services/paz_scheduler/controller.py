@@ -53,6 +53,7 @@ from paz.waiting import poll
 
 from .drivers.base import Driver, InstanceSpec, Unit
 from .figures import deploy_figures
+from .images import ImageKeeper, RegistryGate
 from .store import SchedulerStore
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class DeployController:
         self.settings, self.driver, self.etcd, self.view = settings, driver, etcd, view
         self.store = SchedulerStore(etcd)
         self.keyring = Keyring(settings.secrets_key_file)
+        self.images = ImageKeeper(settings, self.store, RegistryGate(etcd, self.keyring), view)
         self.leadership = Leadership(etcd, PART, settings.address, settings.leader_ttl)
         self.queues: dict[str, ServiceQueue] = {}
         self.stopping = threading.Event()
@@ -195,6 +197,7 @@ class DeployController:
             self.retire(name, [u for u in units if u.version not in serving], "replaced")
         if desired.get("observed") != desired["id"] and document["status"] == "running":
             self.store.journal(desired["kind"], name, _summary(desired, units), desired["version"])
+            self.images.prune(name)
 
     def _stop(self, name: str, desired: dict[str, Any], extra: dict[str, Any]) -> None:
         units = self.driver.units(name)

@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from docker.utils import parse_repository_tag
+
 from paz import keys
 from paz.contracts.times import iso_now
 from paz.errors import ApiError, Conflict, NotFound, Unavailable
@@ -74,6 +76,38 @@ class Scheduler:
         document = self.service(name)
         config = {**document["config"], "secrets": sealed_of(self.etcd, name)}  # the answer shows only their names
         return self._want(name, image or document["dockerRepository"], config, pushed_at, request_id, "deploy")
+
+    def pushed(self, repository: str, tag: str, request_id: str) -> dict[str, Any]:
+        """A push of ``repository:tag`` to the suite's registry: deploy it to every service that follows the
+        repository with autoDeploy ``always`` (once: a push it runs already is not deployed again); a push
+        nobody follows is journaled and runs nothing."""
+        followed = f"{self.settings.registry_address}/{repository}"
+        image = f"{followed}:{tag}"
+        services = [document for document in self.upstream.json(DIRECTORY, "GET", "/services", params=self.CONSISTENT)
+                    if parse_repository_tag(document["dockerRepository"])[0] == followed]
+        answer: dict[str, Any] = {"image": image, "deployed": [], "ignored": []}
+        if not services:
+            self.store.journal("push-ignored", repository, f"{image} was pushed, but no service has dockerRepository "
+                               f"{followed}: nothing was deployed.", image=image)
+            answer["ignored"].append({"service": None, "reason": f"no service follows {followed}"})
+        for document in services:
+            reason = self._not_deployed_on_push(document, image)
+            if reason:
+                answer["ignored"].append({"service": document["name"], "reason": reason})
+                continue
+            version = self.deploy(document["name"], image, iso_now(), request_id)["version"]
+            answer["deployed"].append({"service": document["name"], "version": version})
+        log.info("registry push", extra={"image": image, "deployed": answer["deployed"], "ignored": answer["ignored"]})
+        return answer
+
+    def _not_deployed_on_push(self, document: dict[str, Any], image: str) -> str | None:
+        name, auto = document["name"], document["config"].get("autoDeploy")
+        if auto != "always":
+            return f"{name} has autoDeploy {auto!r}; only 'always' deploys on a push."
+        latest = self.store.latest_number(name)
+        if latest is not None and self.store.version(name, latest).get("dockerRepository") == image:
+            return f"{name} v{latest} is {image} already."
+        return None
 
     def rollback(self, name: str, version: int, request_id: str) -> dict[str, Any]:
         """Want recorded ``version``'s image and config again, as a new version."""

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Response, current_app, jsonify, request, url_for
 
 from paz.api import NAMED, Blueprint
+from paz.auth import OPEN
+from paz.image_registry import pushed_images
 from paz.contracts.cluster import HostOut, UnitOut
 from paz.contracts.deploys import ACCEPTED, HOOK_ERRORS, JournalEntryOut, JournalQuery, RollbackSchema, ServiceQuery, VersionOut
 from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
@@ -18,7 +20,11 @@ from paz.web import request_id
 
 from .drivers.logs import LogLine, LogQuery
 from .engine import Scheduler
-from .schemas import DeployHookSchema, DockerHubHookSchema, IgnoredPushOut, StoppedOut
+from .images import RegistryGate
+from .schemas import (
+    DeployHookSchema, DockerHubHookSchema, IgnoredPushOut, RegistryNotificationSchema, RegistryPushOut, RegistryTokenOut,
+    RegistryTokenQuery, StoppedOut,
+)
 
 bp = Blueprint("scheduler", __name__, description="Deploys, versions, the journal, units and hosts.")
 
@@ -84,6 +90,36 @@ def dockerhub_hook(body: dict[str, Any]):
             reason=f"{service['name']} has autoDeploy {service['config'].get('autoDeploy')!r}; only 'always' deploys on a push.",
         ), 202
     return answered(scheduler().deploy(service["name"], f"{repository}:{tag}", body["push_data"]["pushed_at"], request_id()))
+
+
+@bp.post("/hooks/registry")
+@bp.requires("deploy")
+@bp.arguments(RegistryNotificationSchema)
+@bp.response(202, RegistryPushOut(many=True), description="Each tagged push: the deploys taken, the services not deployed")
+@bp.errors(400, 401, 403, 502, 503)
+def registry_hook(body: dict[str, Any]):
+    """The suite's registry's notifications: a push of <registry>/<repo>:<tag> deploys every service whose
+    dockerRepository is <registry>/<repo> and whose autoDeploy is always; a push nobody follows is journaled.
+
+    The answer comes once the deploys are wanted (the controller carries them out); events other than
+    tagged pushes are ignored.
+    """
+    return [scheduler().pushed(repository, tag, request_id()) for repository, tag in pushed_images(body)]
+
+
+def registry_gate() -> RegistryGate:
+    return current_app.extensions["paz.registry_gate"]
+
+
+@bp.get("/registry/token")
+@bp.requires(OPEN)
+@bp.arguments(RegistryTokenQuery, location="query")
+@bp.response(200, RegistryTokenOut)
+@bp.errors(400, 401, 503)
+def registry_token(query: dict[str, Any]):
+    """The suite's registry's token endpoint: basic auth as paz with a paz token for password buys a
+    short-lived registry token (read pulls; deploy and admin pull and push). Anonymous callers get 401."""
+    return registry_gate().token(request.authorization, query["scope"])
 
 
 @bp.get("/config/<name>/version/latest", parameters=NAMED)

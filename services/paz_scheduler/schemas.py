@@ -11,6 +11,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 from paz.api import Pattern
 from paz.contracts.times import Timestamp
+from paz.image_registry import REPOSITORY
 from paz.names import IMAGE_REFERENCE
 
 
@@ -62,3 +63,57 @@ class IgnoredPushOut(Schema):
 
 class StoppedOut(Schema):
     stopped = fields.List(fields.String(), required=True, metadata={"description": "the unit ids stopped"})
+
+
+class RegistryTarget(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    repository = fields.String(required=True, validate=[validate.Length(1, 255), Pattern(REPOSITORY.pattern, error="is not a repository name")])
+    tag = fields.String(validate=Pattern(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", error="is not a Docker tag"))
+    mediaType = fields.String()
+
+
+class RegistryEvent(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    action = fields.String(required=True)
+    target = fields.Nested(RegistryTarget, required=True)
+
+
+class RegistryNotificationSchema(Schema):
+    """The registry's notification envelope (the parts used: each event's action and target)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    events = fields.List(fields.Nested(RegistryEvent), required=True)
+
+
+class PushOutcome(Schema):
+    service = fields.String(allow_none=True)
+    version = fields.Integer()
+    reason = fields.String()
+
+
+class RegistryPushOut(Schema):
+    image = fields.String(required=True)
+    deployed = fields.List(fields.Nested(PushOutcome), required=True, metadata={"description": "services and the version taken"})
+    ignored = fields.List(fields.Nested(PushOutcome), required=True, metadata={"description": "services not deployed, and why"})
+
+
+class RegistryTokenQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    service = fields.String(validate=Pattern(r"^[!-~]{0,100}$", error="is not a registry's name"))
+    scope = fields.List(fields.String(validate=Pattern(r"^[!-~]{1,255}$", error="is not a registry scope")),
+                        validate=validate.Length(max=3), load_default=list,
+                        metadata={"description": "repository:<name>:<actions>, as the registry asks (at most 3)"})
+
+
+class RegistryTokenOut(Schema):
+    token = fields.String(required=True)
+    access_token = fields.String(required=True)
+    expires_in = fields.Integer(required=True)

@@ -69,8 +69,8 @@ class SchedulerStore:
     def versions_with_status(self, name: str, *statuses: str) -> list[dict[str, Any]]:
         return [doc for doc in self.history(name) if doc["status"] in statuses]
 
-    def journal(self, kind: str, service: str, message: str, version: int | None = None) -> dict[str, Any]:
-        return journal.write(self.etcd, kind, service, message, version)
+    def journal(self, kind: str, service: str, message: str, version: int | None = None, image: str | None = None) -> dict[str, Any]:
+        return journal.write(self.etcd, kind, service, message, version, image)
 
     def journal_entries(self, service: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Journal entries, newest first, optionally of one service only."""

@@ -24,8 +24,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g, request
@@ -84,6 +86,18 @@ class TokenStore:
                 self.etcd.delete(node.key)
                 return _record(node.value) or {"id": key[:12]}
         raise NotFound(f"No token {token[:12]!r}: GET /tokens lists them by id.", {"token": token[:12]})
+
+
+def ensure_token_file(store: TokenStore, path: Path, role: str, name: str) -> bool:
+    """Make a token of ``role`` in ``path`` unless the file holds one etcd knows; whether one was made.
+    The file is readable by its owner only."""
+    if path.exists() and store.role_of(path.read_text().strip()) is not None:
+        return False
+    secret, _ = store.create(role, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secret + "\n")
+    return True
 
 
 def _record(value: str | None) -> dict[str, Any] | None:

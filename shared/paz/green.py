@@ -16,9 +16,8 @@ import logging
 import signal
 import socket
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 
-from gevent import Timeout, monkey
+from gevent import Timeout
 from gevent.event import Event
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
@@ -77,26 +76,10 @@ class Handler(WSGIHandler):
         return False  # a 400, then closed
 
 
-def patch_all() -> None:
-    """gevent's ``monkey.patch_all``, with the installed packages' entry points read once.
-
-    gevent looks up its plugins' entry points at each of the 25 steps of a patch_all, each a scan of
-    every installed distribution's metadata: 0.09 s of CPU, a fifth of what a service spends starting,
-    and ``paz up`` starts five at once on two cores. The lookups are made while nothing else runs (no
-    thread has started), so the one scan is put in the function's place for that time only.
-    """
-    scanned = metadata.entry_points()
-    scan = metadata.entry_points
-    metadata.entry_points = lambda **selection: scanned.select(**selection)  # type: ignore[assignment]
-    try:
-        monkey.patch_all()
-    finally:
-        metadata.entry_points = scan
-
-
 def serve_green(service: Service, settings: Settings) -> None:
-    """Run ``service`` in this process until SIGTERM or SIGINT, then withdraw its key."""
-    patch_all()
+    """Run ``service`` in this process until SIGTERM or SIGINT, then withdraw its key.
+
+    The standard library is patched for gevent already: :mod:`paz.launch` does it first thing."""
     configure_logging(settings.service_name, settings.log_level)
     server = WSGIServer((settings.host, settings.port), create_app(service, settings), spawn=Pool(settings.connections),
                         handler_class=Handler, log=None, error_log=log)

@@ -16,6 +16,7 @@
 | ``/paz/scheduler/desired/<name>`` | what the service should run: a version with its image and config, or stopped (JSON) |
 | ``/paz/scheduler/locks/<name>`` | the controller working on a service (bound to its lease) |
 | ``/paz/leaders/<part>`` | the instance of a suite part that leads (bound to its lease) |
+| ``/paz/registry/signing-key`` | the key the registry's tokens are signed with (sealed with the secrets key) |
 
 Services reach each other's data through these names or through each other's HTTP APIs, never by
 spelling a path themselves.
@@ -48,6 +49,8 @@ ACME_ACCOUNT = f"{ACME}/account"
 ACME_CHALLENGES = f"{ACME}/challenges"
 ACME_FAILURES = f"{ACME}/failures"
 """Why the last order of a name failed, and when the next try is: every router's /health says it."""
+REGISTRY_SIGNING_KEY = f"{ROOT}/registry/signing-key"
+"""The private key of the image registry's tokens (:mod:`paz.image_registry`), sealed with the secrets key."""
 SECRETS_KEY_CHECK = f"{ROOT}/secrets/keycheck"
 """A constant sealed with the suite's secrets key: a service given another key finds out at start.
 It holds no secret and never the key."""

@@ -170,10 +170,7 @@ def serve(service: Service) -> None:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if settings.worker_class == "gevent":
-        # gevent's default resolver sends every getaddrinfo, even of an IP literal, through a thread
-        # pool: relayed requests ran at a third of their rate. Addresses here come from etcd as IPs.
-        os.environ.setdefault("GEVENT_RESOLVER", "block")
-        from .green import serve_green
+        from .green import serve_green  # patched already (paz.launch)
 
         _allow_open_files(settings.connections + 256)
         serve_green(service, settings)

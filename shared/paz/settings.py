@@ -121,11 +121,12 @@ def parse_readable_file(raw: str) -> str:
     return str(path)
 
 
-_SOCKET_PATH_MAX = 100  # a Unix socket path is at most 107 bytes
+_SOCKET_PATH_MAX = 97
+"""HAProxy's limit on a socket's path (the kernel's is 107 bytes; HAProxy binds a longer temporary name first)."""
 
 
 def parse_socket_dir(raw: str) -> str:
-    """A folder that will hold Unix sockets (``master.sock``): short enough for their paths."""
+    """A folder that will hold Unix sockets (``master.sock``, ``stats.sock``): short enough for their paths."""
     path = Path(raw).resolve()
     if len(str(path / "master.sock")) > _SOCKET_PATH_MAX:
         raise ValueError(f"{path} is too long for Unix sockets inside it; use a shorter folder")
@@ -150,6 +151,17 @@ def parse_ip(raw: str) -> str:
         return str(ipaddress.ip_address(raw)) if raw else ""
     except ValueError:
         raise ValueError("expected an IP address") from None
+
+
+DEFAULT_REGISTRY_ADDRESS = "127.0.0.1:5000"
+
+
+def parse_host_port(raw: str) -> str:
+    """``host:port`` (an IPv4 address or a host name, and a port), as a registry's address is written."""
+    host, colon, port = raw.rpartition(":")
+    if not colon:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:5000")
+    return f"{parse_host(host)}:{parse_port(port)}"
 
 
 def parse_ip_ports(raw: str) -> tuple[tuple[str, int], ...]:
@@ -224,6 +236,10 @@ class Settings:
     """Address announced in etcd, when other machines reach this one differently; empty: ``PAZ_HOST``."""
     announce_ttl: int = env("PAZ_ANNOUNCE_TTL", parse_positive_int, 60)
     """Seconds the announce key lives; refreshed every third of it."""
+    registry_address: str = env("PAZ_REGISTRY_ADDR", parse_host_port, DEFAULT_REGISTRY_ADDRESS)
+    """The suite's image registry (``paz up --registry``), as the Docker Engine reaches it: a service
+    registered without an image follows ``<this>/<name>``; the scheduler pulls images named
+    ``<this>/<repository>`` with its own token, and pushes there deploy the services that follow them."""
     etcd_endpoints: tuple[str, ...] = env("PAZ_ETCD_ENDPOINTS", parse_endpoints, ("http://127.0.0.1:2379",))
     """Comma-separated etcd URLs; the client fails over between them (``https://`` with ``PAZ_ETCD_CA``)."""
     etcd_timeout: float = env("PAZ_ETCD_TIMEOUT", parse_positive_float, 2.0)

@@ -15,6 +15,7 @@ made a single-node swarm manager when it is in no swarm (:func:`make_swarm_manag
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from typing import Any
 from . import keys, prometheus
 from .processes import command, running
 from .registry import declarations
+from .settings import DEFAULT_REGISTRY_ADDRESS
 from .waiting import poll
 from . import etcd
 from .etcd import Store, StoreUnavailable
@@ -68,7 +70,7 @@ class Part:
     """Run before each start (Prometheus: its config file, which names the suite's token file)."""
 
 
-def _program(name: str, *fallbacks: str) -> str:
+def installed_program(name: str, *fallbacks: str) -> str:
     """A console script of this installation (beside the running Python), else from PATH."""
     local = Path(sys.executable).parent / name
     if local.exists():
@@ -84,13 +86,23 @@ def docker_client(host: str, timeout: float) -> Any:
     return docker.DockerClient(base_url=host, timeout=timeout)
 
 
+def registry_program() -> str:
+    """Debian's ``docker-registry`` (the distribution project's registry)."""
+    return installed_program("docker-registry", "/usr/bin/docker-registry")
+
+
 def bridge_gateway(host: str) -> str | None:
     """The address of the host on the engine's default bridge: where its containers reach the host."""
     try:
-        network = docker_client(host, 3).networks.get("bridge")
-        return next((c["Gateway"] for c in network.attrs["IPAM"]["Config"] if c.get("Gateway")), None)
+        configs = docker_client(host, 3).networks.get("bridge").attrs["IPAM"]["Config"]
     except Exception:  # any failure to ask the engine means: no address known
         return None
+    for config in configs:
+        if config.get("Gateway"):
+            return config["Gateway"]
+        if config.get("Subnet"):  # an engine that made its bridge itself lists no gateway: its first address
+            return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+    return None
 
 
 def docker_answers(host: str) -> bool:
@@ -104,7 +116,8 @@ class Suite:
     """The parts ``paz up`` starts, in order, and what it knows of them."""
 
     def __init__(self, state_dir: Path, environ: dict[str, str] | None = None, driver: str | None = None,
-                 etcd_members: int | None = None, etcd_api: str | None = None, prometheus: bool | None = None) -> None:
+                 etcd_members: int | None = None, etcd_api: str | None = None, prometheus: bool | None = None,
+                 registry: bool | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self.environ = dict(os.environ if environ is None else environ)
         saved = self._saved_choices()
@@ -112,6 +125,8 @@ class Suite:
         self.etcd_members = etcd_members or saved.get("etcdMembers") or 1
         self.etcd_api, self.etcd_api_reason = self._choose_etcd_api(etcd_api, saved.get("etcdApi"))
         self.prometheus = bool(saved.get("prometheus")) if prometheus is None else prometheus
+        self.registry = bool(saved.get("registry")) if registry is None else registry
+        self.registry_address = self.environ.get("PAZ_REGISTRY_ADDR") or DEFAULT_REGISTRY_ADDRESS
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
         self.etcd_parts = self._etcd_members()
 
@@ -119,14 +134,15 @@ class Suite:
     def parts(self) -> list[Part]:
         """Every part, in the order ``paz up`` starts them. Made when first asked: the services' parts
         read every service's declaration (flask, their schemas), which ``paz up`` does while etcd boots."""
-        return [*self.etcd_parts, self._dockerd(), *self._services(), self._prometheus(), self._supervisor()]
+        return [*self.etcd_parts, self._dockerd(), *self._services(), self._prometheus(),
+                *([self._registry()] if self.registry else []), self._supervisor()]
 
     @property
     def choices_file(self) -> Path:
         return self.state_dir / "suite.json"
 
     def _saved_choices(self) -> dict[str, Any]:
-        """What ``paz up`` was asked for last (driver, etcd members), so down and status see the same parts."""
+        """What ``paz up`` was asked for last (driver, etcd members, registry), so down and status see the same parts."""
         try:
             return json.loads(self.choices_file.read_text())
         except (OSError, ValueError):
@@ -134,7 +150,8 @@ class Suite:
 
     def save_choices(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api, "prometheus": self.prometheus}
+        choices = {"driver": self.driver, "etcdMembers": self.etcd_members, "etcdApi": self.etcd_api,
+                   "prometheus": self.prometheus, "registry": self.registry}
         self.choices_file.write_text(json.dumps(choices) + "\n")
 
     def _choose_etcd_api(self, asked: str | None, saved: str | None) -> tuple[str, str]:
@@ -171,7 +188,7 @@ class Suite:
             data = self.state_dir / ("etcd-data" if single else f"{part_name}-data")
             parts.append(Part(
                 part_name,
-                [_program("etcd", "/usr/bin/etcd"), "--name", name, "--data-dir", str(data),
+                [installed_program("etcd", "/usr/bin/etcd"), "--name", name, "--data-dir", str(data),
                  *(["--enable-v2"] if self.etcd_api == "2" else []),
                  "--listen-client-urls", url, "--advertise-client-urls", url, "--listen-peer-urls", peers[name],
                  "--initial-advertise-peer-urls", peers[name], "--initial-cluster", cluster,
@@ -186,10 +203,28 @@ class Suite:
         """Restarts, with backoff, any part that exits without paz down (see :mod:`paz.supervisor`)."""
         return Part(
             "supervisor",
-            [_program("paz"), "--state-dir", str(self.state_dir), "supervise"],
+            [installed_program("paz"), "--state-dir", str(self.state_dir), "supervise"],
             "-",
             install_hint="bin/setup",
         )
+
+    def _registry(self) -> Part:
+        """``paz registry serve``: Debian's docker-registry on :attr:`registry_address`, announced (see :mod:`paz.image_registry`)."""
+        from . import image_registry  # cryptography and flask, which the supervisor does not hold
+
+        return Part(
+            "registry",
+            [installed_program("paz"), "--state-dir", str(self.state_dir), "registry", "serve"],
+            self.registry_address,
+            self._common_env(),
+            announced_as=image_registry.NAME,
+            ready_urls=[f"http://{self.registry_address}/v2/"],
+            install_hint="apt-get install docker-registry",
+        )
+
+    def _common_env(self) -> dict[str, str]:
+        return {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1",
+                "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file), "PAZ_REGISTRY_ADDR": self.registry_address}
 
     def _prometheus(self) -> Part:
         """Debian's Prometheus on 127.0.0.1:9090 (``paz up --prometheus``), its targets from the orchestrator."""
@@ -202,7 +237,7 @@ class Suite:
         address = f"127.0.0.1:{prometheus.PORT}"
         return Part(
             "prometheus",
-            prometheus.argv(_program("prometheus", "/usr/bin/prometheus"), str(config), str(self.state_dir / "prometheus"), address),
+            prometheus.argv(installed_program("prometheus", "/usr/bin/prometheus"), str(config), str(self.state_dir / "prometheus"), address),
             address, ready_urls=[f"http://{address}/-/ready"], install_hint="apt-get install prometheus", prepare=write_config,
         )
 
@@ -211,7 +246,7 @@ class Suite:
         exec_root = f"/tmp/paz-docker-{hashlib.sha1(str(self.state_dir).encode()).hexdigest()[:8]}"
         return Part(
             "docker",
-            [_program("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd"), "--host", self.own_docker_host,
+            [installed_program("dockerd", "/usr/sbin/dockerd", "/usr/bin/dockerd"), "--host", self.own_docker_host,
              "--data-root", str(self.state_dir / "docker"), "--exec-root", exec_root,
              "--pidfile", str(self.state_dir / "run" / "dockerd.self.pid"), "--ip", "127.0.0.1"],
             self.own_docker_host,
@@ -221,8 +256,7 @@ class Suite:
 
     def _services(self) -> list[Part]:
         """A part per declared service (:mod:`paz.registry`), with what this machine adds to its settings."""
-        common = {"PAZ_ETCD_ENDPOINTS": ",".join(self.etcd_endpoints), "PAZ_ETCD_API": self.etcd_api, "PAZ_HOST": "127.0.0.1",
-                  "PAZ_SECRETS_KEY_FILE": str(self.secrets_key_file)}
+        common = self._common_env()
         extra_env = {
             "scheduler": {"DOCKER_HOST": self.docker_host or DEFAULT_DOCKER_HOST, "PAZ_DRIVER": self.driver},
             # PAZ_ACME_DIRECTORY, PAZ_ACME_EMAIL and PAZ_ACME_CA_BUNDLE pass on from paz up's environment
@@ -235,7 +269,7 @@ class Suite:
         leaves_running = {"haproxy-sync": [(self.state_dir / "haproxy" / "haproxy.pid", "haproxy")]}
         return [
             Part(
-                service.name, [_program(service.program)], f"127.0.0.1:{service.port}",
+                service.name, [installed_program(service.program)], f"127.0.0.1:{service.port}",
                 {**common, "PAZ_PORT": str(service.port), **extra_env.get(service.name, {})},
                 announced_as=service.announced_as,
                 ready_urls=[f"http://127.0.0.1:{service.port}/health", *extra_ready.get(service.name, [])],
@@ -296,20 +330,11 @@ class Suite:
     def ensure_tokens(self) -> list[Path]:
         """Make the admin token and the services' token unless their files hold tokens etcd knows;
         the files made now. A file is readable by its owner only."""
-        from .auth import TokenStore  # flask's, which the supervisor does not need
+        from .auth import TokenStore, ensure_token_file  # flask's, which the supervisor does not need
 
         store = TokenStore(self.etcd())
-        made = []
-        for path, role, name in ((self.service_token_file, "read", "paz up: the suite's services"),
-                                 (self.admin_token_file, "admin", "paz up: admin")):
-            if path.exists() and store.role_of(path.read_text().strip()) is not None:
-                continue
-            secret, _ = store.create(role, name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as file:
-                file.write(secret + "\n")
-            made.append(path)
-        return made
+        wanted = ((self.service_token_file, "read", "paz up: the suite's services"), (self.admin_token_file, "admin", "paz up: admin"))
+        return [path for path, role, name in wanted if ensure_token_file(store, path, role, name)]
 
     def set_domain(self, domain: str) -> None:
         """Route ``<service>.<domain>`` for public-facing services; an empty ``domain`` stops it."""
@@ -344,12 +369,13 @@ class Suite:
         return running_program(self.pid_file(part), os.path.basename(part.argv[0]))
 
     def missing(self, parts: list[Part] | None = None) -> list[str]:
-        """One line per required part (of ``parts``, else of all) whose program is not installed, naming how to install it."""
-        return [
-            f"{part.name}: {part.argv[0]} not found; install it with: {part.install_hint}"
-            for part in (self.wanted() if parts is None else parts)
-            if not os.access(part.argv[0], os.X_OK)
-        ]
+        """One line per required part (of ``parts``, else of every part wanted, the registry's program
+        included) whose program is not installed, naming how to install it."""
+        programs = [(part.name, part.argv[0], part.install_hint) for part in (self.wanted() if parts is None else parts)]
+        if self.registry and parts is None:
+            programs.append(("registry", registry_program(), "apt-get install docker-registry"))
+        return [f"{name}: {program} not found; install it with: {hint}" for name, program, hint in programs
+                if not os.access(program, os.X_OK)]
 
     def start(self, part: Part) -> subprocess.Popen[bytes]:
         for folder in ("run", "logs"):

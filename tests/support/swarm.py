@@ -104,15 +104,20 @@ class NamespacedNode:
         run("iptables", "-A", "OUTPUT", "-o", self.inner_veth, "!", "-d", self.bridge.subnet, "-j", "DROP",
             namespace=self.namespace)
 
-    def start_dockerd(self) -> None:
-        """dockerd in the namespace (``nsenter``, not ``ip netns exec``, which remounts /sys) with its own hostname."""
+    def start_dockerd(self, insecure_registry: str | None = None) -> None:
+        """dockerd in the namespace (``nsenter``, not ``ip netns exec``, which remounts /sys) with its own
+        hostname; ``insecure_registry`` is a registry it may reach over plain HTTP (loopback ones always
+        may), from which its tasks pull."""
         argv = [
             need("nsenter"), f"--net=/run/netns/{self.namespace}", need("unshare"), "--uts",
             "/bin/sh", "-c", 'hostname "$0" && exec "$@"', self.hostname,
             need("dockerd"), "--host", self.host, "--data-root", str(self.root / "data"),
             "--exec-root", str(self.root / "x"), "--pidfile", str(self.root / "docker.pid"), "--iptables=true",
+            *(["--insecure-registry", insecure_registry] if insecure_registry else []),
         ]
-        self.process = Process(argv, env={"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"},
+        # without a registry of the test's, tasks run the node's own copy of an image without trying a pull
+        offline = {} if insecure_registry else {"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
+        self.process = Process(argv, env=offline,
                                log_path=self.root / "dockerd.log").start()
 
     def wait_answering(self) -> None:
@@ -137,7 +142,7 @@ class NamespacedNode:
 class SwarmCluster:
     """``size`` nodes: node 1 inits the swarm (manager), the others join it as workers."""
 
-    def __init__(self, size: int, octet: int) -> None:
+    def __init__(self, size: int, octet: int, registry_port: int | None = None) -> None:
         for binary in ("ip", "iptables", "nsenter", "unshare", "dockerd"):
             need(binary)
         if os.geteuid() != 0:
@@ -145,6 +150,8 @@ class SwarmCluster:
         tag = uuid.uuid4().hex[:4]
         self.bridge = TestBridge(tag, octet)
         self.nodes = [NamespacedNode(self.bridge, tag, index) for index in range(1, size + 1)]
+        self.registry = f"{self.bridge.gateway}:{registry_port}" if registry_port else None
+        """Where a registry on the test bridge listens, which every node may reach over plain HTTP."""
 
     @property
     def manager(self) -> NamespacedNode:
@@ -155,7 +162,7 @@ class SwarmCluster:
         self.bridge.create()
         for node in self.nodes:
             node.create_namespace()
-            node.start_dockerd()
+            node.start_dockerd(self.registry)
         for node in self.nodes:
             node.wait_answering()
         if init:

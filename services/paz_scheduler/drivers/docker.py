@@ -19,6 +19,7 @@ import docker
 import requests
 from docker.utils import parse_repository_tag
 
+from paz import image_registry
 from paz.errors import ApiError, BadGateway, NotFound, Unavailable
 
 from .base import DIED, GONE, STARTED, STOPPING, DeployFailed, InstanceSpec, Unit, UnitEvent, ready, unit_id
@@ -113,12 +114,25 @@ class DockerDriver:
                         "and the Docker Engine does not have it either.",
                         {"image": image},
                     ) from None
+                if self.in_own_registry(image):
+                    raise Unavailable(f"The suite's registry {image_registry.NAME} at {self.settings.registry_address} "
+                                      f"cannot give {image} ({reason}) and the Docker Engine does not have it: "
+                                      "start the registry (paz up --registry).", {"registry": self.settings.registry_address})
                 raise BadGateway(
                     f"Could not pull {image} ({reason}) and the Docker Engine does not have it: "
                     "make the registry reachable, or load the image on the engine.",
                     {"image": image},
                 ) from None
         log.warning("pull failed; running the image the engine already has", extra={"image": image, "reason": reason})
+
+    def in_own_registry(self, image: str) -> bool:
+        return image.startswith(f"{self.settings.registry_address}/")
+
+    def log_in(self, client: docker.DockerClient, image: str) -> None:
+        """Log ``client`` in to the suite's registry with the scheduler's own token (role read) when
+        ``image`` is there: its pulls, and a swarm service's tasks on every node, then carry it."""
+        if self.in_own_registry(image):
+            client.login(image_registry.USER, self.settings.token, registry=self.settings.registry_address)
 
     def _pull(self, image: str) -> tuple[bool, str | None]:
         """``(registry says it does not exist, why the pull failed)``; ``(False, None)`` when it worked."""
@@ -127,6 +141,7 @@ class DockerDriver:
         try:
             with self.reaching():
                 try:
+                    self.log_in(client, image)
                     client.api.pull(repository, tag=tag or "latest")
                 except docker.errors.APIError as exc:
                     return isinstance(exc, docker.errors.NotFound), explanation(exc)

@@ -116,10 +116,12 @@ class SwarmDriver(DockerDriver):
                                 placement=self._placement(spec, ports))
         published = [{"Protocol": "tcp", "TargetPort": inside, "PublishMode": "host", **({"PublishedPort": host} if host else {})}
                      for inside, host in ports]
-        api = self.client().api
+        client = self.client()
+        api = client.api
         with contextlib.suppress(docker.errors.NotFound):
             api.remove_service(name)  # a leftover of a deploy that was cut short
         try:
+            self.log_in(client, spec.image)
             api.create_service(template, name=name, labels=labels, endpoint_spec=EndpointSpec(ports=published),
                                mode=ServiceMode("replicated", replicas=int(config.get("numInstances") or 1)))
         except docker.errors.APIError as exc:

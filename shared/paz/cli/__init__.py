@@ -32,9 +32,10 @@ class Paz(click.Group):
     def _add_all(self) -> None:
         if self.commands:
             return
-        from . import certs, suite_commands, supervise, workflow
+        from . import certs, push, registry_commands, suite_commands, supervise, workflow
 
-        for command in (*suite_commands.COMMANDS, supervise.supervise, *workflow.COMMANDS, *certs.COMMANDS):
+        for command in (*suite_commands.COMMANDS, supervise.supervise, *workflow.COMMANDS, *certs.COMMANDS,
+                        push.push, registry_commands.registry):
             self.add_command(command)
 
 

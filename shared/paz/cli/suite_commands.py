@@ -28,12 +28,13 @@ T = TypeVar("T")
 
 def part_names() -> list[str]:
     """The parts ``paz up`` runs, by name, without asking anything of the machine."""
-    return ["etcd", "docker", *(service.name for service in declarations()), "supervisor"]
+    return ["etcd", "docker", *(service.name for service in declarations()), "registry", "supervisor"]
 
 
 def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | None = None,
-             etcd_api: str | None = None, prometheus: bool | None = None) -> Suite:
-    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api, prometheus=prometheus)
+             etcd_api: str | None = None, prometheus: bool | None = None, registry: bool | None = None) -> Suite:
+    return Suite(Path(ctx.obj["state_dir"]), driver=driver, etcd_members=etcd_members, etcd_api=etcd_api,
+                 prometheus=prometheus, registry=registry)
 
 
 @click.command()
@@ -46,11 +47,14 @@ def suite_of(ctx: click.Context, driver: str | None = None, etcd_members: int | 
               help="etcd's API the services use (default: PAZ_ETCD_API, else the last choice, else 3)")
 @click.option("--prometheus/--no-prometheus", default=None,
               help="also run Debian's prometheus on 127.0.0.1:9090, scraping every part (remembered)")
+@click.option("--registry/--no-registry", default=None,
+              help="run the suite's image registry (Debian's docker-registry at PAZ_REGISTRY_ADDR, default 127.0.0.1:5000; "
+                   "remembered): docker push deploys, images kept for rollback")
 @click.pass_context
 def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members: str | None, etcd_api: str | None,
-       prometheus: bool | None) -> None:
+       prometheus: bool | None, registry: bool | None) -> None:
     """Start etcd and the services in the background, supervised."""
-    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, prometheus)
+    suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, prometheus, registry)
     if domain and not DOMAIN.fullmatch(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
     # Parts that do not need one another start together: etcd first (it needs nothing, and boots while
@@ -88,6 +92,9 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     click.echo(f"Docker Engine      {docker_host or 'none: deploys answer 503'}")
     if suite.prometheus:
         click.echo(f"Prometheus         http://{suite.part('prometheus').address}/ (targets: the orchestrator's /prometheus/targets)")
+    if suite.registry:
+        click.echo(f"registry           {suite.registry_address}: docker login {suite.registry_address} -u paz "
+                   "(a paz token as the password); paz push SERVICE builds, pushes and deploys")
     _echo_dns(suite.router_address)
     made = "made now" if suite.admin_token_file in (tokens_made or []) else "made before"
     click.echo(f"admin token        in {suite.admin_token_file} ({made}; paz uses it from here)")

@@ -191,7 +191,14 @@ def history(ctx: click.Context, name: str, as_json: bool) -> None:
 
 
 def watched_deploy(ctx: click.Context, name: str, path: str, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
-    """POST ``path`` (a deploy or rollback) while showing ``name``'s events; the new version, or a PazError.
+    """POST ``path`` (a deploy or rollback) while showing ``name``'s events; the new version, or a PazError."""
+    paz = orchestrator(ctx)
+    return watched_version(ctx, name, lambda: paz.json("POST", path, json=body, headers={"Prefer": "respond-async"}), as_json)
+
+
+def watched_version(ctx: click.Context, name: str, begun: Callable[[], dict[str, Any]], as_json: bool) -> dict[str, Any]:
+    """Follow the version ``begun`` answers (it starts a deploy, or finds one) while showing ``name``'s
+    events; the version once it runs, or a PazError.
 
     The event stream is opened first, so no step is missed; the version is followed in a thread
     (:func:`followed_version`), and once it ends, the events up to its journal entry are still shown
@@ -205,7 +212,7 @@ def watched_deploy(ctx: click.Context, name: str, path: str, body: dict[str, Any
 
     def follow() -> None:
         try:
-            happened.put(("answer", followed_version(paz, name, path, body)))
+            happened.put(("answer", followed_version(paz, name, begun())))
         except PazError as exc:
             happened.put(("error", exc))
 
@@ -224,14 +231,13 @@ def watched_deploy(ctx: click.Context, name: str, path: str, body: dict[str, Any
     return outcome
 
 
-def followed_version(paz: Orchestrator, name: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST ``path`` without holding the request for the deploy (``Prefer: respond-async``), then read
-    the version until it ends: its document once it runs, else a PazError with the reason it did not.
+def followed_version(paz: Orchestrator, name: str, document: dict[str, Any]) -> dict[str, Any]:
+    """Read the version ``document`` (asked without holding the request: ``Prefer: respond-async``)
+    until it ends: its document once it runs, else a PazError with the reason it did not.
 
     The deploy belongs to the scheduler's controller, so an interrupted command (or a restarted
     scheduler) changes nothing about how it ends; ``paz history`` shows that later.
     """
-    document = paz.json("POST", path, json=body, headers={"Prefer": "respond-async"})
     version, deadline = document["version"], time.monotonic() + DEPLOY_SECONDS
     while document.get("status") == "deploying":
         if time.monotonic() > deadline:

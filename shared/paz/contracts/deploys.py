@@ -6,7 +6,8 @@ from marshmallow import Schema, fields, validate
 
 from paz.contracts.service_document import ConfigSchema
 
-JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down", "certificate", "certificate-failed")
+JOURNAL_TYPES = ("deploy", "deploy-failed", "rollback", "stop", "instance-down", "certificate", "certificate-failed",
+                 "push-ignored", "image-deleted")
 STATUSES = ("deploying", "running", "failed", "replaced", "stopped")
 """A version's life: ``deploying`` until its instances answer, then ``running`` (announced); it ends
 ``failed`` (never served), ``replaced`` (a newer version took over, or was wanted before this one
@@ -54,6 +55,7 @@ class JournalEntryOut(Schema):
     id = fields.String()
     at = fields.String()
     type = fields.String(validate=validate.OneOf(JOURNAL_TYPES))
-    service = fields.String()
+    service = fields.String(metadata={"description": "the service; for push-ignored, the repository pushed"})
     version = fields.Integer()
+    image = fields.String(metadata={"description": "push-ignored and image-deleted: the image"})
     message = fields.String()

@@ -200,8 +200,8 @@ class ServiceSchema(Schema):
     name = fields.String(required=True, validate=check_name)
     description = fields.String(load_default="", validate=[validate.Length(max=1000), _no_nul])
     dockerRepository = fields.String(
-        required=True,
         validate=Pattern(IMAGE_REFERENCE, error="must be a Docker image reference such as 'user/repo' or 'user/repo:1.0'"),
+        metadata={"description": "left out: <PAZ_REGISTRY_ADDR>/<name>, the suite's registry, where paz push gives it its first image"},
     )
     config = fields.Nested(ConfigSchema, load_default=lambda: ConfigSchema().load({}))
 
