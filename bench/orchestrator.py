@@ -5,8 +5,8 @@
    changes are written to etcd; for each change, the time from sending the write to each
    client receiving its event (changes ``--interval`` apart), beside one raw etcd watch (etcd's own
    HTTP API, v2 or v3) on the same key. Also: how many clients were refused, how many events were
-   missed, how many etcd watches the orchestrator held and the orchestrator's memory (master,
-   workers and companion). Bounded: every phase has a deadline, the client count is fixed.
+   missed, how many etcd watches the orchestrator held and the orchestrator's memory (resident, its
+   process and its withdrawer). Bounded: every phase has a deadline, the client count is fixed.
 2. The front door: GET /services/<name> on paz-orchestrator (answered from its view of etcd)
    against the same GET on paz-service-directory, both under wrk (same duration and connections).
 
@@ -155,14 +155,13 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between changes")
     args = parser.parse_args()
     allow_open_files(args.streams + 1024)
     quiet = {"PAZ_LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory(prefix="paz-bench-") as tmp:
         etcd = EtcdServer(Path(tmp)).start()
-        orchestrator = Service("paz-orchestrator", etcd, Path(tmp), env={**quiet, "PAZ_WORKERS": str(args.workers)})
+        orchestrator = Service("paz-orchestrator", etcd, Path(tmp), env=quiet)
         directory = Service("paz-service-directory", etcd, Path(tmp), env=quiet)
         try:
             orchestrator.start()
@@ -174,7 +173,7 @@ def main() -> None:
             directory.stop()
             orchestrator.stop()
             etcd.stop()
-    print(f"/events: {args.streams} clients on one orchestrator ({args.workers} gevent workers), "
+    print(f"/events: {args.streams} clients on one orchestrator (one gevent process), "
           f"{args.changes} changes {args.interval} s apart; the clients are asyncio sockets in this process, on the same 2 cores")
     print(f"opened {events['opened']}, refused {events['refused']} {events['refusals'] or ''} in {events['open_seconds']} s; "
           f"etcd watches held by the orchestrator: {events['orchestrator_etcd_watches']}; "

@@ -161,8 +161,11 @@ def cli_page(command: click.Group) -> str:
 def _commands(command: click.Command, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], click.Command]]:
     yield path, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _commands(command.commands[name], (*path, name))
+        context = click.Context(command)
+        for name in sorted(command.list_commands(context)):
+            sub = command.get_command(context, name)
+            if sub is not None:
+                yield from _commands(sub, (*path, name))
 
 
 def _command_section(path: tuple[str, ...], command: click.Command) -> list[str]:

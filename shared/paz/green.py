@@ -16,7 +16,6 @@ import logging
 import signal
 import socket
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from gevent import Timeout
 from gevent.event import Event
@@ -35,16 +34,21 @@ log = logging.getLogger("paz.server")
 class Handler(WSGIHandler):
     """gevent's handler, with three changes:
 
-    * replies go out at once (``TCP_NODELAY``): a reply written in two parts otherwise waited for the
-      client's delayed acknowledgement, 40 ms per request on a kept-alive connection;
     * a connection whose request line or headers take over ``HEADER_SECONDS`` is closed;
     * an empty chunk sent before anything else sends the status and headers at once (gevent skips it;
-      gunicorn sent them), so a stream that waits for its first line (logs that follow) answers at once.
+      gunicorn sent them), so a stream that waits for its first line (logs that follow) answers at once;
+    * its socket sends at once (``TCP_NODELAY``): gevent writes an answer's headers and its body in two
+      sends, and Nagle's algorithm held the body until the client acknowledged the headers, which a
+      client delays by up to 40 ms: every request after the first on a kept-alive connection took
+      40 ms (the dashboard's pooled client, wrk).
     """
 
-    def __init__(self, sock: socket.socket, address: Any, server: WSGIServer) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().__init__(sock, address, server)
+    def handle(self) -> None:
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # not TCP
+            pass
+        super().handle()
 
     def process_result(self) -> None:
         self.result = self._headers_at_empty_chunk(self.result)

@@ -22,12 +22,31 @@ def entry(package: str, server: str = "gevent") -> Callable[[], None]:
             # gevent's default resolver sends every getaddrinfo, even of an IP literal, through a thread
             # pool: relayed requests ran at a third of their rate. Addresses here come from etcd as IPs.
             os.environ.setdefault("GEVENT_RESOLVER", "block")
-            from gevent import monkey
-
-            monkey.patch_all()
+            patch_all()
         from .registry import declaration
         from .server import serve
 
         serve(declaration(package))
 
     return main
+
+
+def patch_all() -> None:
+    """gevent's ``monkey.patch_all``, with the installed packages' entry points read once.
+
+    gevent looks up its plugins' entry points at each of the 25 steps of a patch_all, each a scan of
+    every installed distribution's metadata: 0.09 s of CPU, a fifth of what a service spends starting,
+    and ``paz up`` starts five at once on two cores. The lookups are made while nothing else runs (no
+    thread has started), so the one scan is put in the function's place for that time only.
+    """
+    from importlib import metadata
+
+    from gevent import monkey
+
+    scanned = metadata.entry_points()
+    scan = metadata.entry_points
+    metadata.entry_points = lambda **selection: scanned.select(**selection)  # type: ignore[assignment]
+    try:
+        monkey.patch_all()
+    finally:
+        metadata.entry_points = scan

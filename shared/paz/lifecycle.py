@@ -55,8 +55,7 @@ class InProcess:
         # -S skips site-packages and with it the .pth of an editable install: every import path is given
         paths = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), *(path for path in sys.path if path)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-        self.withdrawer = subprocess.Popen([sys.executable, "-S", "-c", withdrawer.COMMAND, key, self.settings.address],
-                                           stdin=subprocess.PIPE, env=env)
+        self.withdrawer = subprocess.Popen(withdrawer.argv(key, self.settings.address), stdin=subprocess.PIPE, env=env)
         log.info("ready", extra={"address": self.settings.address, "withdrawer": self.withdrawer.pid})
         self.running = start_background(self.service, self.settings)  # announced: callers may come
 
@@ -64,7 +63,7 @@ class InProcess:
         stop_background(self.running)
         if self.withdrawer and self.withdrawer.stdin:
             try:
-                self.withdrawer.stdin.write(withdrawer.CLEAN)
+                self.withdrawer.stdin.write(withdrawer.CLEAN + b"\n")
                 self.withdrawer.stdin.close()
             except OSError:  # it is gone already
                 pass

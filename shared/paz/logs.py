@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import sys
 from typing import Any
-
-from flask import g, has_request_context
 
 
 class RequestContext(logging.Filter):
@@ -22,8 +21,9 @@ class RequestContext(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
-        if has_request_context() and not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id")
+        flask = sys.modules.get("flask")  # none in a process that serves nothing (the supervisor): no request then
+        if flask is not None and flask.has_request_context() and not hasattr(record, "request_id"):
+            record.request_id = flask.g.get("request_id")
         return True
 
 

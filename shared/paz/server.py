@@ -35,7 +35,6 @@ import threading
 from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from . import metrics, written
 from .lifecycle import GRACE_SECONDS, HEADER_SECONDS, STOP_SECONDS, InProcess, start_background, stop_background
@@ -73,37 +72,42 @@ class Companion:
         log.info("stopped", extra={"address": self.settings.address})
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, service: Service, settings: Settings) -> None:
-        self.service = service
-        self.settings = settings
-        self.companion = Companion(service, settings)
-        super().__init__()
+def _gunicorn(service: Service, settings: Settings) -> None:
+    """gunicorn's master and workers (``gthread`` or ``sync``), the service's work in a companion.
+    gunicorn is imported here only: the gevent and granian servers never need it (about 1 MB a process)."""
+    from gunicorn.app.base import BaseApplication
 
-    def load_config(self) -> None:
-        options: dict[str, Any] = {
-            "bind": f"{self.settings.host}:{self.settings.port}",
-            "workers": self.settings.workers,
-            "worker_class": self.settings.worker_class,
-            "threads": self.settings.threads,
-            "worker_connections": self.settings.connections,
-            "timeout": 120,
-            "graceful_timeout": GRACE_SECONDS,
-            "keepalive": HEADER_SECONDS,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": self.settings.log_level.lower(),
-            "logconfig_dict": logging_config(self.settings.service_name, self.settings.log_level),
-            "proc_name": self.settings.service_name,
-            "control_socket_disable": True,
-            "when_ready": lambda _arbiter: self.companion.start(),
-            "on_exit": lambda _arbiter: self.companion.stop(),
-        }
-        for key, value in options.items():
-            self.cfg.set(key, value)
+    class Gunicorn(BaseApplication):
+        def __init__(self) -> None:
+            self.companion = Companion(service, settings)
+            super().__init__()
 
-    def load(self) -> Flask:
-        return create_app(self.service, self.settings)
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"{settings.host}:{settings.port}",
+                "workers": settings.workers,
+                "worker_class": settings.worker_class,
+                "threads": settings.threads,
+                "worker_connections": settings.connections,
+                "timeout": 120,
+                "graceful_timeout": GRACE_SECONDS,
+                "keepalive": HEADER_SECONDS,
+                "accesslog": None,
+                "errorlog": "-",
+                "loglevel": settings.log_level.lower(),
+                "logconfig_dict": logging_config(settings.service_name, settings.log_level),
+                "proc_name": settings.service_name,
+                "control_socket_disable": True,
+                "when_ready": lambda _arbiter: self.companion.start(),
+                "on_exit": lambda _arbiter: self.companion.stop(),
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return create_app(service, settings)
+
+    Gunicorn().run()
 
 
 def _granian(service: Service, settings: Settings) -> None:
@@ -178,7 +182,7 @@ def serve(service: Service) -> None:
     if settings.worker_class == "granian":
         _granian(service, settings)
     else:
-        _Gunicorn(service, settings).run()
+        _gunicorn(service, settings)
 
 
 def _allow_open_files(wanted: int) -> None:

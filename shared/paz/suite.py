@@ -28,7 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import image_registry, keys, prometheus
+from . import keys, prometheus
 from .processes import command, running
 from .registry import declarations
 from .settings import DEFAULT_REGISTRY_ADDRESS
@@ -128,8 +128,14 @@ class Suite:
         self.registry = bool(saved.get("registry")) if registry is None else registry
         self.registry_address = self.environ.get("PAZ_REGISTRY_ADDR") or DEFAULT_REGISTRY_ADDRESS
         self.own_docker_host = f"unix://{self.state_dir / 'docker.sock'}"
-        self.parts = [*self._etcd_members(), self._dockerd(), *self._services(), self._prometheus(),
-                      *([self._registry()] if self.registry else []), self._supervisor()]
+        self.etcd_parts = self._etcd_members()
+
+    @cached_property
+    def parts(self) -> list[Part]:
+        """Every part, in the order ``paz up`` starts them. Made when first asked: the services' parts
+        read every service's declaration (flask, their schemas), which ``paz up`` does while etcd boots."""
+        return [*self.etcd_parts, self._dockerd(), *self._services(), self._prometheus(),
+                *([self._registry()] if self.registry else []), self._supervisor()]
 
     @property
     def choices_file(self) -> Path:
@@ -204,6 +210,8 @@ class Suite:
 
     def _registry(self) -> Part:
         """``paz registry serve``: Debian's docker-registry on :attr:`registry_address`, announced (see :mod:`paz.image_registry`)."""
+        from . import image_registry  # cryptography and flask, which the supervisor does not hold
+
         return Part(
             "registry",
             [installed_program("paz"), "--state-dir", str(self.state_dir), "registry", "serve"],
@@ -360,10 +368,11 @@ class Suite:
         """The pid of ``part`` if its pid file names a live process running its program."""
         return running_program(self.pid_file(part), os.path.basename(part.argv[0]))
 
-    def missing(self) -> list[str]:
-        """One line per required part whose program is not installed, naming how to install it."""
-        programs = [(part.name, part.argv[0], part.install_hint) for part in self.wanted()]
-        if self.registry:
+    def missing(self, parts: list[Part] | None = None) -> list[str]:
+        """One line per required part (of ``parts``, else of every part wanted, the registry's program
+        included) whose program is not installed, naming how to install it."""
+        programs = [(part.name, part.argv[0], part.install_hint) for part in (self.wanted() if parts is None else parts)]
+        if self.registry and parts is None:
             programs.append(("registry", registry_program(), "apt-get install docker-registry"))
         return [f"{name}: {program} not found; install it with: {hint}" for name, program, hint in programs
                 if not os.access(program, os.X_OK)]

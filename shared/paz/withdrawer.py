@@ -2,14 +2,16 @@
 
 A service withdraws its own key on a clean stop. Killed (SIGKILL, the OOM killer), it cannot, and
 callers would be sent to a dead address for up to the key's TTL. So a service whose announcer runs
-in its main process (:class:`paz.server.InProcess`) starts this one beside it: a fresh interpreter
-without site-packages (``python -S``, about 3.5 MB), which blocks reading a pipe from the service
-and imports nothing more until that read returns. :data:`CLEAN` means the service stopped cleanly;
-end of file means it died, and the key is deleted if it still holds the service's address (a
-successor may own it already).
+in its main process (:class:`paz.lifecycle.InProcess`) starts this one beside it (:func:`argv`): a
+shell that blocks reading a pipe from the service (about 1 MB, where even ``python -S`` holds 4), and
+runs this module only once that read ends without a line. :data:`CLEAN` and a newline mean the
+service stopped cleanly; end of file means it died, and this module, in a fresh interpreter without
+site-packages, deletes the key if it still holds the service's address (a successor may own it
+already).
 
-It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it ends with its service.
-Only ``os``, ``signal`` and ``sys`` are imported before that read, to keep it small.
+Both ignore SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it ends with its service.
+Run by itself, :func:`main` reads the pipe the same way, importing only ``os``, ``signal`` and ``sys``
+before that read.
 """
 
 import os
@@ -19,6 +21,15 @@ import sys
 CLEAN = b"."
 COMMAND = "from paz.withdrawer import main; main()"
 """What ``python -S -c`` runs, with the key and its value as arguments."""
+WAIT = 'trap "" INT TERM; read -r _ || exec "$@"'
+"""The shell's part: a line read (the clean stop) ends it; end of file runs the interpreter given as its
+arguments (the key and value among them, which the shell passes on and never parses), whose own read
+then ends at once."""
+
+
+def argv(key: str, value: str) -> list[str]:
+    """The withdrawer of ``key`` while it holds ``value``, as a command line."""
+    return ["/bin/sh", "-c", WAIT, "paz-withdrawer", sys.executable, "-S", "-c", COMMAND, key, value]
 
 
 def main() -> None:

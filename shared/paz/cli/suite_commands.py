@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -16,13 +14,12 @@ from ..auth import ROLES, TokenStore
 from ..errors import ApiError
 from ..etcd import API_VERSIONS, StoreUnavailable, connect
 from ..etcd_migrate import copy_v2_tree
-from ..logs import configure_logging
 from ..names import DOMAIN
 from ..registry import declarations
 from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
 from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Part, Suite, docker_answers, make_swarm_manager
-from ..supervisor import Supervisor, read_restarts
+from ..supervisor import read_restarts
 from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
 
@@ -60,21 +57,20 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     suite = suite_of(ctx, driver or None, int(etcd_members) if etcd_members else None, etcd_api, prometheus, registry)
     if domain and not DOMAIN.fullmatch(domain):
         raise PazError(f"--domain {domain!r} is not a domain name such as example.com", USAGE)
-    problems = suite.missing()
-    if problems:
-        raise PazError("cannot start:\n  " + "\n  ".join(problems), FAILED)
+    # Parts that do not need one another start together: etcd first (it needs nothing, and boots while
+    # paz up reads every service's declaration), with the engine; the services once etcd answers (those
+    # given the engine's bridge address once it answers too); then the supervisor.
+    starting = _start_etcd(suite)
     suite.save_choices()
     docker_host = suite.docker_host
     click.echo(f"etcd API           v{suite.etcd_api}: {suite.etcd_api_reason}")
     key_made = ensure_key_file(suite.secrets_key_file)
     wanted = suite.wanted()
-    stores = [part for part in wanted if part.name.startswith("etcd") or part.name == "docker"]
+    stores = [*suite.etcd_parts, *(part for part in wanted if part.name == "docker")]
     services = [part for part in wanted if part.announced_as]
     beside_docker = [part for part in services if not suite.asks_docker(part)]
     after_docker = [part for part in services if suite.asks_docker(part)]
-    # Parts that do not need one another start together: etcd and the engine, then the services
-    # (those given the engine's bridge address once it answers), then the supervisor.
-    starting = _start(suite, stores)
+    starting.update(_start(suite, [part for part in stores if part not in suite.etcd_parts]))
     if docker_host is None or (docker_host != suite.own_docker_host and not docker_answers(docker_host)):  # while etcd starts
         click.echo(f"paz up: no Docker Engine answers{' at ' + docker_host if docker_host else ''} and none can be started "
                    "here (apt-get install docker.io and run paz up as root, or set DOCKER_HOST): everything but deploying "
@@ -106,6 +102,27 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
                "keep it: secrets cannot be read without it)")
     click.echo(f"\nstate and logs: {suite.state_dir} (paz status, paz suite-logs [part], paz down)")
     click.echo("try: paz services   (or curl -s http://127.0.0.1:9000/services)")
+
+
+def _start_etcd(suite: Suite) -> dict[str, tuple[Part, subprocess.Popen[bytes]]]:
+    """Start etcd's members, then check that every other part is installed (which reads the services'
+    declarations while etcd boots); a missing one stops the members started here."""
+    _need_installed(suite, suite.etcd_parts)
+    starting = _start(suite, suite.etcd_parts)
+    try:
+        _need_installed(suite)
+    except PazError:
+        for part, _ in starting.values():
+            suite.stop(part)
+        raise
+    return starting
+
+
+def _need_installed(suite: Suite, parts: list[Part] | None = None) -> None:
+    """Fail, naming how to install them, when programs of ``parts`` (else of every part wanted) are missing."""
+    problems = suite.missing(parts)
+    if problems:
+        raise PazError("cannot start:\n  " + "\n  ".join(problems), FAILED)
 
 
 def _start(suite: Suite, parts: list[Part]) -> dict[str, tuple[Part, subprocess.Popen[bytes]]]:
@@ -176,17 +193,6 @@ def status(ctx: click.Context) -> None:
         click.echo(f"{part.name:<18} {state:<20} {part.address}" + (f" pid {pid}" if pid else "") + restarted
                    + (f", {role}" if role else ""))
     ctx.exit(0 if all_healthy else FAILED)
-
-
-@click.command()
-@click.pass_context
-def supervise(ctx: click.Context) -> None:
-    """(Started by paz up, as its last part) restart parts that exit on their own."""
-    configure_logging("paz-supervisor")
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
-    Supervisor(Path(ctx.obj["state_dir"]).resolve(), lambda: suite_of(ctx)).run(stopping)
 
 
 ETCD_OPTION = click.option("--etcd", envvar="PAZ_ETCD_ENDPOINTS", default=ETCD_URL, show_default=True,
@@ -369,4 +375,4 @@ def etcd_migrate(etcd: str, to: str | None) -> None:
     click.echo(f"paz etcd migrate: {done.copied} keys copied to the v3 API, {done.unchanged} already there")
 
 
-COMMANDS = (up, down, status, supervise, suite_logs, token, secrets_group, etcd_group, docs)
+COMMANDS = (up, down, status, suite_logs, token, secrets_group, etcd_group, docs)
