@@ -441,11 +441,14 @@ class Suite:
 
     def stop(self, part: Part, timeout: float = 30.0) -> bool:
         """SIGTERM the process in ``part``'s pid file (only if it is still ours), wait for it, then
-        stop what it left running."""
+        stop what it left running.
+
+        The pid file goes first: the supervisor restarts a part whose pid file names a dead process,
+        and saw one while ``paz registry gc`` stopped the registry (two registries then fought for its port)."""
         pid = self.pid(part)
-        if pid is not None:
-            _terminate(pid, lambda: self.pid(part) is None, timeout)
         self.pid_file(part).unlink(missing_ok=True)
+        if pid is not None:
+            _terminate(pid, lambda: not running(pid), timeout)
         for pid_file, program in part.leaves_running:
             left = running_program(pid_file, program)
             if left is not None:
