@@ -173,7 +173,7 @@ def main() -> None:
             directory.stop()
             orchestrator.stop()
             etcd.stop()
-    print(f"/events: {args.streams} clients on one orchestrator (one gevent process), "
+    print(f"/events: {args.streams} clients on one orchestrator (one process, granian embedded on uvloop), "
           f"{args.changes} changes {args.interval} s apart; the clients are asyncio sockets in this process, on the same 2 cores")
     print(f"opened {events['opened']}, refused {events['refused']} {events['refusals'] or ''} in {events['open_seconds']} s; "
           f"etcd watches held by the orchestrator: {events['orchestrator_etcd_watches']}; "

@@ -2,5 +2,5 @@
 
 from paz.launch import entry
 
-# gevent: an open event stream holds a greenlet, not a thread (see EventStreams)
-main = entry(__name__)
+# granian's embedded ASGI server: reads answered in Rust and the event loop, an open event stream a coroutine (paz.front)
+main = entry(__name__, server="asgi")

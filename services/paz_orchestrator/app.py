@@ -7,6 +7,7 @@ from flask import Flask
 from paz import fast, keys
 from paz.context import Paz
 from paz.service import Service
+from paz.settings import Settings, SettingsError
 from paz.upstream import Upstream
 
 from .events import EventStreams
@@ -25,9 +26,17 @@ def attach_cluster(app: Flask, paz: Paz) -> None:
     fast.install(app, paz, SERVICES, hot_reads(paz.view))
 
 
+def check_settings(settings: Settings) -> None:
+    """The event streams are coroutines of the ``asgi`` server's loop (:mod:`paz.front`): no other server sends them."""
+    if settings.worker_class != "asgi":
+        raise SettingsError(f"PAZ_WORKER_CLASS={settings.worker_class!r}: the orchestrator runs on asgi only "
+                            "(its event streams are coroutines of that server's event loop); unset it")
+
+
 service = Service(
     name="orchestrator", port=9000,
     description="Central command for the paz platform: services, cluster, health, stats and live events.",
-    blueprint=bp, settings=OrchestratorSettings, extend=attach_cluster,
+    blueprint=bp, settings=OrchestratorSettings, extend=attach_cluster, checks=(check_settings,),
     watches=(keys.ROOT,),  # the event stream follows everything below /paz
+    defaults={"threads": 32},  # relayed requests wait on the others (a deploy, a followed log) in a thread each
 )

@@ -2,8 +2,8 @@
 
 Every stream fans out from the process's one etcd watch (:class:`paz.view.EtcdView`): the
 :class:`EventHub` turns each change into an event once, keeps the last ``PAZ_EVENTS_BUFFER`` events
-in order from the worker's start, and wakes the streams waiting on it; a stream holds no thread
-(the orchestrator runs gevent workers) and no etcd watch of its own. It still sees a change whoever made it: the
+in order from the worker's start, and wakes the streams waiting on it; a stream is a coroutine of the
+server's event loop (:mod:`paz.front`), holding no thread and no etcd watch of its own. It still sees a change whoever made it: the
 orchestrator, a direct call to the directory or scheduler, or an instance's key expiring.
 
 An event's ``id`` is the etcd index of the change. A client that reconnects with ``Last-Event-ID: N``
@@ -21,12 +21,13 @@ streams at once (503 with Retry-After beyond that).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,11 +177,33 @@ def _lost(first: int, now: int) -> Event:
     return Event(now, "events-lost", None, {"from": first, "to": now, "message": message})
 
 
+class Bell:
+    """Wakes every coroutine of one event loop that waits on it; rung from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._next: asyncio.Future[None] = loop.create_future()
+
+    def ring(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._ring)
+        except RuntimeError:  # the loop is closed: the server stopped, no stream waits
+            pass
+
+    def _ring(self) -> None:
+        rung, self._next = self._next, self.loop.create_future()
+        rung.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        """Until the next ring, or ``timeout`` seconds."""
+        await asyncio.wait((self._next,), timeout=timeout)
+
+
 class EventHub:
     """The events of the process's one etcd watch, in order: the last ``size`` of them are held.
 
-    A stream reads from a cursor (the id of the last event it sent) and waits on the hub's
-    condition; the watch thread describes each change once and wakes them all.
+    A stream reads from a cursor (the id of the last event it sent) and waits on the hub's bell in
+    the event loop; the watch thread describes each change once and rings it.
     """
 
     def __init__(self, view: EtcdView, size: int) -> None:
@@ -190,7 +213,8 @@ class EventHub:
         self._floor: int | None = None
         """Every event after this index is held (None until the view is read)."""
         self._reached = 0
-        self._changed = threading.Condition()
+        self._changed = threading.Lock()
+        self._bell: Bell | None = None
         self._listening = False
 
     def follow(self) -> "EventHub":
@@ -203,7 +227,8 @@ class EventHub:
 
     @property
     def reached(self) -> int:
-        """The etcd index the hub has seen every change up to (raises StoreUnavailable before etcd was read)."""
+        """The etcd index the hub has seen every change up to (waits for etcd's first read, or raises
+        StoreUnavailable: never asked in the event loop)."""
         self.follow()
         self.view.index  # noqa: B018 - waits for the first read, or raises StoreUnavailable
         return self._reached
@@ -214,15 +239,26 @@ class EventHub:
         with self._changed:
             return self._floor is not None and cursor >= self._floor
 
-    def read(self, cursor: int, timeout: float) -> tuple[list[Event] | None, int]:
+    async def read(self, cursor: int, timeout: float) -> tuple[list[Event] | None, int]:
         """The events after ``cursor`` (waiting up to ``timeout`` for one) and the cursor after them;
         None when the hub no longer holds them all (the reader fell behind)."""
+        if self._reached <= cursor:
+            if self._bell is None:
+                self._bell = Bell(asyncio.get_running_loop())
+            deadline = time.monotonic() + timeout
+            while self._reached <= cursor and (remaining := deadline - time.monotonic()) > 0:
+                await self._bell.wait(remaining)
         with self._changed:
-            self._changed.wait_for(lambda: self._reached > cursor, timeout)
             if self._floor is None or cursor < self._floor:
                 return None, cursor
             first = bisect.bisect_right(self._events, cursor, key=lambda event: event.id)
             return self._events[first:], max(cursor, self._reached)
+
+    def _reach(self, index: int) -> None:
+        """Record that every change up to ``index`` is seen, and wake the waiting streams (lock held)."""
+        self._reached = max(self._reached, index)
+        if self._bell is not None:
+            self._bell.ring()
 
     def _on_change(self, change: Change) -> None:
         event = describe(change)
@@ -230,8 +266,7 @@ class EventHub:
             if event is not None:
                 self._events.append(event)
                 self._trim()
-            self._reached = max(self._reached, change.revision)
-            self._changed.notify_all()
+            self._reach(change.revision)
 
     def _on_reload(self, lost: bool, index: int) -> None:
         with self._changed:
@@ -240,8 +275,7 @@ class EventHub:
             elif lost:
                 self._events.append(_lost(self._reached + 1, index))
                 self._trim()
-            self._reached = max(self._reached, index)
-            self._changed.notify_all()
+            self._reach(index)
 
     def _trim(self) -> None:
         if len(self._events) > 2 * self.size:
@@ -271,8 +305,9 @@ class EventStreams:
         self._active = 0
         self._lock = threading.Lock()
 
-    def open(self, since: int | None, service: str | None = None) -> Iterator[str]:
-        """A stream of changes after index ``since`` (after now when None), of one service or all."""
+    def open(self, since: int | None, service: str | None = None) -> AsyncIterator[bytes]:
+        """A stream of changes after index ``since`` (after now when None), of one service or all,
+        for the event loop to send (the checks run here, in the request's thread)."""
         with self._lock:
             if self._active >= self.limit:
                 raise Unavailable(
@@ -283,8 +318,8 @@ class EventStreams:
         cursor = since if since is not None else self.hub.reached
         return self._stream(cursor, service)
 
-    def _stream(self, cursor: int, service: str | None) -> Iterator[str]:
-        """Counted from its first chunk to its end (a response never iterated holds no slot)."""
+    async def _stream(self, cursor: int, service: str | None) -> AsyncIterator[bytes]:
+        """Counted from its first chunk to its end (a response never sent holds no slot)."""
         with self._lock:
             self._active += 1
         stream_clients().inc()
@@ -292,17 +327,20 @@ class EventStreams:
         log.debug("event stream opened", extra={"from_index": cursor + 1, "filter_service": service})
         wanted = (lambda event: True) if service is None else (lambda event: event.service == service or event.type == "events-lost")
         try:
-            yield f"retry: {RETRY_MS}\n: paz-orchestrator events from etcd index {cursor + 1}\n\n"
+            yield f"retry: {RETRY_MS}\n: paz-orchestrator events from etcd index {cursor + 1}\n\n".encode()
             if not self.hub.holds(cursor):
-                cursor = yield from self._from_history(cursor, wanted)
+                history = self._from_history(cursor, wanted)
+                while isinstance(chunk := await asyncio.to_thread(_step, history), str):
+                    yield chunk.encode()
+                cursor = chunk.value
             while (remaining := deadline - time.monotonic()) > 0:
-                events, cursor = self.hub.read(cursor, min(self.keepalive, remaining))
+                events, cursor = await self.hub.read(cursor, min(self.keepalive, remaining))
                 if events is None:
-                    yield f": this client fell more than {self.hub.size} events behind; reconnect with Last-Event-ID\n\n"
+                    yield f": this client fell more than {self.hub.size} events behind; reconnect with Last-Event-ID\n\n".encode()
                     return
                 chunk = "".join(event.sse() for event in events if wanted(event))
-                yield chunk or self._idle()
-            yield ": stream ends after PAZ_EVENTS_MAX_SECONDS; reconnect with Last-Event-ID to go on\n\n"
+                yield (chunk or self._idle()).encode()
+            yield b": stream ends after PAZ_EVENTS_MAX_SECONDS; reconnect with Last-Event-ID to go on\n\n"
         finally:
             with self._lock:
                 self._active -= 1
@@ -313,9 +351,10 @@ class EventStreams:
         away = self.view.away
         return f": {away}; the stream goes on when etcd is back\n\n" if away else ": keep-alive\n\n"
 
-    def _from_history(self, cursor: int, wanted: Any) -> Iterator[str]:
+    def _from_history(self, cursor: int, wanted: Callable[[Event], bool]) -> Iterator[str]:
         """The changes after ``cursor`` that the hub never held, read from etcd's history up to the hub's floor
-        (through a watch of this stream's own, closed when done: the hub serves the rest)."""
+        (through a watch of this stream's own, closed when done: the hub serves the rest). It blocks, so
+        the stream runs it in a thread, a step at a time."""
         until = self.hub.reached
         watch: Watch | None = None
         try:
@@ -343,3 +382,12 @@ class EventStreams:
         finally:
             if watch is not None:
                 watch.close()
+
+
+def _step(chunks: Iterator[str]) -> str | StopIteration:
+    """The next chunk of ``chunks``, or the StopIteration that carries its return value (which cannot
+    cross into a future raised)."""
+    try:
+        return next(chunks)
+    except StopIteration as stop:
+        return stop

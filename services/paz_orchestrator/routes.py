@@ -24,6 +24,7 @@ from paz.contracts.service_document import ConfigSchema, RepositoryQuery, Servic
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
 from paz.context import paz_context
+from paz.front import hand_over
 from paz.web import INDEX_HEADER, error_response
 
 from .events import EventStreams
@@ -548,8 +549,5 @@ def events(query: dict[str, Any], headers: dict[str, Any]):
         response, status = error_response(exc.status, exc.message, exc.details)
         response.headers["Retry-After"] = "5"
         return response, status
-    return Response(
-        stream,
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    hand_over(stream)  # sent by the event loop: an open stream holds no thread
+    return Response(iter(()), mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -30,6 +30,10 @@ Answer = Callable[[str], "tuple[str, bytes] | None"]
 from the view, or None when the Flask app should answer it."""
 
 
+EXTENSION = "paz.fast_reads"
+"""Where :func:`install` leaves the app's :class:`FastReads`: an ASGI front answers them in its event loop (:mod:`paz.front`)."""
+
+
 class FastReads:
     """WSGI middleware: plain reads below ``prefix`` that ``answer`` knows from the view, the rest to ``app``.
 
@@ -45,29 +49,37 @@ class FastReads:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.monotonic()
         path = environ.get("PATH_INFO", "")
-        if (environ.get("REQUEST_METHOD") != "GET" or not path.startswith(self.prefix) or environ.get("QUERY_STRING")
-                or "HTTP_X_PAZ_INDEX" in environ or self._behind()):
-            return self.app(environ, start_response)
-        try:
-            answered = self.answer(path)
-        except Exception:  # noqa: BLE001 - Flask answers every failure, as documented
-            answered = None
+        answered = self.read(environ.get("REQUEST_METHOD", ""), path, environ.get("QUERY_STRING", ""),
+                             "HTTP_X_PAZ_INDEX" in environ)
         if answered is None:
             return self.app(environ, start_response)
+        start_response("200 OK", self.served(answered, path, environ.get("HTTP_X_REQUEST_ID", ""), started))
+        return [answered[1]]
+
+    def read(self, method: str, path: str, query: str, indexed: bool) -> tuple[str, bytes] | None:
+        """The route and body of this request when it is a plain read the view answers, else None."""
+        if method != "GET" or not path.startswith(self.prefix) or query or indexed or self._behind():
+            return None
+        try:
+            return self.answer(path)
+        except Exception:  # noqa: BLE001 - Flask answers every failure, as documented
+            return None
+
+    def served(self, answered: tuple[str, bytes], path: str, given_request_id: str, started: float) -> list[tuple[str, str]]:
+        """The headers of an answered read, once it is logged and counted as Flask would."""
         route, body = answered
-        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID", ""))
-        start_response("200 OK", [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-Id", request_id),
-        ])
+        request_id = request_id_from(given_request_id)
         log_request("GET", path, 200, started, request_id=request_id)
         if self.paz.metrics:
             metrics.figures().request("GET", route, 200, time.monotonic() - started)
-        return [body]
+        return [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("X-Request-Id", request_id)]
 
     def _behind(self) -> bool:
-        """Whether the view has yet to see a write of this server (the Flask app waits for it)."""
+        """Whether the view is not read yet or has yet to see a write of this server (the Flask app waits
+        for it; this never waits, so an event loop may ask)."""
+        view = self.paz.view
         try:
-            return self.paz.view.index < self.paz.written.index
+            return not view.loaded or view.index < self.paz.written.index
         except Exception:  # noqa: BLE001 - etcd never read: Flask answers it
             return True
 
@@ -75,4 +87,4 @@ class FastReads:
 def install(app: Flask, paz: Paz, prefix: str, answer: Answer) -> None:
     """Answer ``app``'s plain reads below ``prefix`` that ``answer`` knows before Flask, unless reads need a token."""
     if not reads_need_token(paz.settings):
-        app.wsgi_app = FastReads(app.wsgi_app, paz, prefix, answer)  # type: ignore[method-assign]
+        app.wsgi_app = app.extensions[EXTENSION] = FastReads(app.wsgi_app, paz, prefix, answer)  # type: ignore[method-assign]

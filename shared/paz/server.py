@@ -1,6 +1,7 @@
 """Running a service under its WSGI server with exactly one announcer.
 
 The server is gevent's, in one process (``PAZ_WORKER_CLASS=gevent``, the default: :mod:`paz.green`),
+granian's embedded ASGI server, in one process too (``asgi``, the orchestrator's: :mod:`paz.front`),
 granian (``granian``: HTTP parsed in Rust, the directory's) or gunicorn (``gthread`` or ``sync``); each
 service declares its default (docs/explanation/benchmarks.md says why).
 
@@ -9,7 +10,7 @@ or haproxy-sync's engine) runs once per service, whatever its number of workers,
 once and its key is deleted once on a clean stop (SIGTERM or SIGINT). Where it runs depends on
 whether the main process forks:
 
-* gevent's server never forks, and granian's main process forks its workers once, at start, before
+* gevent's and the embedded ASGI server never fork, and granian's main process forks its workers once, at start, before
   anything of ours runs a thread; so the work runs in the main process (:class:`InProcess`), and a
   small :mod:`~paz.withdrawer` process withdraws the key should the main process be killed. (A
   SIGHUP would make granian fork new workers: nothing here sends one, and the suite's processes
@@ -169,11 +170,16 @@ def serve(service: Service) -> None:
     except SettingsError as exc:
         print(f"paz: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    if settings.worker_class == "gevent":
-        from .green import serve_green  # patched already (paz.launch)
-
+    if settings.worker_class in ("gevent", "asgi"):  # one process, every connection a greenlet or a coroutine
         _allow_open_files(settings.connections + 256)
-        serve_green(service, settings)
+        if settings.worker_class == "gevent":
+            from .green import serve_green  # patched already (paz.launch)
+
+            serve_green(service, settings)
+        else:
+            from .front import serve_front
+
+            serve_front(service, settings)
         return
     _allow_open_files(settings.workers * settings.connections + 256)
     written.share()

@@ -253,14 +253,15 @@ class Settings:
     etcd_api: str = env("PAZ_ETCD_API", parse_choice(*etcd.API_VERSIONS), etcd.DEFAULT_API)
     """``3``: etcd's v3 API (etcd 3.6 has no other); ``2``: the v2 API (python-etcd; etcd with ``--enable-v2``)."""
     workers: int = env("PAZ_WORKERS", parse_positive_int, 1)
-    """Worker processes of granian or gunicorn; ``gevent`` serves in one process and ignores it. One by
+    """Worker processes of granian or gunicorn; ``gevent`` and ``asgi`` serve in one process and ignore it. One by
     default: a worker costs about 30 MB, and one granian worker already reads faster than etcd answers."""
-    worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian"), "gevent")
-    """``gevent`` (gevent's server, one process), ``gthread`` or ``sync`` (gunicorn's worker classes) or ``granian``."""
+    worker_class: str = env("PAZ_WORKER_CLASS", parse_choice("gthread", "gevent", "sync", "granian", "asgi"), "gevent")
+    """``gevent`` (gevent's server, one process), ``gthread`` or ``sync`` (gunicorn's worker classes),
+    ``granian`` (its WSGI workers) or ``asgi`` (granian's embedded ASGI server, one process)."""
     threads: int = env("PAZ_THREADS", parse_positive_int, 8)
-    """Threads per worker (gunicorn's ``gthread``, granian's blocking threads)."""
+    """Threads per worker (gunicorn's ``gthread``, granian's blocking threads, the Flask app's under ``asgi``)."""
     connections: int = env("PAZ_CONNECTIONS", parse_positive_int, 4096)
-    """Connections one ``gevent`` worker holds at once (the server raises its open-file limit to match)."""
+    """Connections one ``gevent`` or ``asgi`` server holds at once (it raises its open-file limit to match)."""
     view_wait: float = env("PAZ_VIEW_WAIT", parse_positive_float, 2.0)
     """Seconds a read carrying an index waits for the process's view before it reads etcd itself."""
     log_level: str = env("PAZ_LOG_LEVEL", parse_log_level, "INFO")

@@ -45,7 +45,7 @@ def test_a_variable_sets_its_field(environ: dict[str, str], field: str, value: o
     ("PAZ_HOST", "box;reboot", "expected an IP address or a host name"),
     ("PAZ_HOST", "box\n", "expected an IP address or a host name"),
     ("PAZ_HOST", "$(hostname)", "expected an IP address or a host name"),
-    ("PAZ_WORKER_CLASS", "eventlet", "expected gthread or gevent or sync or granian"),
+    ("PAZ_WORKER_CLASS", "eventlet", "expected gthread or gevent or sync or granian or asgi"),
     ("PAZ_AUTH", "maybe", "expected required or off"),
     ("PAZ_LOG_LEVEL", "LOUD", "expected DEBUG, INFO, WARNING or ERROR"),
     ("PAZ_ETCD_CA", "/no/such/ca.pem", "is not a file this process can read"),
