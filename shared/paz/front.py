@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -65,7 +66,7 @@ class Front:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        if self.reads is not None and await self._read(scope, send):
+        if self.reads is not None and await _read(self.reads, scope, send):
             return
         body = await _body(receive)
         if body is None:
@@ -85,28 +86,27 @@ class Front:
             finally:
                 self.streams.discard(task)
 
-    async def _read(self, scope: Scope, send: Send) -> bool:
-        """Answer a plain read from the view; False when Flask should answer the request."""
-        started = asyncio.get_running_loop().time()
-        headers = dict(scope["headers"])
-        path = scope["path"]
-        answered = self.reads.read(scope["method"], path, scope["query_string"].decode("latin-1"),  # type: ignore[union-attr]
-                                   b"x-paz-index" in headers)
-        if answered is None:
-            return False
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        served = self.reads.served(answered, path, given, started)  # type: ignore[union-attr]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(name.lower().encode(), value.encode()) for name, value in served]})
-        await send({"type": "http.response.body", "body": answered[1]})
-        return True
-
     async def drain(self) -> None:
         """End the open streams, and give the requests in flight ``GRACE_SECONDS`` to finish."""
         for task in self.streams:
             task.cancel()
         if self.requests:
             await asyncio.wait(self.requests, timeout=GRACE_SECONDS)
+
+
+async def _read(reads: FastReads, scope: Scope, send: Send) -> bool:
+    """Answer a plain read from the view; False when Flask should answer the request."""
+    started = time.monotonic()
+    headers = dict(scope["headers"])
+    path = scope["path"]
+    answered = reads.read(scope["method"], path, scope["query_string"].decode("latin-1"), b"x-paz-index" in headers)
+    if answered is None:
+        return False
+    served = reads.served(answered, path, headers.get(b"x-request-id", b"").decode("latin-1"), started)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(name.lower().encode(), value.encode()) for name, value in served]})
+    await send({"type": "http.response.body", "body": answered[1]})
+    return True
 
 
 async def _body(receive: Receive) -> bytes | None:
