@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from paz_haproxy_sync.haproxy import Haproxy
+from paz_haproxy_sync.model import Table
+from paz_haproxy_sync.render import render
+from paz_haproxy_sync.settings import SyncSettings
 
-from tests.support import EtcdServer, HaproxySync, IdServer, wait_until
+from tests.support import EtcdServer, HaproxySync, IdServer, free_port, wait_until
 
 
 @pytest.fixture
@@ -93,3 +98,31 @@ def test_etcd_down_keeps_the_last_config_serving_and_later_changes_apply(own_etc
     finally:
         sync.stop()
     assert sync.haproxy_pid() is None
+
+
+def test_haproxy_looks_running_throughout_its_reloads(tmp_path):
+    """Another reader (the engine's next apply, /health, ``paz down``) finds the master at every moment
+    of a burst of reloads. When HAProxy wrote its own pid file it removed it for milliseconds at each
+    reload; an apply that came then started a second HAProxy on the same port, which kept answering
+    part of the requests with the routes of its time."""
+    settings = SyncSettings(haproxy_dir=str(tmp_path), http_port=free_port(), stats_port=free_port(), https_port=0)
+    haproxy = Haproxy(settings)
+    haproxy.install(render(Table(None, {}), settings))
+    master, seen, done = haproxy.start(), set(), threading.Event()
+
+    def read_the_pid() -> None:
+        reader = Haproxy(settings)
+        while not done.is_set():
+            seen.add(reader.master_pid())
+
+    reader = threading.Thread(target=read_the_pid)
+    reader.start()
+    try:
+        for _ in range(15):
+            haproxy.reload()
+    finally:
+        done.set()
+        reader.join()
+        haproxy.stop()
+    assert seen == {master}
+    assert haproxy.master_pid() is None

@@ -1,8 +1,12 @@
 """The HAProxy that haproxy-sync owns: start or adopt, check, install, seamless reload, Runtime API.
 
-HAProxy runs in master-worker mode as a daemon (so restarting haproxy-sync leaves it serving), with
-its master CLI on ``master.sock`` and an admin stats socket that hands its listening sockets to the
-next worker (``expose-fd listeners``), so a reload drops no connection.
+HAProxy runs in master-worker mode in a session of its own (so restarting haproxy-sync leaves it
+serving), with its master CLI on ``master.sock`` and an admin stats socket that hands its listening
+sockets to the next worker (``expose-fd listeners``), so a reload drops no connection.
+
+haproxy-sync writes the master's pid file itself, once, when it starts HAProxy. HAProxy's own pid
+file is removed for a few milliseconds on every reload; a reader that found none then took HAProxy
+for stopped and started a second master on the same port, which kept answering with stale routes.
 
 Exit statuses of child processes are not relied on: in a process that also reaps children itself
 (gunicorn's master does, with ``waitpid(-1)``), Python may see a failed ``haproxy -c`` as status 0.
@@ -22,6 +26,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
+
+from paz.waiting import poll
 
 from .settings import SyncSettings
 
@@ -34,12 +41,21 @@ class HaproxyError(Exception):
     """HAProxy refused a config or a command, or is not running."""
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie does not: nothing may reap a daemon's exited master here)."""
+class Reloads(NamedTuple):
+    """The master's count of reloads, and of those it could not complete."""
+
+    reloads: int
+    failed: int
+
+
+def _running(pid: int) -> str | None:
+    """The name ``pid`` runs under, if it runs (a zombie does not: an exited master may wait here to be reaped)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name, _, rest = stat.partition(" (")[2].rpartition(")")
+    return name if rest.split()[:1] != ["Z"] else None
 
 
 class Haproxy:
@@ -56,29 +72,38 @@ class Haproxy:
     # -- the process -------------------------------------------------------------------------
 
     def master_pid(self) -> int | None:
-        """The master's pid, if the pid file names a live HAProxy master using our socket."""
+        """The master's pid, if the pid file names a live HAProxy master using our socket.
+
+        While the master re-executes itself at a reload its command line reads empty; its name does not change.
+        """
         try:
             pid = int(self.pid_file.read_text().split()[0])
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except (OSError, ValueError, IndexError):
             return None
-        return pid if "haproxy" in cmdline and str(self.master_socket) in cmdline else None
+        if _running(pid) != Path(self.binary).name[:15]:  # the kernel keeps 15 characters of a name
+            return None
+        return pid if not cmdline or str(self.master_socket) in cmdline else None
 
     def start(self) -> int:
-        """Start HAProxy on the installed config and wait until its worker answers."""
+        """Start HAProxy on the installed config, record its master's pid, and wait until its worker answers."""
         log_path = self.config_path.with_name("haproxy-start.log")
         with open(log_path, "ab") as out:
-            subprocess.Popen(
-                [self.binary, "-W", "-D", "-S", f"{self.master_socket},mode,600", "-f", str(self.config_path), "-p", str(self.pid_file)],
+            master = subprocess.Popen(
+                [self.binary, "-W", "-q", "-S", f"{self.master_socket},mode,600", "-f", str(self.config_path)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
+        written = self.pid_file.with_name(f".{self.pid_file.name}.tmp")
+        written.write_text(f"{master.pid}\n")
+        written.replace(self.pid_file)
         deadline = time.monotonic() + self.START_SECONDS
-        while time.monotonic() < deadline:
-            pid = self.master_pid()
-            if pid and self.worker_pid():
-                log.info("haproxy started", extra={"pid": pid, "config": str(self.config_path)})
-                return pid
+        while time.monotonic() < deadline and master.poll() is None:
+            if self.worker_pid():
+                log.info("haproxy started", extra={"pid": master.pid, "config": str(self.config_path)})
+                return master.pid
             time.sleep(0.05)
+        if master.poll() is None:
+            master.kill()
         tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
         raise HaproxyError(f"HAProxy did not start within {self.START_SECONDS:.0f}s: {tail}")
 
@@ -90,9 +115,9 @@ class Haproxy:
         for sig, seconds in ((signal.SIGUSR1, soft_seconds), (signal.SIGTERM, 3.0), (signal.SIGKILL, 1.0)):
             os.kill(pid, sig)
             deadline = time.monotonic() + seconds
-            while _alive(pid) and time.monotonic() < deadline:
+            while _running(pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
-            if not _alive(pid):
+            if not _running(pid):
                 break
         log.info("haproxy stopped", extra={"pid": pid, "signal": sig.name})
 
@@ -138,37 +163,56 @@ class Haproxy:
             return None
 
     def reload(self) -> None:
-        """Seamless reload through the master CLI; returns once the new worker answers.
+        """Seamless reload through the master CLI; returns once the master counted it and the new worker answers.
 
-        The new worker is the one answering the stats socket (its listener moves to it). The master
-        CLI can leave a connection unanswered while it re-executes, so it is asked with short timeouts.
+        For some 50 ms after a reload the master re-executes itself (after its new worker already
+        answers) and refuses or resets its CLI's connections; a reload sent then is lost. So the reload
+        goes once the master answers, again if its connection was not closed cleanly, and counts only
+        when the master's own count of reloads moves.
         """
-        before, failed = self.worker_pid(), self.failed_reloads()
-        self.command("reload", self.master_socket, tolerate_drop=True, timeout=1.0)
         deadline = time.monotonic() + self.RELOAD_SECONDS
-        while time.monotonic() < deadline:
-            worker = self.worker_pid()
-            if worker and worker != before:
-                return
-            if failed is not None and (self.failed_reloads() or 0) > failed:
-                raise HaproxyError("HAProxy's master could not load the new config; the old worker keeps serving")
-            time.sleep(0.01)
-        raise HaproxyError(f"no new HAProxy worker within {self.RELOAD_SECONDS:.0f}s of a reload")
+        before, worker = self._answering_master(deadline), self.worker_pid()
+        while not self._received("reload"):
+            if time.monotonic() >= deadline:
+                raise HaproxyError(f"HAProxy's master refused the reload for {self.RELOAD_SECONDS:.0f}s")
+            self._answering_master(deadline)
+        after = poll(lambda: (counts := self.reloads()) not in (None, before) and counts, max(0.0, deadline - time.monotonic()), 0.01)
+        if not after:
+            raise HaproxyError(f"HAProxy's master did not reload within {self.RELOAD_SECONDS:.0f}s")
+        if after.failed > before.failed:
+            raise HaproxyError("HAProxy's master could not load the new config; the old worker keeps serving")
+        if not poll(lambda: self.worker_pid() not in (None, worker), max(0.0, deadline - time.monotonic()), 0.01):
+            raise HaproxyError(f"no new HAProxy worker within {self.RELOAD_SECONDS:.0f}s of a reload")
 
-    def failed_reloads(self) -> int | None:
-        """How many reloads the master could not complete (``show proc`` on the master CLI), if it answers."""
+    def _received(self, line: str) -> bool:
+        """Whether the master CLI read ``line``: it closes the connection cleanly; one it never read is refused or reset."""
+        try:
+            self.command(line, self.master_socket, timeout=1.0)
+        except HaproxyError:
+            return False
+        return True
+
+    def _answering_master(self, deadline: float) -> Reloads:
+        """The master's counts once its CLI answers; HaproxyError at ``deadline``."""
+        counts = poll(self.reloads, max(0.0, deadline - time.monotonic()), 0.01)
+        if counts is None:
+            raise HaproxyError(f"HAProxy's master CLI {self.master_socket} did not answer within {self.RELOAD_SECONDS:.0f}s")
+        return counts
+
+    def reloads(self) -> Reloads | None:
+        """How many reloads the master made and how many of them failed (``show proc``), if its CLI answers."""
         try:
             text = self.command("show proc", self.master_socket, timeout=0.5)
         except HaproxyError:
             return None
         for row in (line.split() for line in text.splitlines()):
             if row[1:2] == ["master"] and "[failed:" in row:
-                return int(row[row.index("[failed:") + 1].rstrip("]"))
+                return Reloads(int(row[2]), int(row[row.index("[failed:") + 1].rstrip("]")))
         return None
 
     # -- the Runtime API ---------------------------------------------------------------------
 
-    def command(self, line: str, path: Path | None = None, tolerate_drop: bool = False, timeout: float = 5.0) -> str:
+    def command(self, line: str, path: Path | None = None, timeout: float = 5.0) -> str:
         """Send one CLI command (to the stats socket by default) and return HAProxy's answer."""
         chunks: list[bytes] = []
         try:
@@ -180,8 +224,7 @@ class Haproxy:
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
         except OSError as exc:
-            if not tolerate_drop:
-                raise HaproxyError(f"HAProxy's socket {path or self.stats_socket} did not answer {line.split()[0]!r}: {exc}") from None
+            raise HaproxyError(f"HAProxy's socket {path or self.stats_socket} did not answer {line.split()[0]!r}: {exc}") from None
         return b"".join(chunks).decode(errors="replace")
 
     def stats(self) -> list[dict[str, str]]:

@@ -46,7 +46,6 @@ def _global(settings: SyncSettings) -> list[str]:
         "# Written by paz-haproxy-sync from etcd; changes made here are replaced at the next change.",
         "global",
         "    master-worker",
-        f"    pidfile {settings.pid_file}",
         f"    stats socket {settings.stats_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 30s",
         "    hard-stop-after 60s",
