@@ -32,13 +32,11 @@ def latest(etcd, name: str) -> int:
     return int(node["value"]) if node else 0
 
 
-def owned_by_running_versions(etcd, found: list[dict[str, str]], name: str) -> bool:
-    """Every runtime object whose labels are ``found`` belongs to a version of ``name`` whose status is ``running``."""
-    for labels in found:
-        document = version_document(etcd, name, int(labels["paz.version"])) or {}
-        if document.get("status") != "running":
-            return False
-    return True
+def owned_by_one_running_version(etcd, found: list[dict[str, str]], name: str) -> bool:
+    """Every runtime object whose labels are ``found`` belongs to one version of ``name``, whose status is ``running``:
+    the pass cut short is over (during a rollover two versions are ``running`` until the old one is retired)."""
+    versions = {labels["paz.version"] for labels in found}
+    return len(versions) <= 1 and all((version_document(etcd, name, int(v)) or {}).get("status") == "running" for v in versions)
 
 
 def async_deploy(scheduler: Service, name: str) -> requests.Response:
@@ -83,9 +81,9 @@ def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containe
                          services_of: Callable[[], list[dict[str, str]]] = lambda: [], deploy_seconds: float = 15.0) -> Service:
     """Deploy ``name`` (3 instances) with a scheduler from ``start``, then at each of :data:`MOMENTS`
     kill the scheduler's process group, start another, and check what a person would: the version
-    ends running or failed, no container (nor, with ``services_of``, the labels of a runtime's
-    record of a version: a Swarm service, which may hold no container) is left that no running
-    version owns, and the next deploy goes through at once (within ``deploy_seconds``: a whole rollover,
+    ends running or failed, the containers (and, with ``services_of``, the labels of a runtime's
+    record of a version: a Swarm service, which may hold no container) left are those of one running
+    version, and the next deploy goes through at once (within ``deploy_seconds``: a whole rollover,
     never a lock's timeout). Answers the scheduler running at the end."""
     scheduler = start()
     try:
@@ -98,9 +96,9 @@ def kill_at_every_moment(etcd, name: str, start: Callable[[], Service], containe
             version = latest(etcd, name)
             wait_until(lambda: version_document(etcd, name, version)["status"] in ("running", "failed"),
                        RESTART_BUDGET_SECONDS, what=f"v{version} to end running or failed after a kill {moment.__name__}")
-            wait_until(lambda: owned_by_running_versions(etcd, [c.labels for c in containers_of()] + services_of(), name),
+            wait_until(lambda: owned_by_one_running_version(etcd, [c.labels for c in containers_of()] + services_of(), name),
                        max(1.0, RESTART_BUDGET_SECONDS - (time.monotonic() - restarted)),
-                       what=f"nothing left that no running version owns after a kill {moment.__name__}")
+                       what=f"only one running version's instances left after a kill {moment.__name__}")
             started = time.monotonic()
             answer = deploy(scheduler, name)
             assert answer.status_code == 201, (moment.__name__, answer.text)
