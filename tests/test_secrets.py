@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,10 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.fernet import Fernet
 
-from paz.secrets import new_key, write_key_file
-from tests.support import VENV_BIN, EtcdServer, EventStream, Service, secrets_key_of
+from paz.secrets import Keyring, new_key, opened, rotate, write_key_file
+from tests.support import VENV_BIN, EtcdServer, EventStream, Service, secrets_key_of, wait_until
 from tests.test_auth import bearer, paz_token
 from tests.test_scheduler import containers, scheduler_env
 
@@ -217,6 +219,33 @@ def test_rotate_reseals_everything_and_running_services_keep_deploying(suite: di
     rolled = call(suite, "POST", f"/services/{name}/rollback", json={"version": 1})
     assert rolled.status_code == 201, rolled.text
     assert container_env(docker_engine, name, 2)["TOKEN"] == SECOND
+
+
+def test_a_value_sealed_under_the_old_key_while_a_rotation_runs_still_opens_after_it(etcd: EtcdServer, tmp_path: Path,
+                                                                                      unique_name: str) -> None:
+    """A service that took its keys just before ``paz secrets rotate`` wrote the new one seals a PATCH under
+    the old key after the rotation's first pass went by: the value still opens once the old key is gone."""
+    path = tmp_path / "secrets.key"
+    write_key_file(path, [new_key()])
+    stale = Fernet(path.read_text().strip())  # the keys a request took before the rotation began, in its hands still
+    target, fillers = f"/paz/directory/services/{unique_name}", [f"/paz/directory/services/{unique_name}-{n:02}" for n in range(30)]
+    for key in (target, *fillers):
+        etcd.put(key, json.dumps({"config": {"secrets": {"TOKEN": {"sealed": stale.encrypt(SECOND.encode()).decode(), "setAt": "t"}}}}))
+    first = etcd.get(target)["value"]
+
+    def seal_late() -> None:
+        wait_until(lambda: etcd.get(target)["value"] != first, 30, interval=0.002, what="the first pass to re-seal the value")
+        etcd.put(target, json.dumps({"config": {"secrets": {"TOKEN": {"sealed": stale.encrypt(OTHER.encode()).decode(), "setAt": "u"}}}}))
+
+    late = threading.Thread(target=seal_late)
+    late.start()
+    count = rotate(etcd.store(), path)
+    late.join(30)
+    fresh = Keyring(path)
+    assert len(path.read_text().split()) == 1
+    assert opened(json.loads(etcd.get(target)["value"])["config"]["secrets"], fresh) == {"TOKEN": OTHER}
+    assert all(opened(json.loads(etcd.get(key)["value"])["config"]["secrets"], fresh) == {"TOKEN": SECOND} for key in fillers)
+    assert count >= len(fillers) + 1
 
 
 def start(script: str, suite: dict[str, Any], key_file: Path) -> subprocess.CompletedProcess[str]:

@@ -146,10 +146,6 @@ class Keyring:
             raise SecretUnreadable(f"Secret {name} cannot be opened with the keys in {self.path}: it was sealed "
                                    "under another key or altered in etcd; set it again.", {"secret": name}) from None
 
-    def reseal(self, sealed: str) -> str:
-        """``sealed`` under the first key (it must open with one of the keys)."""
-        return self.fernet.rotate(sealed.encode()).decode()
-
 
 # -- the stored form ----------------------------------------------------------------------------
 
@@ -218,23 +214,23 @@ def check_settings(settings: Any) -> None:
         log.warning("etcd away at start: the secrets key was not checked against it", extra={"reason": str(exc)})
 
 
-def resealed(value: str, keyring: Keyring) -> str:
-    """``value`` with every token that opens with ``keyring``'s keys sealed again under its first key;
+def resealed(value: str, fernet: MultiFernet) -> str:
+    """``value`` with every token that opens with ``fernet``'s keys sealed again under its first;
     other text, and tokens that do not open (someone else's), stay as they are."""
     def again(match: re.Match[str]) -> str:
         try:
-            return keyring.reseal(match.group())
+            return fernet.rotate(match.group().encode()).decode()
         except InvalidToken:
             return match.group()
 
     return FERNET_TOKEN.sub(again, value)
 
 
-def _reseal_key(etcd: Store, key: str, keyring: Keyring) -> bool:
+def _reseal_key(etcd: Store, key: str, fernet: MultiFernet) -> bool:
     """Re-seal what ``key`` holds (compare-and-swap); whether it held anything sealed."""
     for _ in range(etcd.CAS_ATTEMPTS):
         node = etcd.get(key, consistent=True)
-        text = resealed(node.value, keyring) if node and node.value else None
+        text = resealed(node.value, fernet) if node and node.value else None
         if node is None or text is None or text == node.value:
             return False
         try:
@@ -245,14 +241,22 @@ def _reseal_key(etcd: Store, key: str, keyring: Keyring) -> bool:
     raise StoreUnavailable(etcd.endpoints, RuntimeError(f"{key} kept changing under {etcd.CAS_ATTEMPTS} attempts"))
 
 
+def _reseal_all(etcd: Store, fernet: MultiFernet) -> set[str]:
+    """The etcd keys whose sealed values :func:`_reseal_key` sealed again."""
+    return {node.key for node in etcd.list_prefix(keys.ROOT, consistent=True).nodes if _reseal_key(etcd, node.key, fernet)}
+
+
 def rotate(etcd: Store, path: Path) -> int:
     """Re-seal everything sealed in etcd (services' secrets in their configs, desired records and
-    versions; certificates' keys; the key check) under a new key. The new key is written into the
-    key file first, so running services open both meanwhile; the old keys are dropped at the end.
-    The number of etcd keys re-sealed."""
-    fresh = new_key()
-    write_key_file(path, [fresh, *_read_keys(path)])
-    keyring = Keyring(path)
-    count = sum(_reseal_key(etcd, node.key, keyring) for node in etcd.list_prefix(keys.ROOT, consistent=True).nodes)
+    versions; certificates' keys; the key check) under a new key, and keep only it in the key file.
+
+    The new key goes into the file first, so running services open with both meanwhile and seal with
+    the new one from their next use. A service that took its keys just before may still seal a value
+    under the old key while the first pass runs; so once the old key has left the file, everything is
+    read again with every key held here. The number of etcd keys re-sealed."""
+    fresh, old = new_key(), _read_keys(path)
+    every = MultiFernet([Fernet(key) for key in (fresh, *old)])
+    write_key_file(path, [fresh, *old])
+    resealed_keys = _reseal_all(etcd, every)
     write_key_file(path, [fresh])
-    return count
+    return len(resealed_keys | _reseal_all(etcd, every))

@@ -83,7 +83,7 @@ def test_the_keyring_reads_its_file_again_when_it_changes_and_a_rotation_reseals
     os.utime(keyring.path, ns=(1, 1))  # a new inode anyway; the time too, in case
     foreign = Fernet(Fernet.generate_key()).encrypt(b"someone else's").decode()
     document = json.dumps({"name": "web", "config": {"env": {"X": foreign}, "secrets": {"A": {"sealed": old, "setAt": "t"}}}})
-    rotated = json.loads(resealed(document, keyring))
+    rotated = json.loads(resealed(document, keyring.fernet))
     write_key_file(keyring.path, keyring.path.read_text().split()[:1])
     assert rotated["config"]["secrets"]["A"]["setAt"] == "t" and rotated["config"]["env"]["X"] == foreign
     assert rotated["config"]["secrets"]["A"]["sealed"] != old
