@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 
+from bench import wrk_table
 from tests.support import EtcdServer, Service
 
 NAME = "bench-demo-api"
@@ -73,12 +74,9 @@ def main() -> None:
                     running.stop()
         finally:
             etcd.stop()
-    raw = results["raw etcd v2 GET"]["rps"]
     print(f"GET /services/{NAME}, {args.connections} connections, {args.seconds} s each, {args.workers} workers "
           f"({args.threads} threads where the server has threads); 2 cores shared by wrk, etcd and the server")
-    print(f"{'':<22}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'of etcd':>9}")
-    for label, got in results.items():
-        print(f"{label:<22}{got['rps']:>10.0f}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['errors']:>8}{got['rps'] / raw:>9.2f}")
+    wrk_table(results, "raw etcd v2 GET", "of etcd")
     print(json.dumps(results))
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from bench import wrk_table
 from bench.directory_get import NAME, wrk
 from tests.support import EtcdServer, Service
 
@@ -46,12 +47,9 @@ def main() -> None:
         finally:
             etcd.stop()
     median = {label: {key: statistics.median(run[key] for run in got) for key in got[0]} for label, got in runs.items()}
-    reference = median["metrics off"]["rps"]
     print(f"GET /services/{NAME}, {args.connections} connections, {args.seconds} s x {args.rounds} turns each (median); "
           "2 cores shared by wrk, etcd and the directory")
-    print(f"{'':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'of off':>8}")
-    for label, got in median.items():
-        print(f"{label:<14}{got['rps']:>10.0f}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['errors']:>8.0f}{got['rps'] / reference:>8.2f}")
+    wrk_table(median, "metrics off", "of off")
     print(json.dumps(runs))
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from bench import wrk_table
 from bench.directory_get import wrk
 from tests.support import EtcdServer, RawWatch, Service
 
@@ -182,10 +183,7 @@ def main() -> None:
     for label, got in (("raw etcd watch (1)", events["raw_watch"]), (f"/events ({events['opened']})", events["events"])):
         print(f"{label:<28}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['max_ms']:>10.2f}{got['deliveries']:>10}{got['missed']:>8}")
     print(f"\nGET /services/{NAME}, {args.connections} connections, {args.seconds} s each")
-    print(f"{'':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-    for label, got in (("paz-service-directory", direct), ("paz-orchestrator", relayed)):
-        print(f"{label:<28}{got['rps']:>10.0f}{got['p50_ms']:>10.2f}{got['p99_ms']:>10.2f}{got['errors']:>8}")
-    print(f"throughput ratio orchestrator/directory: {relayed['rps'] / direct['rps']:.2f}")
+    wrk_table({"paz-service-directory": direct, "paz-orchestrator": relayed}, "paz-service-directory", "of dir.")
     print(json.dumps({"events": events, "directory": direct, "orchestrator": relayed}))
 
 

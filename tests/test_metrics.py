@@ -20,8 +20,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import (
-    ROOT, SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, instance, running,
-    wait_until,
+    ROOT, DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, instance, running,
+    suite_scheduler, wait_until,
 )
 from tests.support.prometheus import Prometheus
 
@@ -47,10 +47,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine)
     made = Suite(
         etcd,
         Service("paz-service-directory", etcd, folder),
-        Service("paz-scheduler", etcd, folder, env={
-            "DOCKER_HOST": docker_engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID},paz.test.suite={folder.name}",
-            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-        }),
+        suite_scheduler(etcd, docker_engine, folder),
         HaproxySync(etcd, folder),
         Service("paz-orchestrator", etcd, folder),
         Service("paz-web", etcd, folder, env={"PAZ_WEB_SECRET_FILE": str(folder / "web-secret")}),

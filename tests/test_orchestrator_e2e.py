@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from tests.support import (
-    SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, EventStream, HaproxySync, Service, build_test_image, etcdctl_get,
-    free_port, wait_until,
+    DockerEngine, EtcdServer, EventStream, HaproxySync, Service, build_test_image, etcdctl_get,
+    free_port, suite_scheduler, wait_until,
 )
 
 
@@ -58,11 +58,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine,
             return service
 
         directory = start(Service("paz-service-directory", etcd, folder))
-        scheduler = start(Service("paz-scheduler", etcd, folder, env={
-            # its own label too, so the cluster it counts is only this suite's, whatever ran before on the engine
-            "DOCKER_HOST": docker_engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID},paz.test.suite={folder.name}",
-            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-        }))
+        scheduler = start(suite_scheduler(etcd, docker_engine, folder))
         haproxy_sync = start(HaproxySync(etcd, folder))
         orchestrator = start(Service("paz-orchestrator", etcd, folder, env={"PAZ_EVENTS_KEEPALIVE": "1"}))
         yield Suite(etcd, directory, scheduler, haproxy_sync, orchestrator)

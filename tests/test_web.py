@@ -23,7 +23,7 @@ import requests
 
 from paz.auth import TokenStore
 from tests.support import (
-    ROOT, SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, HaproxySync, Service, free_port, need, running, wait_until,
+    ROOT, DockerEngine, EtcdServer, HaproxySync, Service, free_port, need, running, suite_scheduler, wait_until,
 )
 
 LIVE_SECONDS = 30.0
@@ -45,10 +45,7 @@ class Suite:
 def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[Suite]:
     folder = tmp_path_factory.mktemp("web")
     etcd = EtcdServer(folder)
-    scheduler = Service("paz-scheduler", etcd, folder, env={
-        "DOCKER_HOST": docker_engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID},paz.test.suite={folder.name}",
-        "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-    })
+    scheduler = suite_scheduler(etcd, docker_engine, folder)
     haproxy_sync = HaproxySync(etcd, folder)
     orchestrator = Service("paz-orchestrator", etcd, folder, env={"PAZ_EVENTS_KEEPALIVE": "1"})
     web = Service("paz-web", etcd, folder, env={"PAZ_WEB_SECRET_FILE": str(folder / "web-secret")})

@@ -506,6 +506,17 @@ exec /bin/busybox httpd -f -p "${PORT:-8000}" -h /www
 """
 
 
+def suite_scheduler(etcd: EtcdServer, engine: DockerEngine, folder: Path, own_label: bool = True, **env: str) -> Service:
+    """A scheduler for a test's own suite on ``engine``, quick to deploy and drain; its instances labelled
+    this session's and, with ``own_label``, this suite's (``folder``), so the cluster it counts is only its own
+    whatever else ran on the engine."""
+    labels = f"{TEST_LABEL}={SESSION_ID}" + (f",paz.test.suite={folder.name}" if own_label else "")
+    return Service("paz-scheduler", etcd, folder, env={
+        "DOCKER_HOST": engine.host, "PAZ_INSTANCE_LABELS": labels,
+        "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5", **env,
+    })
+
+
 def build_test_image(engine: DockerEngine, tag: str = "paz-test/hello:1", extra_changes: list[str] | None = None) -> str:
     """``docker import`` a busybox-static root filesystem whose default command serves a page.
 

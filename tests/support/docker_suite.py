@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from tests.support import SESSION_ID, TEST_LABEL, DockerEngine, EtcdServer, Service, build_test_image
+from tests.support import DockerEngine, EtcdServer, Service, build_test_image, suite_scheduler
 
 KNOWN_STDOUT = "paz-log-test: hello on stdout"
 KNOWN_STDERR = "paz-log-test: hello on stderr"
@@ -37,11 +37,7 @@ class DockerSuite:
         self.engine = engine
         self.etcd = EtcdServer(workdir)
         self.directory = Service("paz-service-directory", self.etcd, workdir)
-        self.scheduler = Service("paz-scheduler", self.etcd, workdir, env={
-            "DOCKER_HOST": engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID},paz.test.suite={workdir.name}",
-            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-            **scheduler_env,
-        })
+        self.scheduler = suite_scheduler(self.etcd, engine, workdir, **scheduler_env)
         self.orchestrator = Service("paz-orchestrator", self.etcd, workdir, env={"PAZ_EVENTS_KEEPALIVE": "1"})
         self.parts = [self.etcd, self.directory, self.scheduler, self.orchestrator]
         self._started: list[Any] = []

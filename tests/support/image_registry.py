@@ -13,7 +13,7 @@ import requests
 
 from paz.auth import TokenStore
 from tests.support import (
-    SESSION_ID, TEST_LABEL, VENV_BIN, DockerEngine, EtcdServer, Process, Service, free_port, need, secrets_key_of, wait_until,
+    VENV_BIN, DockerEngine, EtcdServer, Process, Service, free_port, need, secrets_key_of, suite_scheduler, wait_until,
 )
 
 
@@ -98,11 +98,8 @@ class RegistrySuite:
         self.registry = Registry(self.etcd, self.workdir)
         auth = {"PAZ_AUTH": "required", "PAZ_TOKEN": self.tokens["read"], "PAZ_REGISTRY_ADDR": self.registry.address}
         self.directory = Service("paz-service-directory", self.etcd, self.workdir, env=auth)
-        self.scheduler = Service("paz-scheduler", self.etcd, self.workdir, env={
-            **auth, "DOCKER_HOST": self.engine.host, "PAZ_INSTANCE_LABELS": f"{TEST_LABEL}={SESSION_ID}",
-            "PAZ_DEPLOY_TIMEOUT": "20", "PAZ_DRAIN_SECONDS": "0.2", "PAZ_STOP_TIMEOUT": "2", "PAZ_PROBE_INTERVAL": "0.5",
-            "PAZ_PULL_TIMEOUT": "30", **self.scheduler_env,
-        })
+        self.scheduler = suite_scheduler(self.etcd, self.engine, self.workdir, own_label=False,
+                                         **{**auth, "PAZ_PULL_TIMEOUT": "30", **self.scheduler_env})
         self.orchestrator = Service("paz-orchestrator", self.etcd, self.workdir, env=auth)
         for part in (self.directory, self.scheduler, self.orchestrator, self.registry):
             self.started.append(part.start())
