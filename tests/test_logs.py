@@ -28,7 +28,8 @@ IMAGE = "paz-test/talking:1"
 @pytest.fixture(scope="module")
 def suite(docker_engine: DockerEngine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerSuite]:
     build_talking_image(docker_engine, IMAGE)
-    with started(DockerSuite(docker_engine, tmp_path_factory.mktemp("logs"))) as running:
+    # the scheduler serves as many followers as the test opens; the orchestrator runs 4 threads (DockerSuite)
+    with started(DockerSuite(docker_engine, tmp_path_factory.mktemp("logs"), PAZ_LOGS_MAX_FOLLOWERS="16")) as running:
         yield running
 
 
@@ -91,6 +92,22 @@ def test_follow_delivers_a_line_printed_after_the_request_within_a_second(suite,
             raise AssertionError("no followed line arrived")
     assert line == f"{unit} | followed line {attempt}"
     assert received - printed < 1.0, received - printed
+
+
+def test_more_followed_logs_than_the_orchestrator_has_threads_leave_it_answering(suite, deployed):
+    """Each followed log is relayed from the orchestrator's event loop: twice as many as its threads
+    (PAZ_THREADS=4 here) all open, each gets a line printed after, and other requests are answered meanwhile."""
+    unit, url = f"{deployed}-1-1", f"{suite.orchestrator.url}/services/{deployed}/units/{deployed}-1-1/logs"
+    with contextlib.ExitStack() as streams:
+        opened = [streams.enter_context(requests.get(url, params={"follow": "true", "tail": "0"}, stream=True, timeout=(5, 20)))
+                  for _ in range(8)]
+        assert [stream.status_code for stream in opened] == [200] * 8
+        started = time.monotonic()
+        plain = suite.logs(f"/services/{deployed}/logs", tail="1")
+        assert plain.status_code == 200 and time.monotonic() - started < 2.0
+        lines = [stream.iter_lines(decode_unicode=True) for stream in opened]
+        say(suite.container(unit), "to every follower")
+        assert [next(line for line in got if line) for got in lines] == ["to every follower"] * 8
 
 
 def test_tail_and_since_bound_the_answer(suite, deployed):

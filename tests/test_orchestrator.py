@@ -90,7 +90,8 @@ def test_upstream_errors_pass_through_with_the_request_id(orchestrator: Service,
 def test_scheduler_down_names_it_and_delete_refuses_to_orphan_instances(orchestrator: Service, dead_port: int, unique_name: str) -> None:
     assert orchestrator.request("POST", "/services", json=svcdoc(unique_name)).status_code == 201
     for path in (f"/services/{unique_name}/config/last", f"/services/{unique_name}/config/history",
-                 f"/services/{unique_name}/config/history/1", f"/services/{unique_name}/units", "/cluster/units", "/cluster/hosts"):
+                 f"/services/{unique_name}/config/history/1", f"/services/{unique_name}/units", "/cluster/units", "/cluster/hosts",
+                 f"/services/{unique_name}/logs", f"/services/{unique_name}/logs?follow=true"):
         answer = orchestrator.request("GET", path)
         assert answer.status_code == 503, (path, answer.text)
         assert f"paz-scheduler is unreachable at 127.0.0.1:{dead_port}" in answer.json()["error"]["message"]

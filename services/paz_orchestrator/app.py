@@ -38,5 +38,5 @@ service = Service(
     description="Central command for the paz platform: services, cluster, health, stats and live events.",
     blueprint=bp, settings=OrchestratorSettings, extend=attach_cluster, checks=(check_settings,),
     watches=(keys.ROOT,),  # the event stream follows everything below /paz
-    defaults={"threads": 32},  # relayed requests wait on the others (a deploy, a followed log) in a thread each
+    defaults={"threads": 32},  # relayed requests wait on the others (a deploy) in a thread each; streams hold none
 )

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import requests
 from flask import Response
 from marshmallow import Schema
 
 from paz.api import Blueprint, BodyParser
 
-from .upstream import unusable_answer
+from .upstream import Answer, unusable_answer
 
 RELAYED_HEADERS = ("Content-Type", "Location", "Preference-Applied", "Retry-After", "X-Paz-Index")
 
@@ -43,7 +42,7 @@ class RelayBlueprint(Blueprint):
     ARGUMENTS_PARSER = ForwardingParser()
 
 
-def relay(service: str, method: str, path: str, response: requests.Response) -> Response:
+def relay(service: str, method: str, path: str, response: Answer) -> Response:
     """``service``'s answer to ``method path`` given back as it was: status, body and the headers that matter."""
     problem = unusable_answer(service, method, path, response)
     if problem is not None:

@@ -8,9 +8,11 @@ scheduler's units and hosts with every load balancer's backends; ``/events`` is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 from flask import Response, current_app, request
 
 from paz import keys
@@ -24,7 +26,7 @@ from paz.contracts.service_document import ConfigSchema, RepositoryQuery, Servic
 from paz.errors import ApiError, NotFound, Unavailable
 from paz.names import MARATHON_APP_ID, checked_name
 from paz.context import paz_context
-from paz.front import hand_over
+from paz.front import hand_over, in_loop
 from paz.web import INDEX_HEADER, error_response
 
 from .events import EventStreams
@@ -37,6 +39,8 @@ from .schemas import (
 )
 from .targets import targets, version_config
 from .upstream import DEPLOY_SECONDS, DIRECTORY, LOAD_BALANCER, SCHEDULER, Cluster, segment
+
+log = logging.getLogger(__name__)
 
 bp = RelayBlueprint("orchestrator", __name__, description="Services, the cluster, health, stats and live events.")
 
@@ -310,22 +314,30 @@ FOLLOW_READ_SECONDS = 3600.0
 
 
 def relayed_logs(path: str) -> Response:
-    """The scheduler's log stream at ``path``, passed on line by line as it comes (its errors as they are)."""
+    """The scheduler's log stream at ``path``, passed on as it comes (its errors as they are).
+
+    The stream is opened and relayed in the event loop: a followed log holds no thread, so any number
+    of them leave the threads to the other requests."""
     follow = request.args.get("follow", "").lower() in ("true", "1", "yes", "on")
-    answer = cluster().upstream.call(SCHEDULER, "GET", path, params=request.args, stream=True,
-                                     timeout=FOLLOW_READ_SECONDS if follow else None)
+    answer = in_loop(cluster().upstream.opening(SCHEDULER, "GET", path, params=list(request.args.items(multi=True)),
+                                                read_timeout=FOLLOW_READ_SECONDS if follow else None))
     if answer.status_code != 200:
+        in_loop(answer.aread())
         return relay(SCHEDULER, "GET", path, answer)
-
-    def passed_on():
-        try:
-            yield b""  # the status and headers at once, before any line is there
-            yield from answer.iter_content(chunk_size=None)
-        finally:
-            answer.close()
-
-    return Response(passed_on(), mimetype=answer.headers.get("Content-Type", LOG_FORMATS["text"]).split(";")[0],
+    hand_over(passed_on(answer))  # the status and headers go at once, before any line is there
+    return Response(iter(()), mimetype=answer.headers.get("Content-Type", LOG_FORMATS["text"]).split(";")[0],
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def passed_on(answer: httpx.Response) -> AsyncIterator[bytes]:
+    """``answer``'s body as it comes; a scheduler that stops mid-stream ends it (the client sees the end)."""
+    try:
+        async for chunk in answer.aiter_bytes():
+            yield chunk
+    except httpx.HTTPError as exc:
+        log.warning("a relayed log stream broke off", extra={"reason": str(exc)})
+    finally:
+        await answer.aclose()
 
 
 @bp.get("/services/<name>/logs", parameters=NAMED)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from http.client import responses
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import requests
 from flask import has_request_context
 
@@ -58,10 +60,14 @@ def failed(service: str, method: str, path: str, what: str) -> BadGateway:
     )
 
 
-def unusable_answer(service: str, method: str, path: str, response: requests.Response) -> BadGateway | None:
+Answer = requests.Response | httpx.Response
+"""An upstream's answer, from :meth:`paz.upstream.Upstream.call` or (read whole) :meth:`~paz.upstream.Upstream.opening`."""
+
+
+def unusable_answer(service: str, method: str, path: str, response: Answer) -> BadGateway | None:
     """Why an answer cannot be passed on (a failure of ``service`` itself, or a body that is not JSON), else None."""
     if own_failure(response.status_code):
-        return failed(service, method, path, f"it answered {response.status_code} {response.reason}")
+        return failed(service, method, path, f"it answered {response.status_code} {responses.get(response.status_code, '')}")
     if response.content and "json" not in response.headers.get("Content-Type", ""):
         return failed(service, method, path, "its answer is not JSON")
     return None

@@ -7,9 +7,11 @@ its relayed reads ran at a tenth of the directory's rate under gevent, whose HTT
 * A plain read the service's view answers (:mod:`paz.fast`) is answered in the loop.
 * Every other request goes to the Flask app, in ``PAZ_THREADS`` threads (a2wsgi), as under any server,
   once its body is read in the loop (a client trickling a body holds no thread).
-* A view whose answer is a long stream (the orchestrator's ``/events``) checks the request in its
-  thread, answers its status and headers, and hands the body over (:func:`hand_over`) as an async
-  iterator that the loop sends: thousands of open streams hold coroutines, not threads.
+* A view whose answer is a long stream (the orchestrator's ``/events``, a followed log) checks the
+  request in its thread, answers its status and headers, and hands the body over (:func:`hand_over`)
+  as an async iterator that the loop sends: thousands of open streams hold coroutines, not threads.
+  What such a view must wait for before it answers (an upstream's status) it awaits in the loop too
+  (:func:`in_loop`), so the stream's connection belongs to the loop from the start.
 
 The server binds before the service announces itself, as under gevent, and a SIGTERM or SIGINT ends
 the streams, gives requests in flight ``GRACE_SECONDS`` and withdraws the key. A client must send its
@@ -25,7 +27,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import uvloop
 from a2wsgi import WSGIMiddleware
@@ -46,12 +48,25 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 STREAM = "paz.stream"
 """The ASGI scope's key where a view leaves the body it hands over (:func:`hand_over`)."""
+LOOP = "paz.loop"
+"""The ASGI scope's key of the event loop the front runs in, for :func:`in_loop`."""
+
+T = TypeVar("T")
 
 
 def hand_over(chunks: AsyncIterator[bytes]) -> None:
     """Have the front send ``chunks``, in its event loop, as the body of the answer this view returns
     (which must have no body of its own: ``Response(iter(()), ...)``). Only under the front."""
     request.environ["asgi.scope"][STREAM] = chunks
+
+
+def in_loop(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` in the front's event loop from a view's thread, and give its result (or
+    raise its exception) there. Only under the front."""
+    async def awaited() -> T:
+        return await awaitable
+
+    return asyncio.run_coroutine_threadsafe(awaited(), request.environ["asgi.scope"][LOOP]).result()
 
 
 class Front:
@@ -74,6 +89,7 @@ class Front:
         task = asyncio.current_task()
         assert task is not None
         self.requests.add(task)
+        scope[LOOP] = asyncio.get_running_loop()
         try:
             await self.flask(scope, _replay(body, receive), _deferring_end(scope, send))
         finally:
@@ -165,6 +181,9 @@ async def _send_stream(chunks: AsyncIterator[bytes], send: Send, receive: Receiv
 
 
 async def _send_all(chunks: AsyncIterator[bytes], send: Send) -> None:
+    """Send the status and headers at once (granian holds them until a body part comes; a followed log may
+    have no line for long), then each chunk as it comes."""
+    await send({"type": "http.response.body", "body": b"", "more_body": True})
     async with contextlib.aclosing(chunks):  # type: ignore[type-var]
         async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

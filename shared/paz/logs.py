@@ -50,6 +50,8 @@ def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
             # python-etcd logs every failed request at ERROR in its own words; ours say what it means.
             "etcd.client": {"level": "CRITICAL"},
             "urllib3": {"level": "WARNING"},
+            "httpx": {"level": "WARNING"},  # a line at INFO for every call; the request log says it already
+            "httpcore": {"level": "WARNING"},
         },
     }
 

@@ -11,7 +11,8 @@ service that cannot be reached into an error that names it and its address:
 An answer the service did give, whatever its status, is returned untouched: :meth:`Upstream.call`
 gives the :class:`requests.Response` (for relaying it as it is), :meth:`Upstream.json` gives the
 body of a 2xx answer and raises :class:`UpstreamError` carrying the upstream's own status, message
-and details otherwise.
+and details otherwise. :meth:`Upstream.opening` makes the same call from an event loop (httpx), for a
+body relayed as it comes without a thread waiting on it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
+import httpx
 import requests
 from flask import g, has_request_context, request
 
@@ -52,6 +54,28 @@ def _error_of(response: requests.Response) -> dict[str, Any]:
     return error if isinstance(error, dict) else {}
 
 
+REQUESTS_FAILURES = (requests.Timeout, requests.ConnectionError, requests.RequestException)
+HTTPX_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.HTTPError)
+"""A client library's exceptions for: no answer in time, no connection, any other failure."""
+
+
+@contextlib.contextmanager
+def _reaching(service: str, address: str, method: str, path: str, seconds: float,
+              failures: tuple[type[Exception], type[Exception], type[Exception]]) -> Iterator[None]:
+    """A call's failures (the client library's, by ``failures``) as the errors that name the service."""
+    timed_out, unreachable, unusable = failures
+    details = {"service": service, "address": address}
+    try:
+        yield
+    except timed_out as exc:
+        raise BadGateway(f"{service} at {address} did not answer {method} {path} within {seconds:g}s", details) from exc
+    except unreachable as exc:
+        log.warning("upstream unreachable", extra={**details, "reason": str(exc)})
+        raise Unavailable(f"{service} is unreachable at {address}: check that it is running (paz status)", details) from exc
+    except unusable as exc:
+        raise BadGateway(f"{service} at {address} gave no usable answer to {method} {path}: {exc}", details) from exc
+
+
 class Upstream:
     """Calls suite services by name (``paz-scheduler``, ``paz-service-directory``, ...)."""
 
@@ -60,6 +84,7 @@ class Upstream:
         self.timeout = timeout
         self.token = token
         self._idle: queue.LifoQueue[requests.Session] = queue.LifoQueue()
+        self._in_loop: httpx.AsyncClient | None = None
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[requests.Session]:
@@ -81,28 +106,30 @@ class Upstream:
         """``method path`` on ``service``; any answer it gives is returned, whatever its status."""
         address = self.discovery.address(service)
         headers = {**self._own_headers(), **(kwargs.pop("headers", None) or {})}
-        try:
-            with self._session() as session:
-                return session.request(
-                    method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
-                    allow_redirects=False, **kwargs,
-                )
-        except requests.Timeout as exc:
-            raise BadGateway(
-                f"{service} at {address} did not answer {method} {path} within {timeout or self.timeout:g}s",
-                {"service": service, "address": address},
-            ) from exc
-        except requests.ConnectionError as exc:
-            log.warning("upstream unreachable", extra={"service": service, "address": address, "reason": str(exc)})
-            raise Unavailable(
-                f"{service} is unreachable at {address}: check that it is running (paz status)",
-                {"service": service, "address": address},
-            ) from exc
-        except requests.RequestException as exc:
-            raise BadGateway(
-                f"{service} at {address} gave no usable answer to {method} {path}: {exc}",
-                {"service": service, "address": address},
-            ) from exc
+        with _reaching(service, address, method, path, timeout or self.timeout, REQUESTS_FAILURES), self._session() as session:
+            return session.request(
+                method, f"http://{address}{path}", headers=headers, timeout=timeout or self.timeout,
+                allow_redirects=False, **kwargs,
+            )
+
+    def opening(self, service: str, method: str, path: str, params: list[tuple[str, str]],
+                read_timeout: float | None = None) -> Coroutine[Any, Any, httpx.Response]:
+        """``method path`` on ``service`` as a coroutine for an event loop (:func:`paz.front.in_loop`):
+        the answer once its status and headers are in, its body left to read as it comes
+        (``aiter_bytes``, then ``aclose``). Read here, in the request's thread: the address and the
+        headers (its id, the caller's token); errors as :meth:`call`'s."""
+        address, headers = self.discovery.address(service), self._own_headers()
+        timeout = httpx.Timeout(self.timeout, read=read_timeout or self.timeout)
+
+        async def opened() -> httpx.Response:
+            if self._in_loop is None:  # made in the loop that uses it; no pool limit: each stream holds one connection
+                self._in_loop = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=20))
+            request = self._in_loop.build_request(method, f"http://{address}{path}", headers=headers, params=params,
+                                                  timeout=timeout)
+            with _reaching(service, address, method, path, read_timeout or self.timeout, HTTPX_FAILURES):
+                return await self._in_loop.send(request, stream=True)
+
+        return opened()
 
     def _own_headers(self) -> dict[str, str]:
         """Within a request: its id, the caller's token (so each service checks the person's role) and

@@ -38,7 +38,8 @@ class DockerSuite:
         self.etcd = EtcdServer(workdir)
         self.directory = Service("paz-service-directory", self.etcd, workdir)
         self.scheduler = suite_scheduler(self.etcd, engine, workdir, **scheduler_env)
-        self.orchestrator = Service("paz-orchestrator", self.etcd, workdir, env={"PAZ_EVENTS_KEEPALIVE": "1"})
+        # few threads, as on a small machine: a followed log that held one would show (tests/test_logs.py)
+        self.orchestrator = Service("paz-orchestrator", self.etcd, workdir, env={"PAZ_EVENTS_KEEPALIVE": "1", "PAZ_THREADS": "4"})
         self.parts = [self.etcd, self.directory, self.scheduler, self.orchestrator]
         self._started: list[Any] = []
 
