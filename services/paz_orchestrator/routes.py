@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from flask import Response, current_app, request
 
 from paz import keys
@@ -39,6 +38,9 @@ from .schemas import (
 )
 from .targets import targets, version_config
 from .upstream import DEPLOY_SECONDS, DIRECTORY, LOAD_BALANCER, SCHEDULER, Cluster, segment
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +333,8 @@ def relayed_logs(path: str) -> Response:
 
 async def passed_on(answer: httpx.Response) -> AsyncIterator[bytes]:
     """``answer``'s body as it comes; a scheduler that stops mid-stream ends it (the client sees the end)."""
+    import httpx  # loaded already: it opened ``answer``
+
     try:
         async for chunk in answer.aiter_bytes():
             yield chunk

@@ -13,10 +13,9 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from http.client import responses
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote
 
-import httpx
 import requests
 from flask import has_request_context
 
@@ -25,6 +24,9 @@ from paz.errors import ApiError, BadGateway, NotFound
 from paz.view import EtcdView
 from paz.upstream import Upstream, UpstreamError
 from paz.web import request_id
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def failed(service: str, method: str, path: str, what: str) -> BadGateway:
     )
 
 
-Answer = requests.Response | httpx.Response
+Answer: TypeAlias = "requests.Response | httpx.Response"
 """An upstream's answer, from :meth:`paz.upstream.Upstream.call` or (read whole) :meth:`~paz.upstream.Upstream.opening`."""
 
 

@@ -21,15 +21,17 @@ import contextlib
 import logging
 import queue
 from collections.abc import Coroutine, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import requests
 from flask import g, has_request_context, request
 
 from .auth import caller_authorization
 from .discovery import Discovery
 from .errors import ApiError, BadGateway, Unavailable
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,7 @@ def _error_of(response: requests.Response) -> dict[str, Any]:
 
 
 REQUESTS_FAILURES = (requests.Timeout, requests.ConnectionError, requests.RequestException)
-HTTPX_FAILURES = (httpx.TimeoutException, httpx.NetworkError, httpx.HTTPError)
-"""A client library's exceptions for: no answer in time, no connection, any other failure."""
+"""requests' exceptions for: no answer in time, no connection, any other failure."""
 
 
 @contextlib.contextmanager
@@ -117,7 +118,11 @@ class Upstream:
         """``method path`` on ``service`` as a coroutine for an event loop (:func:`paz.front.in_loop`):
         the answer once its status and headers are in, its body left to read as it comes
         (``aiter_bytes``, then ``aclose``). Read here, in the request's thread: the address and the
-        headers (its id, the caller's token); errors as :meth:`call`'s."""
+        headers (its id, the caller's token); errors as :meth:`call`'s.
+
+        httpx is imported at the first call: 4.5 MB that a suite which never streams does not hold."""
+        import httpx
+
         address, headers = self.discovery.address(service), self._own_headers()
         timeout = httpx.Timeout(self.timeout, read=read_timeout or self.timeout)
 
@@ -126,7 +131,8 @@ class Upstream:
                 self._in_loop = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=20))
             request = self._in_loop.build_request(method, f"http://{address}{path}", headers=headers, params=params,
                                                   timeout=timeout)
-            with _reaching(service, address, method, path, read_timeout or self.timeout, HTTPX_FAILURES):
+            failures = (httpx.TimeoutException, httpx.NetworkError, httpx.HTTPError)
+            with _reaching(service, address, method, path, read_timeout or self.timeout, failures):
                 return await self._in_loop.send(request, stream=True)
 
         return opened()
