@@ -93,10 +93,13 @@ def alone(parts: dict[str, list[psutil.Process]]) -> dict[str, float]:
 
 
 def parts_processes(state: Path) -> dict[str, list[psutil.Process]]:
-    """The processes of each part that ``paz up`` recorded a pid for (and HAProxy, which haproxy-sync leaves running)."""
+    """The processes of each part that ``paz up`` recorded a pid for, and HAProxy: a part of its own,
+    though its master is haproxy-sync's child (so it is taken out of haproxy-sync's tree)."""
     pid_files = {path.stem: path for path in (state / "run").glob("*.pid") if path.stem not in ("dockerd.self", "docker")}
     pid_files["haproxy"] = state / "haproxy" / "haproxy.pid"
-    return {name: tree(int(path.read_text().split()[0])) for name, path in sorted(pid_files.items()) if path.exists()}
+    parts = {name: tree(int(path.read_text().split()[0])) for name, path in sorted(pid_files.items()) if path.exists()}
+    haproxy = {process.pid for process in parts.get("haproxy", [])}
+    return {name: [p for p in processes if name == "haproxy" or p.pid not in haproxy] for name, processes in parts.items()}
 
 
 def parts_memory(state: Path) -> dict[str, dict[str, float]]:
