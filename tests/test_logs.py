@@ -72,7 +72,8 @@ def test_follow_delivers_a_line_printed_after_the_request_within_a_second(suite,
     unit = f"{deployed}-1-2"
     url = f"{suite.orchestrator.url}/services/{deployed}/logs"
     arrived: queue.Queue[tuple[float, str]] = queue.Queue()
-    with requests.get(url, params={"follow": "true", "tail": "0"}, stream=True, timeout=(5, 20)) as stream:
+    # the reader thread is still reading when the stream is closed, which waits for its read timeout
+    with requests.get(url, params={"follow": "true", "tail": "0"}, stream=True, timeout=(5, 7)) as stream:
         assert stream.status_code == 200, stream.text
 
         def read() -> None:
