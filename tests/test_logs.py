@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 import requests
 
@@ -109,6 +110,35 @@ def test_more_followed_logs_than_the_orchestrator_has_threads_leave_it_answering
         lines = [stream.iter_lines(decode_unicode=True) for stream in opened]
         say(suite.container(unit), "to every follower")
         assert [next(line for line in got if line) for got in lines] == ["to every follower"] * 8
+
+
+def test_followers_who_left_give_their_places_and_connections_back(suite, deployed):
+    """A follower who leaves is noticed at the unit's next line: its place among PAZ_LOGS_MAX_FOLLOWERS
+    (16 here) and its connection to the Docker Engine are given back, so as many can follow again."""
+    unit = f"{deployed}-1-2"
+    url = f"{suite.orchestrator.url}/services/{deployed}/units/{unit}/logs"
+    scheduler = psutil.Process(suite.scheduler.process.proc.pid)
+    for earlier in (f"{deployed}-1-1", unit):  # the followers earlier tests left are noticed, and go:
+        for _ in range(2):  # a write to a connection the client closed fails only at the second
+            say(suite.container(earlier), "for those who left")
+    held = wait_until(lambda: len(scheduler.net_connections(kind="unix")) if _steady(scheduler) else None, 10,
+                      what="the scheduler's connections settled")
+    for turn in range(2):
+        with contextlib.ExitStack() as streams:
+            opened = [streams.enter_context(requests.get(url, params={"follow": "true", "tail": "0"}, stream=True, timeout=(5, 7)))
+                      for _ in range(16)]
+            assert [stream.status_code for stream in opened] == [200] * 16, (turn, opened[-1].text)
+        for _ in range(2):
+            say(suite.container(unit), f"noticed {turn}")
+        wait_until(lambda: len(scheduler.net_connections(kind="unix")) <= held, 10,
+                   what="the scheduler's connections to the engine given back")
+
+
+def _steady(process: psutil.Process) -> bool:
+    """Whether ``process``'s count of Unix connections stayed the same for half a second."""
+    before = len(process.net_connections(kind="unix"))
+    time.sleep(0.5)
+    return len(process.net_connections(kind="unix")) == before
 
 
 def test_tail_and_since_bound_the_answer(suite, deployed):

@@ -11,8 +11,10 @@ breaks a stream. :func:`merged` interleaves several units' lines in time order.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import queue
+import socket
 import struct
 import threading
 import time
@@ -107,7 +109,26 @@ class DockerLogReader:
             yield stream, payload
 
     def close(self) -> None:
-        self.response.close()
+        """End the answer, even while a follower reads it: its connection is shut down, so the read
+        ends (closing the file it reads from instead raised "reentrant call" and left the engine's
+        connection, and the follower's place, held until the container stopped); the follower closes
+        it again once out of the read."""
+        connection = _connection_of(self.response)
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(RuntimeError):  # a follower is still inside the read: it closes it
+            self.response.close()
+
+
+def _connection_of(response: requests.Response) -> socket.socket | None:
+    """The socket under a streamed answer, reached as docker's own client reaches it (urllib3's
+    response, http.client's, its socket file)."""
+    try:
+        raw = response.raw._fp.fp.raw
+    except AttributeError:
+        return None
+    return getattr(raw, "_sock", None)
 
 
 def _read_exactly(raw: Any, size: int) -> bytes | None:
@@ -160,6 +181,7 @@ def _followed(streams: list[LogStream], max_seconds: float) -> Iterator[LogLine]
             for line in stream:
                 arrived.put(line)
         finally:
+            stream.close()
             arrived.put(None)
 
     for stream in streams:
