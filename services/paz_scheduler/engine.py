@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from docker.utils import parse_repository_tag
@@ -200,12 +200,13 @@ class Scheduler:
         unit, stats = self.driver.unit(unit_id)
         return {**unit.as_json(self._announced(unit)), "stats": stats}
 
-    def logs(self, service: str, unit_id: str | None, query: LogQuery) -> "LogSession":
+    def logs(self, service: str, unit_id: str | None, query: LogQuery, gone: Callable[[], bool] = lambda: False) -> "LogSession":
         """The output of ``service``'s units (or of one, ``unit_id``), merged in time order.
 
         Every stream is opened before this returns, so an unknown service or unit, or a driver
         without logs, is an error answer rather than an empty stream. A followed stream holds one of
-        PAZ_LOGS_MAX_FOLLOWERS places in this worker until it ends (PAZ_LOGS_MAX_SECONDS at most).
+        PAZ_LOGS_MAX_FOLLOWERS places in this worker until it ends (PAZ_LOGS_MAX_SECONDS at most, or
+        once ``gone()`` says its client left).
         """
         units = self._units_of(service, unit_id)
         if query.follow and not self.followers.acquire(blocking=False):
@@ -221,7 +222,7 @@ class Scheduler:
         except BaseException:
             session.close()
             raise
-        session.lines = merged(session.streams, query, self.settings.logs_max_seconds)
+        session.lines = merged(session.streams, query, self.settings.logs_max_seconds, gone)
         return session
 
     def _units_of(self, service: str, unit_id: str | None) -> list[Unit]:

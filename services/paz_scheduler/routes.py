@@ -16,7 +16,7 @@ from paz.contracts.deploys import ACCEPTED, HOOK_ERRORS, JournalEntryOut, Journa
 from paz.contracts.log_streams import LOG_ERRORS, LOG_FORMATS, LogsQuery
 from paz.errors import NotFound
 from paz.names import checked_name
-from paz.web import request_id
+from paz.web import CLIENT_GONE, request_id
 
 from .drivers.logs import LogLine, LogQuery
 from .engine import Scheduler
@@ -226,7 +226,7 @@ def log_route(path: str, description: str):
 def log_answer(name: str, unit_id: str | None, query: dict[str, Any]) -> Response:
     wanted = LogQuery(tail=query.get("tail"), since=query.get("since"), follow=query["follow"],
                       streams=(query["stream"],) if query.get("stream") else ("stdout", "stderr"))
-    session = scheduler().logs(checked_name(name), unit_id, wanted)
+    session = scheduler().logs(checked_name(name), unit_id, wanted, request.environ.get(CLIENT_GONE, lambda: False))
     shown = rendered(iter(session), query["format"], with_unit=unit_id is None, timestamps=query["timestamps"])
     answer = Response(shown, mimetype=LOG_FORMATS[query["format"]].split(";")[0],
                       headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

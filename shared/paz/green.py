@@ -17,7 +17,7 @@ import signal
 import socket
 from collections.abc import Iterable, Iterator
 
-from gevent import Timeout
+from gevent import Timeout, select
 from gevent.event import Event
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
@@ -26,13 +26,13 @@ from .logs import configure_logging
 from .lifecycle import GRACE_SECONDS, HEADER_SECONDS, InProcess
 from .service import Service
 from .settings import Settings
-from .web import create_app
+from .web import CLIENT_GONE, create_app
 
 log = logging.getLogger("paz.server")
 
 
 class Handler(WSGIHandler):
-    """gevent's handler, with three changes:
+    """gevent's handler, with four changes:
 
     * a connection whose request line or headers take over ``HEADER_SECONDS`` is closed;
     * an empty chunk sent before anything else sends the status and headers at once (gevent skips it;
@@ -40,7 +40,8 @@ class Handler(WSGIHandler):
     * its socket sends at once (``TCP_NODELAY``): gevent writes an answer's headers and its body in two
       sends, and Nagle's algorithm held the body until the client acknowledged the headers, which a
       client delays by up to 40 ms: every request after the first on a kept-alive connection took
-      40 ms (the dashboard's pooled client, wrk).
+      40 ms (the dashboard's pooled client, wrk);
+    * the app can ask whether the client has left (``environ[CLIENT_GONE]()``) without writing to it.
     """
 
     def handle(self) -> None:
@@ -49,6 +50,20 @@ class Handler(WSGIHandler):
         except OSError:  # not TCP
             pass
         super().handle()
+
+    def get_environ(self) -> dict:
+        environ = super().get_environ()
+        environ[CLIENT_GONE] = self._client_gone
+        return environ
+
+    def _client_gone(self) -> bool:
+        """Whether the client closed its connection: it is readable with nothing to read (a client that
+        sent more, a pipelined request, is still there)."""
+        try:
+            readable, _, _ = select.select([self.socket], [], [], 0)
+            return bool(readable) and self.socket.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def process_result(self) -> None:
         self.result = self._headers_at_empty_chunk(self.result)

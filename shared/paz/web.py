@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 """A larger body answers 413: no document of the suite comes near it."""
+CLIENT_GONE = "paz.client_gone"
+"""The WSGI environ's key of a function that says whether the client has closed its connection (gevent's
+server, :mod:`paz.green`, sets it), for a stream that may write nothing for long (a followed log)."""
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 

@@ -18,7 +18,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -160,9 +160,11 @@ def docker_logs(api: Any, path: str, unit: str, query: LogQuery) -> DockerLogRea
     return DockerLogReader(unit, response)
 
 
-def merged(streams: list[LogStream], query: LogQuery, max_seconds: float) -> Iterator[LogLine]:
+def merged(streams: list[LogStream], query: LogQuery, max_seconds: float,
+           gone: Callable[[], bool] = lambda: False) -> Iterator[LogLine]:
     """Every stream's lines, oldest first: the lines there are now in time order (the last ``tail`` of
-    them all), then, with ``follow``, each new line as it comes, for at most ``max_seconds``."""
+    them all), then, with ``follow``, each new line as it comes, for at most ``max_seconds`` or until
+    ``gone()`` says the client left (asked at each second without a line)."""
     if not query.follow:
         try:
             lines = sorted((line for stream in streams for line in stream), key=_moment)
@@ -170,10 +172,10 @@ def merged(streams: list[LogStream], query: LogQuery, max_seconds: float) -> Ite
             _close(streams)
         yield from lines[-query.tail:] if query.tail is not None else lines
         return
-    yield from _followed(streams, max_seconds)
+    yield from _followed(streams, max_seconds, gone)
 
 
-def _followed(streams: list[LogStream], max_seconds: float) -> Iterator[LogLine]:
+def _followed(streams: list[LogStream], max_seconds: float, gone: Callable[[], bool]) -> Iterator[LogLine]:
     arrived: queue.Queue[LogLine | None] = queue.Queue(maxsize=10_000)
 
     def pump(stream: LogStream) -> None:
@@ -192,6 +194,8 @@ def _followed(streams: list[LogStream], max_seconds: float) -> Iterator[LogLine]
             try:
                 line = arrived.get(timeout=min(remaining, 1.0))
             except queue.Empty:
+                if gone():
+                    return
                 continue
             if line is None:
                 open_streams -= 1
