@@ -102,7 +102,7 @@ def test_etcd_down_keeps_the_last_config_serving_and_later_changes_apply(own_etc
 
 def test_haproxy_looks_running_throughout_its_reloads(tmp_path):
     """Another reader (the engine's next apply, /health, ``paz down``) finds the master at every moment
-    of a burst of reloads, and a runtime change right after each reload reaches the new worker. When HAProxy wrote its own pid file it removed it for milliseconds at each
+    of a burst of reloads. When HAProxy wrote its own pid file it removed it for milliseconds at each
     reload; an apply that came then started a second HAProxy on the same port, which kept answering
     part of the requests with the routes of its time."""
     settings = SyncSettings(haproxy_dir=str(tmp_path), http_port=free_port(), stats_port=free_port(), https_port=0)
@@ -117,15 +117,12 @@ def test_haproxy_looks_running_throughout_its_reloads(tmp_path):
 
     reader = threading.Thread(target=read_the_pid)
     reader.start()
-    answered_by = []
     try:
         for _ in range(15):
             haproxy.reload()
-            answered_by.append((haproxy.worker_pid(), haproxy.change("show info").split("Pid: ")[1].split()[0]))
     finally:
         done.set()
         reader.join()
         haproxy.stop()
     assert seen == {master}
     assert haproxy.master_pid() is None
-    assert all(str(worker) == changed for worker, changed in answered_by), "runtime changes reach the new worker"

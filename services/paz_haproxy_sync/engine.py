@@ -376,7 +376,7 @@ class Engine:
                     if after[name] != before[name]:
                         self._readdress(backend, name, after[name])
                 for name in before.keys() - after.keys():
-                    self.haproxy.change(f"set server {backend}/{name} state maint")
+                    self.haproxy.command(f"set server {backend}/{name} state maint")
                     self._pending_deletes.add(f"{backend}/{name}")
         except HaproxyError as exc:
             log.warning("runtime change refused, reloading instead", extra={"reason": str(exc)})
@@ -386,23 +386,23 @@ class Engine:
 
     def _add_server(self, backend: str, name: str, address: str, router: RouterSettings) -> None:
         self._pending_deletes.discard(f"{backend}/{name}")
-        answer = self.haproxy.change(f"add server {backend}/{server_line(name, address, router)}")
+        answer = self.haproxy.command(f"add server {backend}/{server_line(name, address, router)}")
         if "New server registered" not in answer:
             raise HaproxyError(f"add server {backend}/{name}: {answer.strip()}")
         if router.health is not None:
-            self.haproxy.change(f"enable health {backend}/{name}")
-        self.haproxy.change(f"enable server {backend}/{name}")
+            self.haproxy.command(f"enable health {backend}/{name}")
+        self.haproxy.command(f"enable server {backend}/{name}")
 
     def _readdress(self, backend: str, name: str, address: str) -> None:
         host, _, port = address.rpartition(":")
-        answer = self.haproxy.change(f"set server {backend}/{name} addr {host} port {port}")
+        answer = self.haproxy.command(f"set server {backend}/{name} addr {host} port {port}")
         if "change" not in answer:
             raise HaproxyError(f"set server {backend}/{name} addr: {answer.strip()}")
 
     def _retry_deletes(self) -> None:
         """Delete servers put in maintenance; HAProxy refuses while they still carry connections."""
         for server in sorted(self._pending_deletes):
-            answer = self.haproxy.change(f"del server {server}")
+            answer = self.haproxy.command(f"del server {server}")
             if "Server deleted" in answer or "No such" in answer:
                 self._pending_deletes.discard(server)
 

@@ -86,7 +86,7 @@ class Haproxy:
         return pid if not cmdline or str(self.master_socket) in cmdline else None
 
     def start(self) -> int:
-        """Start HAProxy on the installed config, record its master's pid, and wait until its worker and its master CLI answer."""
+        """Start HAProxy on the installed config, record its master's pid, and wait until its worker answers."""
         log_path = self.config_path.with_name("haproxy-start.log")
         with open(log_path, "ab") as out:
             master = subprocess.Popen(
@@ -98,7 +98,7 @@ class Haproxy:
         written.replace(self.pid_file)
         deadline = time.monotonic() + self.START_SECONDS
         while time.monotonic() < deadline and master.poll() is None:
-            if self.worker_pid() and self.reloads() is not None:  # the worker serves, the master CLI answers
+            if self.worker_pid():
                 log.info("haproxy started", extra={"pid": master.pid, "config": str(self.config_path)})
                 return master.pid
             time.sleep(0.05)
@@ -211,12 +211,6 @@ class Haproxy:
         return None
 
     # -- the Runtime API ---------------------------------------------------------------------
-
-    def change(self, line: str) -> str:
-        """One Runtime API command for the current worker, through the master CLI (``@1``): right after
-        a reload the old worker, not yet told to stop, may still accept on the stats socket they share,
-        and a server added there never reached the new one (a service answered 503 "no live instance")."""
-        return self.command(f"@1 {line}", self.master_socket)
 
     def command(self, line: str, path: Path | None = None, timeout: float = 5.0) -> str:
         """Send one CLI command (to the stats socket by default) and return HAProxy's answer."""
