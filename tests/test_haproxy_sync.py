@@ -87,7 +87,10 @@ def test_basic_auth_from_the_directory(sync, etcd, directory, servers, unique_na
     assert directory.request("POST", "/services", json=document).status_code == 201
     etcd.put(f"/paz/services/{unique_name}/1/1", instance(servers, "guarded").address)
     host = f"{unique_name}.paz"
-    wait_until(lambda: sync.route(host).status_code == 401, 10, what="basic auth asked for")
+    # the document (a reload) and the instance (a runtime change) may be applied one after the other:
+    # the password is asked for as soon as the first is, the instance answers once the second is
+    wait_until(lambda: sync.route(host, auth=("ada", "s3cret pass")).status_code == 200, 10, what="the instance routed")
+    assert sync.route(host).status_code == 401
     assert 'realm="Private area"' in sync.route(host).headers["WWW-Authenticate"]
     assert sync.route(host, auth=("ada", "wrong")).status_code == 401
     assert sync.route(host, auth=("bob", "s3cret pass")).status_code == 401
