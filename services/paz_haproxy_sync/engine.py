@@ -108,16 +108,16 @@ class Engine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "Engine":
-        """Adopt the running HAProxy or start one on the last good config, then follow etcd."""
+        """Adopt the running HAProxy, then follow etcd. A HAProxy to start starts at the first apply, on the
+        routes etcd holds (no reload right after its start, which kept the suite unrouted for a second or
+        two after paz up on a loaded machine), or on the last good config at the first tick without etcd."""
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.tls.prepare()
         self._served = self.tls.served()
         pid = self.haproxy.master_pid()
         if pid:
             log.info("adopted the running haproxy", extra={"pid": pid})
-        else:
-            self._start_haproxy()
-        self._status.update(haproxyPid=self.haproxy.master_pid())
+        self._status.update(haproxyPid=pid)
         router_figures()  # its series exist, at 0, before the first apply
         self.view.listen(Listener(changed=self._on_change, reloaded=self._on_reload))
         self.marathon.start()
@@ -313,8 +313,8 @@ class Engine:
         """Bring HAProxy to what etcd says, by the Runtime API when that is enough, else by a reload."""
         began = time.monotonic()
         table = self.table()
-        if table is None:
-            if not self.haproxy.master_pid() and self.haproxy.installed():
+        if table is None:  # etcd not read yet: HAProxy serves the last good config (or none) meanwhile
+            if not self.haproxy.master_pid():
                 self._start_haproxy()
             return
         table = self._sync_certificates(table)
