@@ -38,7 +38,7 @@ def last_hour(prometheus_url: str, name: str, now: float | None = None) -> Serie
     Prometheus has no figure), or None when there is no Prometheus to ask or it fails."""
     if not prometheus_url or not is_service_name(name):
         return None
-    end = int(now if now is not None else time.time()) // STEP_SECONDS * STEP_SECONDS
+    end = int(now if now is not None else time.time())  # not rounded to a step: the last point is the latest scrape
     times = list(range(end - HOUR + STEP_SECONDS, end + 1, STEP_SECONDS))
     series: Series = [[float(t) for t in times]]
     try:
