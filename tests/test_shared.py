@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -130,8 +131,11 @@ def test_a_killed_service_withdraws_its_key_at_once_through_its_withdrawer(own_e
     ready = [line for line in service.process.log().splitlines() if '"message": "ready"' in line]
     withdrawer = json.loads(ready[0])["withdrawer"]
     workers = [child.pid for child in psutil.Process(service.process.proc.pid).children(recursive=True)]
+    figures = Path(psutil.Process(withdrawer).environ()["PROMETHEUS_MULTIPROC_DIR"])
+    assert figures.is_dir()
     service.stop(signal.SIGKILL)  # the main process dies without running its exit hook
     wait_until(lambda: own_etcd.get(KEY) is None, 5, what="the key to go with the killed service")
+    wait_until(lambda: not figures.exists(), 5, what="the folder of its workers' figures to go, not pile up in /tmp")
     wait_until(lambda: not running(withdrawer), 5, what="the withdrawer process to exit")
     wait_until(lambda: not any(running(pid) for pid in workers), 5, what="its workers to exit, not go on serving its port")
 

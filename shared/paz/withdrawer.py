@@ -7,7 +7,8 @@ shell that blocks reading a pipe from the service (about 1 MB, where even ``pyth
 runs this module only once that read ends without a line. :data:`CLEAN` and a newline mean the
 service stopped cleanly; end of file means it died, and this module, in a fresh interpreter without
 site-packages, deletes the key if it still holds the service's address (a successor may own it
-already).
+already), and removes the folder of its workers' figures (:func:`paz.metrics.share`), which the
+service removes itself at a clean exit.
 
 Both ignore SIGINT and SIGTERM (a Ctrl-C reaches the whole process group): it ends with its service.
 Run by itself, :func:`main` reads the pipe the same way, importing only ``os``, ``signal`` and ``sys``
@@ -15,6 +16,7 @@ before that read.
 """
 
 import os
+import shutil
 import signal
 import sys
 
@@ -41,8 +43,10 @@ def main() -> None:
     from . import etcd
     from .announce import withdraw
     from .logs import configure_logging
+    from .metrics import FOLDER_ENV
     from .settings import Settings
 
+    shutil.rmtree(os.environ.get(FOLDER_ENV) or os.devnull, ignore_errors=True)
     settings = Settings.from_env()
     configure_logging(key.rsplit("/", 1)[-1], settings.log_level)
     withdraw(etcd.from_settings(settings), key, value)
