@@ -123,10 +123,13 @@ def test_slow_and_half_open_clients_do_not_starve_a_service(name, directory, sch
 @pytest.mark.parametrize("name", ["directory", "scheduler", "orchestrator", "haproxy-sync", "web"])
 def test_a_request_whose_headers_never_end_is_closed(name, directory, scheduler, orchestrator, haproxy_sync, web) -> None:
     service = {"directory": directory, "scheduler": scheduler, "orchestrator": orchestrator, "haproxy-sync": haproxy_sync, "web": web}[name]
-    with socket.create_connection(("127.0.0.1", service.port), timeout=HEADER_SECONDS + 5) as sock:
+    # Held open, the read would end at the socket's timeout (30 s) and fail. The slack over HEADER_SECONDS is
+    # for a loaded machine: CI once saw the close 3.7 s late while nothing blocked the service's loop (a full
+    # run under gevent's monitor, GEVENT_MAX_BLOCKING_TIME=0.5, reported nothing): the process was not run.
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
         started = time.monotonic()
         with contextlib.suppress(ConnectionResetError):
             while sock.recv(4096):  # an error answer (408), then the close
                 pass
-        assert time.monotonic() - started < HEADER_SECONDS + 3
+        assert HEADER_SECONDS - 1 < time.monotonic() - started < HEADER_SECONDS + 10
