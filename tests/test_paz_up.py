@@ -36,6 +36,7 @@ def suite_up(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Iterato
     started = paz(state, "up", "--registry", env=env)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
+        assert "does not route" not in started.stderr  # paz up returned once HAProxy routes every part
         yield state, env, started.stdout
     finally:
         paz(state, "down", env=env)

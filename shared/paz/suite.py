@@ -420,6 +420,22 @@ class Suite:
             return None
         return f"degraded: {', '.join(failing)}" if failing else "healthy"
 
+    def unrouted(self, parts: list[Part]) -> list[str]:
+        """The names ``<service>.paz`` of ``parts`` for which HAProxy does not yet hand a request to the
+        service itself (its /health answers with its name, 200 or a degraded 503; HAProxy's own 503 does not)."""
+        import requests
+
+        missing = []
+        for name in (f"{part.announced_as}.paz" for part in parts if part.announced_as):
+            try:
+                answer = requests.get(f"http://127.0.0.1:{HTTP_PORT}/health", headers={"Host": name}, timeout=2)
+                routed = answer.json().get("service") == name.removesuffix(".paz")
+            except (requests.RequestException, ValueError, AttributeError):
+                routed = False
+            if not routed:
+                missing.append(name)
+        return missing
+
     def leadership(self, part: Part) -> str:
         """``leads``, or ``standby (leader: <address>)``, for a part whose instances elect a leader in
         ``/paz/leaders`` (the scheduler); empty for the others, or when etcd does not answer."""

@@ -20,6 +20,7 @@ from ..secrets import ensure_key_file, rotate
 from ..settings import SettingsError, parse_endpoints
 from ..suite import ETCD_URL, HTTP_PORT, HTTPS_PORT, STATS_PORT, Part, Suite, docker_answers, make_swarm_manager
 from ..supervisor import read_restarts
+from ..waiting import poll
 from .client import etcd_of
 from .output import FAILED, UNREACHABLE, USAGE, PazError
 
@@ -84,6 +85,7 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     starting.update(_start(suite, after_docker))
     _wait_ready(suite, starting, lambda part: part in services)
     _wait_ready(suite, _start(suite, [part for part in wanted if part not in stores + services]), lambda part: True)
+    _wait_routed(suite, services)
     if domain is not None:
         suite.set_domain(domain)
         click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
@@ -147,6 +149,14 @@ def _wait_ready(suite: Suite, starting: dict[str, tuple[Part, subprocess.Popen[b
             raise PazError(f"{part.name} did not become ready; see {suite.log_file(part)} (paz suite-logs {part.name})")
         click.echo(f"{part.name:<18} started (pid {proc.pid}) at {part.address}" + ("" if state == "healthy" else f", {state}"))
         del starting[name]
+
+
+def _wait_routed(suite: Suite, services: list[Part], timeout: float = 10.0) -> None:
+    """Wait until HAProxy routes each service's ``<service>.paz`` (announced is not yet routed: haproxy-sync
+    applies the key a moment later), so what paz up prints works at once; say which it does not."""
+    if not poll(lambda: not suite.unrouted(services), timeout, 0.05):
+        click.echo(f"paz up: HAProxy does not route {', '.join(suite.unrouted(services))} after {timeout:.0f} s; "
+                   f"see {suite.log_file(suite.part('haproxy-sync'))} (paz suite-logs haproxy-sync)", err=True)
 
 
 def _echo_dns(address: str | None) -> None:
