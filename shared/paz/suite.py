@@ -420,13 +420,13 @@ class Suite:
             return None
         return f"degraded: {', '.join(failing)}" if failing else "healthy"
 
-    def unrouted(self, parts: list[Part]) -> list[str]:
-        """The names ``<service>.paz`` of ``parts`` for which HAProxy does not yet hand a request to the
-        service itself (its /health answers with its name, 200 or a degraded 503; HAProxy's own 503 does not)."""
+    def unrouted(self) -> list[str]:
+        """The names ``<service>.paz`` of the suite's services for which HAProxy does not yet hand a request
+        to the service itself (its /health answers with its name, 200 or a degraded 503; HAProxy's own 503 does not)."""
         import requests
 
         missing = []
-        for name in (f"{part.announced_as}.paz" for part in parts if part.announced_as):
+        for name in (f"{service.announced_as}.paz" for service in declarations()):
             try:
                 answer = requests.get(f"http://127.0.0.1:{HTTP_PORT}/health", headers={"Host": name}, timeout=2)
                 routed = answer.json().get("service") == name.removesuffix(".paz")

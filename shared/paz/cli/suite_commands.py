@@ -85,7 +85,7 @@ def up(ctx: click.Context, domain: str | None, driver: str | None, etcd_members:
     starting.update(_start(suite, after_docker))
     _wait_ready(suite, starting, lambda part: part in services)
     _wait_ready(suite, _start(suite, [part for part in wanted if part not in stores + services]), lambda part: True)
-    _wait_routed(suite, services)
+    _wait_routed(suite)
     if domain is not None:
         suite.set_domain(domain)
         click.echo(f"domain             {domain or 'none'} (in etcd at /paz/config/domain)")
@@ -151,11 +151,11 @@ def _wait_ready(suite: Suite, starting: dict[str, tuple[Part, subprocess.Popen[b
         del starting[name]
 
 
-def _wait_routed(suite: Suite, services: list[Part], timeout: float = 10.0) -> None:
-    """Wait until HAProxy routes each service's ``<service>.paz`` (announced is not yet routed: haproxy-sync
+def _wait_routed(suite: Suite, timeout: float = 10.0) -> None:
+    """Wait until HAProxy routes each of the suite's services' ``<service>.paz`` (announced is not yet routed: haproxy-sync
     applies the key a moment later), so what paz up prints works at once; say which it does not."""
-    if not poll(lambda: not suite.unrouted(services), timeout, 0.05):
-        click.echo(f"paz up: HAProxy does not route {', '.join(suite.unrouted(services))} after {timeout:.0f} s; "
+    if not poll(lambda: not suite.unrouted(), timeout, 0.05):
+        click.echo(f"paz up: HAProxy does not route {', '.join(suite.unrouted())} after {timeout:.0f} s; "
                    f"see {suite.log_file(suite.part('haproxy-sync'))} (paz suite-logs haproxy-sync)", err=True)
 
 
