@@ -115,7 +115,7 @@ def test_more_followed_logs_than_the_orchestrator_has_threads_leave_it_answering
 def test_followers_who_left_a_quiet_unit_give_their_places_and_connections_back(suite, deployed):
     """A follower who leaves is noticed within a second or two, even when the unit writes nothing: its
     place among PAZ_LOGS_MAX_FOLLOWERS (16 here) and its connection to the Docker Engine are given back,
-    so as many can follow again at once."""
+    so as many can follow again at once; one more is a 503 naming the setting."""
     unit = f"{deployed}-1-2"
     url = f"{suite.orchestrator.url}/services/{deployed}/units/{unit}/logs"
     scheduler = psutil.Process(suite.scheduler.process.proc.pid)
@@ -126,6 +126,8 @@ def test_followers_who_left_a_quiet_unit_give_their_places_and_connections_back(
             opened = [streams.enter_context(requests.get(url, params={"follow": "true", "tail": "0"}, stream=True, timeout=(5, 7)))
                       for _ in range(16)]
             assert [stream.status_code for stream in opened] == [200] * 16, (turn, opened[-1].text)
+            beyond = requests.get(url, params={"follow": "true", "tail": "0"}, timeout=(5, 7))
+            assert beyond.status_code == 503 and "PAZ_LOGS_MAX_FOLLOWERS" in beyond.text, beyond.text
         wait_until(lambda: len(scheduler.net_connections(kind="unix")) <= held, 10,
                    what="the scheduler's connections to the engine given back with no line written")
 

@@ -31,6 +31,8 @@ from .routes import bp
 from .store import SchedulerStore
 
 DRIVERS = ("docker", "fleet", "swarm")
+GREEN_FOLLOWERS = 256
+"""Followed log streams by default under gevent: two file descriptors each, far within PAZ_CONNECTIONS."""
 
 
 @dataclass(frozen=True)
@@ -67,16 +69,16 @@ class SchedulerSettings(Settings):
     older ones are deleted from it once a deploy serves."""
     logs_max_seconds: float = env("PAZ_LOGS_MAX_SECONDS", parse_positive_float, 600.0)
     """How long a followed log stream lasts at most (then it ends; follow again)."""
-    logs_max_clients: int = env("PAZ_LOGS_MAX_FOLLOWERS", parse_positive_int, 0)
-    """Followed log streams one worker serves at once (beyond: 503); empty: its threads minus 4."""
-
-    @property
-    def logs_max_followers(self) -> int:
-        """Followed log streams one worker serves at once: by default all threads but four, kept for requests."""
-        return self.logs_max_clients or max(1, self.threads - 4)
+    logs_max_followers: int = env("PAZ_LOGS_MAX_FOLLOWERS", parse_positive_int, 0)
+    """Followed log streams this scheduler serves at once (beyond: 503). Empty: 256 under gevent
+    (each holds a greenlet and a connection to the engine), the threads minus 4 under a threaded worker
+    (each holds a thread; four are kept for requests)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not self.logs_max_followers:  # frozen: the default depends on the worker class, known only now
+            default = GREEN_FOLLOWERS if self.worker_class == "gevent" else max(1, self.threads - 4)
+            object.__setattr__(self, "logs_max_followers", default)
         if self.driver == "fleet" and not self.fleet_url:
             raise SettingsError("PAZ_DRIVER=fleet needs PAZ_FLEET_URL, fleet's API base URL (e.g. http://127.0.0.1:49153)")
 

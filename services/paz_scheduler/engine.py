@@ -205,13 +205,13 @@ class Scheduler:
 
         Every stream is opened before this returns, so an unknown service or unit, or a driver
         without logs, is an error answer rather than an empty stream. A followed stream holds one of
-        PAZ_LOGS_MAX_FOLLOWERS places in this worker until it ends (PAZ_LOGS_MAX_SECONDS at most, or
+        PAZ_LOGS_MAX_FOLLOWERS places in this process until it ends (PAZ_LOGS_MAX_SECONDS at most, or
         once ``gone()`` says its client left).
         """
         units = self._units_of(service, unit_id)
         if query.follow and not self.followers.acquire(blocking=False):
             raise Unavailable(
-                f"This scheduler worker already follows {self.settings.logs_max_followers} log streams "
+                f"This scheduler already follows {self.settings.logs_max_followers} log streams "
                 "(PAZ_LOGS_MAX_FOLLOWERS); retry in a few seconds, or read without follow.",
                 {"retryAfterSeconds": 5},
             )

@@ -32,5 +32,5 @@ service = Service(
     blueprint=api,
     settings=WebSettings,
     extend=attach_dashboard,
-    defaults={"threads": 32},  # every open page holds a thread for its live event relay
+    defaults={"threads": 32},  # gthread only: an open page holds one for its live event relay (gevent, the default: a greenlet)
 )

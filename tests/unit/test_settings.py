@@ -127,6 +127,17 @@ def test_the_orchestrator_keeps_connections_for_requests_beside_event_streams(en
     assert OrchestratorSettings.from_env(environ).stream_limit == limit
 
 
+@pytest.mark.parametrize(("environ", "followers"), [
+    ({}, 256),  # gevent: a greenlet each, not a thread
+    ({"PAZ_WORKER_CLASS": "gthread", "PAZ_THREADS": "8"}, 4),
+    ({"PAZ_LOGS_MAX_FOLLOWERS": "16"}, 16),
+])
+def test_the_scheduler_follows_as_many_logs_as_its_server_can_hold(environ: dict[str, str], followers: int) -> None:
+    from paz_scheduler.app import SchedulerSettings
+
+    assert SchedulerSettings.from_env(environ, name="scheduler", port=9002).logs_max_followers == followers
+
+
 @pytest.mark.parametrize(("variable", "raw", "problem"), [
     ("PAZ_WEB_SECRET", "short", "a secret of at least 16 characters"),
     ("PAZ_WEB_CACHE_SECONDS", "-1", "expected a number of seconds, 0 or more"),
