@@ -4,21 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from paz.contracts.service_document import ConfigSchema
 from paz.contracts.times import iso_now
 from paz.secrets import Keyring, sealed_patch
 
-CONFIG_DEFAULTS: dict[str, Any] = {
-    "publicFacing": False,
-    "loadBalanced": True,
-    "ports": [],
-    "env": {},
-    "secrets": {},
-    "volume": {},
-    "numInstances": 1,
-    "autoDeploy": "never",
-    "conflictsWith": [],
-    "mustShareWith": [],
-}
 MERGED_KEYS = ("env", "secrets", "volume")
 """Config keys whose PATCH merges key by key (``null`` removes a key) instead of replacing."""
 
@@ -31,8 +20,9 @@ def sealed(config: dict[str, Any], keyring: Keyring) -> dict[str, Any]:
 
 
 def merge_config(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``current`` with ``patch`` applied: mappings in :data:`MERGED_KEYS` merge, other keys replace."""
-    merged = {**CONFIG_DEFAULTS, **current}
+    """``current`` with ``patch`` applied: mappings in :data:`MERGED_KEYS` merge, other keys replace;
+    a key ``current`` lacks (a document stored before it existed) starts from the schema's default."""
+    merged = {**ConfigSchema().load({}), **current}
     for key, value in patch.items():
         if key in MERGED_KEYS:
             combined = {**merged.get(key, {}), **value}
