@@ -313,3 +313,36 @@ def test_a_domain_belongs_to_one_service(directory, unique_name):
     assert directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [], "httpsRedirect": False}).status_code == 200
     moved = directory.request("PATCH", f"/services/{other}/config", json={"domains": [domain]})
     assert moved.status_code == 200 and moved.json()["domains"] == [domain] and "httpsRedirect" not in moved.json()
+
+
+def test_of_two_services_claiming_a_domain_at_the_same_instant_one_gets_it(directory, etcd, unique_name):
+    """Each side reads that no document lists the domain before either writes: only the create-only
+    claim in etcd can tell them apart (both got 200 before it, and both routed the domain)."""
+    names = [f"{unique_name}-a", f"{unique_name}-b"]
+    for name in names:
+        assert create(directory, doc(name)).status_code == 201
+    with ThreadPoolExecutor(2) as pool:
+        for round_ in range(15):
+            domain = f"r{round_}.{unique_name}.test"
+            answers = list(pool.map(lambda name: directory.request("PATCH", f"/services/{name}/config", json={"domains": [domain]}), names))
+            assert sorted(answer.status_code for answer in answers) == [200, 409], [answer.text for answer in answers]
+            winner = names[[answer.status_code for answer in answers].index(200)]
+            listing = {name: directory.request("GET", f"/services/{name}/config").json().get("domains") for name in names}
+            assert [name for name, domains in listing.items() if domains == [domain]] == [winner]
+            assert json.loads(etcd.get(f"/paz/directory/domains/{domain}")["value"]) == {"service": winner, "pending": False}
+    assert directory.request("DELETE", f"/services/{winner}").status_code == 204
+    assert etcd.get(f"/paz/directory/domains/{domain}") is None  # deleted, the service gives its domains back
+
+
+def test_a_claim_left_behind_is_taken_over_and_one_under_way_is_not(directory, etcd, unique_name):
+    """A directory that died between a document and its claim leaves one of two things in etcd."""
+    assert create(directory, doc(unique_name)).status_code == 201
+    left, pending = f"left.{unique_name}.test", f"pending.{unique_name}.test"
+    etcd.put(f"/paz/directory/domains/{left}", json.dumps({"service": f"{unique_name}-gone", "pending": False}))
+    etcd.put(f"/paz/directory/domains/{pending}", json.dumps({"service": f"{unique_name}-new", "pending": True}), ttl=30)
+    taken = directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [left]})
+    assert taken.status_code == 200 and taken.json()["domains"] == [left], taken.text
+    refused = directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [left, pending]})
+    assert refused.status_code == 409 and refused.json()["error"]["message"].startswith(f"{pending} is already a domain of service")
+    assert directory.request("GET", f"/services/{unique_name}/config").json()["domains"] == [left]  # nothing changed
+    assert json.loads(etcd.get(f"/paz/directory/domains/{left}")["value"]) == {"service": unique_name, "pending": False}

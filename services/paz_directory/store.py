@@ -6,8 +6,10 @@ consistent; every write answers the etcd index it made, which the routes give ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from paz import keys
@@ -21,6 +23,7 @@ from paz.view import EtcdView
 
 from paz.secrets import Keyring
 
+from .domains import DomainClaims
 from .schemas import merge_config, sealed
 
 log = logging.getLogger(__name__)
@@ -43,13 +46,15 @@ class DirectoryStore:
         self.etcd = etcd
         self.view = view
         self.keyring = keyring
+        self.claims = DomainClaims(etcd)
 
     def create(self, document: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """The document as stored, and the etcd index of the write."""
         document = {**document, "config": merge_config({}, sealed(document["config"], self.keyring))}
         self._check_domains(document["name"], document["config"])
         try:
-            written = self.etcd.create(keys.service_document(document["name"]), json.dumps(document, sort_keys=True))
+            with self._claiming(document["name"], _domains(document["config"])):
+                written = self.etcd.create(keys.service_document(document["name"]), json.dumps(document, sort_keys=True))
         except AlreadyExists:
             raise Conflict(
                 f"A service named {document['name']!r} already exists; PATCH /services/{document['name']}/config "
@@ -106,17 +111,42 @@ class DirectoryStore:
             config = merge_config(checked_document(key, document)["config"], patch)
             if "domains" in patch:
                 self._check_domains(name, config)
+                unclaimed = _domains(config) - _domains(document["config"]) - claiming
+                if unclaimed:  # a retried compare-and-swap may find other domains than the first try
+                    raise _Unclaimed(unclaimed)
             problem = metrics_problem(config)
             if problem:
                 raise BadRequest(f"{problem}; nothing was changed.", {"metrics": config.get("metrics")})
+            removed.update(_domains(document["config"]) - _domains(config))
             return {**document, "config": config}
 
+        claiming: set[str] = set()
+        removed: set[str] = set()
+        while True:
+            try:
+                with self._claiming(name, claiming):
+                    written = self.etcd.update_json(key, apply)
+            except _Unclaimed as more:
+                claiming |= more.domains
+                continue
+            except KeyNotFound:
+                raise missing_service(name) from None
+            except ValueError:
+                raise MalformedDocument(key) from None
+            self.claims.release_domains(name, removed - _domains(written[0]["config"]))
+            return written
+
+    @contextlib.contextmanager
+    def _claiming(self, name: str, domains: set[str]) -> Iterator[None]:
+        """Claim ``domains`` for ``name`` around the write of its document (:mod:`.domains`): confirmed
+        when the write succeeds, given up when it fails."""
+        claims = self.claims.claim(name, domains)
         try:
-            return self.etcd.update_json(key, apply)
-        except KeyNotFound:
-            raise missing_service(name) from None
-        except ValueError:
-            raise MalformedDocument(key) from None
+            yield
+        except BaseException:
+            self.claims.release(claims)
+            raise
+        self.claims.confirm(claims)
 
     def _check_domains(self, name: str, config: dict[str, Any]) -> None:
         """409 when another service already has one of ``config``'s domains (a name has one certificate
@@ -131,8 +161,25 @@ class DirectoryStore:
                                {"domain": taken[0], "service": other["name"]})
 
     def delete(self, name: str) -> int:
-        """The etcd index of the delete."""
+        """The etcd index of the delete; the service's domains are free again."""
+        value = self.etcd.value(keys.service_document(name), consistent=True)
         revision = self.etcd.delete(keys.service_document(name))
         if revision is None:
             raise missing_service(name)
+        try:
+            self.claims.release_domains(name, _domains(json.loads(value or "{}").get("config") or {}))
+        except (ValueError, AttributeError):  # a malformed document: any claim of it is taken over when met
+            pass
         return revision
+
+
+class _Unclaimed(Exception):
+    """Domains a document's new config lists that were not claimed before its compare-and-swap."""
+
+    def __init__(self, domains: set[str]) -> None:
+        super().__init__(sorted(domains))
+        self.domains = domains
+
+
+def _domains(config: dict[str, Any]) -> set[str]:
+    return set(config.get("domains") or ())

@@ -10,6 +10,7 @@
 | ``/paz/marathon/apps/<name>`` | a Marathon app haproxy-sync routes (JSON: app id, hosts, servers) |
 | ``/paz/marathon/changes/<in-order key>`` | a change the orchestrator forwarded to Marathon (JSON, TTL) |
 | ``/paz/directory/services/<name>`` | a service document (JSON) |
+| ``/paz/directory/domains/<domain>`` | the service that claimed a custom domain (its name) |
 | ``/paz/scheduler/services/<name>/latest`` | the last version number given out |
 | ``/paz/scheduler/services/<name>/versions/<n>`` | a version document (JSON) |
 | ``/paz/scheduler/journal/<in-order key>`` | a journal entry (JSON) |
@@ -35,6 +36,8 @@ MARATHON_ROOT = f"{ROOT}/marathon"
 MARATHON_APPS = f"{MARATHON_ROOT}/apps"
 MARATHON_CHANGES = f"{MARATHON_ROOT}/changes"
 DIRECTORY = f"{ROOT}/directory/services"
+DOMAIN_CLAIMS = f"{ROOT}/directory/domains"
+"""Which service a custom domain belongs to: made create-only, so of two services claiming one at once, one wins."""
 TOKENS = f"{ROOT}/auth/tokens"
 SCHEDULER = f"{ROOT}/scheduler"
 SCHEDULER_SERVICES = f"{SCHEDULER}/services"
@@ -80,6 +83,10 @@ def marathon_app(name: str) -> str:
 
 def service_document(name: str) -> str:
     return f"{DIRECTORY}/{name}"
+
+
+def domain_claim(domain: str) -> str:
+    return f"{DOMAIN_CLAIMS}/{domain}"
 
 
 def latest_version(name: str) -> str:
