@@ -3,7 +3,7 @@ references measured in the same run.
 
 - **Start.** ``paz up`` on a fresh state folder (packages installed, nothing running, the Docker
   Engine already up and given by ``DOCKER_HOST``), from the command to its return: every part
-  announced and answering. References, cold in the same run: etcd alone to its ``/health``, and
+  announced and answering, and routed by HAProxy (since 2026-12-06). References, cold in the same run: etcd alone to its ``/health``, and
   one service alone (the directory) to answering and announced.
 - **Memory.** Each part's processes (its process tree, and HAProxy with haproxy-sync), some seconds
   after ``paz up`` returned, the Docker Engine aside, counted two ways: proportional set size as the
