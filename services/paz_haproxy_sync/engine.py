@@ -83,7 +83,8 @@ class Engine:
         self._loaded = False
         self._applied: Applied | None = None
         self._pending_deletes: set[str] = set()
-        self._unsaved: str | None = None
+        self._unsaved: Table | None = None
+        """The table of runtime changes whose config is not installed yet (rendered when changes pause)."""
         self._unsaved_since = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -304,44 +305,43 @@ class Engine:
             self._failed(exc)
 
     def _save(self) -> None:
-        """Install the config of runtime changes once changes pause, so checking it never delays the next one."""
-        text, self._unsaved = self._unsaved, None
-        if text is not None:
-            self.haproxy.install(text)
+        """Install the config of runtime changes once changes pause, so rendering and checking it never
+        delays the next one."""
+        table, self._unsaved = self._unsaved, None
+        if table is not None:
+            self.haproxy.install(render(table, self.settings))
 
     def apply(self) -> None:
         """Bring HAProxy to what etcd says, by the Runtime API when that is enough, else by a reload."""
         began = time.monotonic()
-        table = self.table()
+        table, running = self.table(), self.haproxy.master_pid() is not None
         if table is None:  # etcd not read yet: HAProxy serves the last good config (or none) meanwhile
-            if not self.haproxy.master_pid():
+            if not running:
                 self._start_haproxy()
             return
-        table = self._sync_certificates(table)
-        text, structure = render(table, self.settings), render(table, self.settings, servers=False)
+        table = self._sync_certificates(table, running)
+        structure = render(table, self.settings, servers=False)
         servers = {name: {i.name: i.address for i in instances} for name, instances in table.services.items()}
-        running = self.haproxy.master_pid() is not None
         if running and self._applied and self._applied.structure == structure:
             if self._applied.servers == servers:
                 self._retry_deletes()
                 return
             if self._apply_runtime(table, self._applied.servers, servers):
                 self._unsaved_since = self._unsaved_since if self._unsaved else time.monotonic()
-                self._unsaved = text
+                self._unsaved = table
                 self._applied = Applied(structure, servers)
                 self._done("runtime", table, began)
                 return
-        self._apply_reload(text, running)
+        self._apply_reload(render(table, self.settings), running)
         self._applied = Applied(structure, servers)
         self._done("reload", table, began)
 
-    def _sync_certificates(self, table: Table) -> Table:
+    def _sync_certificates(self, table: Table, running: bool) -> Table:
         """Serve the certificates etcd holds, in the running HAProxy when it takes them; else they go
         to the files only and the reload that follows loads them. The table then knows which names
         have one (plain HTTP redirects on those)."""
         with self._lock:
             wanted = dict(self._certificates)
-        running = self.haproxy.master_pid() is not None
         try:
             self.tls.sync(wanted, running)
         except HaproxyError as exc:
