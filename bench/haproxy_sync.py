@@ -269,7 +269,7 @@ def bench_scale_end_to_end(work: Path) -> None:
     finally:
         etcd.stop()
     print(f"    haproxy-sync started on an etcd holding them, until all are in the config HAProxy runs: {ms(elapsed)} "
-          "(includes gunicorn's start and reading 5,000 keys)")
+          "(includes the process's start and reading 5,000 keys)")
 
 def connections_per_second(port: int, host: str, context: ssl.SSLContext | None) -> tuple[float, int]:
     """New connections a second, each one request (``Connection: close``), from TLS_CLIENTS threads;

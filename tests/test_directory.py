@@ -343,6 +343,6 @@ def test_a_claim_left_behind_is_taken_over_and_one_under_way_is_not(directory, e
     taken = directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [left]})
     assert taken.status_code == 200 and taken.json()["domains"] == [left], taken.text
     refused = directory.request("PATCH", f"/services/{unique_name}/config", json={"domains": [left, pending]})
-    assert refused.status_code == 409 and refused.json()["error"]["message"].startswith(f"{pending} is already a domain of service")
+    assert refused.status_code == 409 and refused.json()["error"]["message"].startswith(f"{pending} is being claimed by service {unique_name + '-new'!r} at this moment")
     assert directory.request("GET", f"/services/{unique_name}/config").json()["domains"] == [left]  # nothing changed
     assert json.loads(etcd.get(f"/paz/directory/domains/{left}")["value"]) == {"service": unique_name, "pending": False}

@@ -72,9 +72,12 @@ class DomainClaims:
             pass
         held = self.etcd.get(key, consistent=True)
         if held is not None:
-            owner = self._holder(domain, held)
+            owner, pending = self._holder(domain, held)
             if owner == service:  # another change of this service's domains is under way
                 raise Conflict(f"The domains of service {service!r} are being changed at this moment; retry.", {"domain": domain})
+            if owner and pending:
+                raise Conflict(f"{domain} is being claimed by service {owner!r} at this moment; retry to see whether "
+                               "it took it.", {"domain": domain, "service": owner})
             if owner:
                 raise Conflict(f"{domain} is already a domain of service {owner!r}; remove it there first "
                                f"(PATCH /services/{owner}/config with its other domains).", {"domain": domain, "service": owner})
@@ -85,21 +88,22 @@ class DomainClaims:
             raise Conflict(f"{domain} is being claimed by another service at this moment; retry to see which.",
                            {"domain": domain}) from None
 
-    def _holder(self, domain: str, claim: Node) -> str | None:
-        """The service ``claim`` holds ``domain`` for, or None when it was left behind."""
+    def _holder(self, domain: str, claim: Node) -> tuple[str | None, bool]:
+        """The service ``claim`` holds ``domain`` for (None when it was left behind), and whether the
+        claim is still pending."""
         try:
             held = json.loads(claim.value)
-            owner, pending = held["service"], held["pending"]
+            owner, pending = held["service"], bool(held["pending"])
         except (ValueError, KeyError, TypeError):
-            return None
+            return None, False
         if pending:
-            return owner
+            return owner, True
         document = self.etcd.value(keys.service_document(owner), consistent=True)
         try:
             listed = domain in (json.loads(document)["config"].get("domains") or ()) if document else False
         except (ValueError, KeyError, TypeError, AttributeError):
             listed = False
-        return owner if listed else None
+        return (owner if listed else None), False
 
     def _delete(self, key: str, value: str) -> None:
         try:
