@@ -22,10 +22,12 @@ from paz.suite import make_swarm_manager
 from tests.support.docker_suite import KNOWN_STDERR, KNOWN_STDOUT, build_talking_image, say
 from tests.support.swarm import SwarmCluster, SwarmSuite, page, started, swarm_scheduler_env
 from tests.test_dns import fetch_by_paz_name
-from tests.test_scheduler_crash import kill_at_every_moment
+from tests.test_scheduler import deploy
+from tests.test_scheduler_crash import kill_at_every_moment, version_document
 
 IMAGE = "paz-test/hello:1"
 EXIT_IMAGE = "paz-test/hello:exit"
+SILENT_IMAGE = "paz-test/hello:silent"
 TALKING_IMAGE = "paz-test/talking:1"
 
 
@@ -34,6 +36,7 @@ def swarm() -> Iterator[SwarmCluster]:
     with started(SwarmCluster(1, octet=1)) as cluster:
         build_test_image(cluster.manager, IMAGE)
         build_test_image(cluster.manager, EXIT_IMAGE, extra_changes=['CMD ["/bin/sh", "-c", "echo broken; exit 1"]'])
+        build_test_image(cluster.manager, SILENT_IMAGE, extra_changes=['CMD ["sleep", "3600"]'])  # runs, never serves
         build_talking_image(cluster.manager, TALKING_IMAGE)
         yield cluster
 
@@ -254,6 +257,57 @@ def test_a_fixed_host_port_on_one_node_deploys_stop_then_start(swarm, suite, uni
     assert answer.status_code == 422, answer.text
     wait_until(lambda: suite.announced(unique_name) == {"2/1": f"{swarm.manager.address}:8081"}, 20, what="v2 announced again")
     assert page(f"{swarm.manager.address}:8081") == "two" and swarm_services(swarm, unique_name) == [f"{unique_name}-2"]
+
+
+def test_a_scheduler_killed_mid_rollover_of_a_fixed_port_finishes_it_or_gives_the_port_back(swarm, suite, unique_name, tmp_path):
+    """The old version scaled to 0 to free its node's port, the scheduler killed while it waits for the
+    new one. A new version that never serves: the scheduler started after the kill ends it ``failed``
+    and gives the old one its replica back (before, the new version stayed ``running``, unserved, for
+    good, and the old one at 0). How many to give back is a label on the old Swarm service: the killed
+    scheduler's memory of it died with it. A new version that serves: it ends ``running`` and the old
+    version's service goes."""
+    address = f"{swarm.manager.address}:8082"
+    suite.register(unique_name, IMAGE, ports=[{"container": 8000, "host": 8082}], env={"MESSAGE": "one"})
+    assert suite.deploy(unique_name).status_code == 201 and page(address) == "one"
+    env = swarm_scheduler_env(swarm.manager, PAZ_LEADER_TTL="3", PAZ_DEPLOY_TIMEOUT="8")
+    schedulers: list[Service] = []
+
+    def killed_at_zero_replicas(image: str) -> None:
+        """Deploy ``image`` with a scheduler that is killed once the old version is at 0 replicas; start another."""
+        old = swarm.manager.client().services.get(f"{unique_name}-{latest_running()}")
+        answer = deploy(schedulers[-1], unique_name, image, headers={"Prefer": "respond-async"}, timeout=10)
+        assert answer.status_code == 202, answer.text
+        wait_until(lambda: old.reload() or old.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 0, 60,
+                   what="the old version scaled to 0 to free the port")
+        assert old.attrs["Spec"]["Labels"]["paz.replicas-before-rollover"] == "1"
+        schedulers.pop().process.kill_group()
+        schedulers.append(Service("paz-scheduler", suite.etcd, tmp_path, env=env, own_group=True).start())
+
+    def latest_running() -> int:
+        return max(v for v in range(1, 10) if (version_document(suite.etcd, unique_name, v) or {}).get("status") == "running")
+
+    suite.scheduler.stop()
+    try:
+        schedulers.append(Service("paz-scheduler", suite.etcd, tmp_path, env=env, own_group=True).start())
+        killed_at_zero_replicas(SILENT_IMAGE)
+        wait_until(lambda: version_document(suite.etcd, unique_name, 2)["status"] == "failed", 90, what="v2 failed")
+        wait_until(lambda: suite.through(unique_name) == "one", 30, what="v1 serving through HAProxy again")
+        assert suite.announced(unique_name) == {"1/1": address} and page(address) == "one"
+        assert swarm_services(swarm, unique_name) == [f"{unique_name}-1"]
+        (old,) = swarm.manager.client().services.list(filters={"name": f"{unique_name}-1"})
+        assert old.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == 1
+        assert "paz.replicas-before-rollover" not in old.attrs["Spec"]["Labels"]
+
+        suite.configure(unique_name, env={"MESSAGE": "three"})
+        killed_at_zero_replicas(IMAGE)
+        wait_until(lambda: version_document(suite.etcd, unique_name, 3).get("deployedAt"), 90, what="v3 deployed")
+        wait_until(lambda: swarm_services(swarm, unique_name) == [f"{unique_name}-3"], 30, what="v1's service removed")
+        wait_until(lambda: suite.through(unique_name) == "three", 30, what="v3 serving through HAProxy")
+        assert version_document(suite.etcd, unique_name, 3)["status"] == "running" and page(address) == "three"
+    finally:
+        for scheduler in schedulers:
+            scheduler.stop()
+        suite.scheduler.start()
 
 
 def test_paz_up_makes_an_engine_in_no_swarm_a_single_node_manager():

@@ -26,8 +26,10 @@ pull, start the new instances beside the old ones, wait until they serve, mark t
 a pass begins is rolled out again from the pull: the instances it had started are removed first
 (they never served and may be half made), then pulled and started afresh; the old version keeps
 serving throughout, so this costs seconds, never availability, and the version ends ``running`` or
-``failed`` (its instances did not serve within ``PAZ_DEPLOY_TIMEOUT``) by itself. A version already
-``running`` whose old version was still draining has the old one retired. Any unit with paz's labels
+``failed`` (its instances did not serve within ``PAZ_DEPLOY_TIMEOUT``) by itself. So is a version
+marked ``running`` before it was waited for (a fixed host port that the driver rolls node by node) whose
+wait was cut short: it has no ``deployedAt``. A version already ``running`` whose old version was still
+draining has the old one retired. Any unit with paz's labels
 that belongs to no wanted version (the desired one, or one still ``running`` while the desired one
 is not serving yet) is retired. A ``deploying`` version that is not the desired one (a newer deploy
 was written first, or its request died before handing it over) ends ``replaced`` without serving.
@@ -186,7 +188,7 @@ class DeployController:
 
     def _converge(self, name: str, desired: dict[str, Any], extra: dict[str, Any]) -> None:
         document = self.store.create_version(version_document(desired))
-        if document["status"] == "deploying":
+        if document["status"] == "deploying" or (document["status"] == "running" and not document.get("deployedAt")):
             self.roll_out(desired, document, extra)
             document = self.store.version(name, desired["version"])
         units = self.driver.units(name)

@@ -61,6 +61,11 @@ def service_name(service: str, version: int) -> str:
     return f"{service}-{version}"
 
 
+REPLICAS_BEFORE_LABEL = "paz.replicas-before-rollover"
+"""On an old version's Swarm service a fixed-port rollover scaled down: the replicas it had, so a
+scheduler started after a crash gives them back if the new version fails."""
+
+
 def replicas_of(spec: dict[str, Any]) -> int:
     """The replicas a Swarm service spec asks for (0 for a global service)."""
     return (spec.get("Mode") or {}).get("Replicated", {}).get("Replicas", 0)
@@ -144,9 +149,11 @@ class SwarmDriver(DockerDriver):
         return Placement(constraints=[f"node.id!={node}" for node in sorted(avoid)], maxreplicas=1 if one_per_node else None)
 
     def _replicas_of_others(self, spec: InstanceSpec) -> dict[str, int]:
-        """The other versions' services of ``spec``'s service, with their replicas."""
+        """The other versions' services of ``spec``'s service, with the replicas they had before any
+        rollover scaled them down (one cut short by a crash too)."""
         found = self.client().api.services(filters=self.label_filter(spec.service))
-        return {s["Spec"]["Name"]: replicas_of(s["Spec"]) for s in found if s["Spec"]["Name"] != service_name(spec.service, spec.version)}
+        return {s["Spec"]["Name"]: int((s["Spec"].get("Labels") or {}).get(REPLICAS_BEFORE_LABEL) or replicas_of(s["Spec"]))
+                for s in found if s["Spec"]["Name"] != service_name(spec.service, spec.version)}
 
     def _nodes_by_service(self) -> dict[str, set[str]]:
         where: dict[str, set[str]] = {}
@@ -161,14 +168,18 @@ class SwarmDriver(DockerDriver):
         """Wait until a task of every slot runs and serves; DeployFailed at the first task that fails or at the deadline.
 
         With a fixed host port, the old version gives up one node at a time while new tasks wait
-        for one (:meth:`_make_room`), and gets its replicas back if the new version fails.
+        for one (:meth:`_make_room`), and gets its replicas back if the new version fails; if it
+        serves, an old version scaled to 0 is removed here, having no task for the retiring to find.
         """
         version = service_name(units[0].service, units[0].version) if units else ""
         try:
-            return self._wait_serving(units, health_check, time.monotonic() + timeout)
+            serving = self._wait_serving(units, health_check, time.monotonic() + timeout)
         except DeployFailed:
             self._give_back_room(version)
             raise
+        else:
+            self._remove_emptied(version)
+            return serving
         finally:
             self._holding.pop(version, None)
 
@@ -210,7 +221,7 @@ class SwarmDriver(DockerDriver):
         with self.reaching():
             left = self._replicas(old) - 1
             log.info("fixed host port: stopping one task of the old version", extra={"service": old, "replicas": left})
-            service_id = self._scale(old, left)
+            service_id = self._scale(old, left, before=holding[old])
             poll(lambda: len(self._live_tasks(service_id)) <= left, self.settings.stop_timeout + 20, 0.1)
             wanted = {unit.id for unit in units}
             poll(lambda: sum(1 for t, u in self._tasks() if u.id in wanted and u.state == "pending") < len(blocked), 10, 0.1)
@@ -219,17 +230,30 @@ class SwarmDriver(DockerDriver):
         """The old versions get back the replicas a failed fixed-port rollover took from them."""
         for name, replicas in (self._holding.get(version) or {}).items():
             with contextlib.suppress(EngineRefused, Unavailable), self.reaching():
-                if self._replicas(name) != replicas:
+                spec = self.client().api.inspect_service(name)["Spec"]
+                if replicas_of(spec) != replicas or REPLICAS_BEFORE_LABEL in (spec.get("Labels") or {}):
                     self._scale(name, replicas)
 
-    def _scale(self, name: str, replicas: int) -> str:
-        """Change only the replicas of service ``name`` (its ID). The SDK's ``Service.scale`` rebuilds the
-        task template, which Swarm takes for a new spec and answers with a rolling restart of every task."""
+    def _remove_emptied(self, version: str) -> None:
+        for name in self._holding.get(version) or {}:
+            with contextlib.suppress(docker.errors.NotFound, EngineRefused, Unavailable), self.reaching():
+                if self._replicas(name) == 0:
+                    log.info("fixed host port: removing the old version scaled to 0", extra={"service": name})
+                    self.client().api.remove_service(name)
+
+    def _scale(self, name: str, replicas: int, before: int | None = None) -> str:
+        """Change only the replicas of service ``name`` (its ID), labelled with ``before``, the replicas
+        to give back, while a rollover holds them (the label goes with ``before=None``). The SDK's
+        ``Service.scale`` rebuilds the task template, which Swarm takes for a new spec and answers with
+        a rolling restart of every task."""
         api = self.client().api
         found = api.inspect_service(name)
         spec = found["Spec"]
+        labels = {key: value for key, value in (spec.get("Labels") or {}).items() if key != REPLICAS_BEFORE_LABEL}
+        if before is not None:
+            labels[REPLICAS_BEFORE_LABEL] = str(before)
         api.update_service(found["ID"], found["Version"]["Index"], task_template=spec["TaskTemplate"], name=spec["Name"],
-                           labels=spec.get("Labels"), mode={"Replicated": {"Replicas": replicas}},
+                           labels=labels, mode={"Replicated": {"Replicas": replicas}},
                            update_config=spec.get("UpdateConfig"), rollback_config=spec.get("RollbackConfig"),
                            endpoint_spec=spec.get("EndpointSpec"))
         return found["ID"]
