@@ -12,7 +12,6 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,30 +20,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import (
     ROOT, DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, instance, running,
-    suite_scheduler, wait_until,
+    SuiteParts, suite_scheduler, wait_until,
 )
 from tests.support.prometheus import Prometheus
 
 
-@dataclass
-class Suite:
-    etcd: EtcdServer
-    directory: Service
-    scheduler: Service
-    haproxy_sync: HaproxySync
-    orchestrator: Service
-    web: Service
-
-    @property
-    def services(self) -> list[Service]:
-        return [self.directory, self.scheduler, self.haproxy_sync, self.orchestrator, self.web]
-
-
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[Suite]:
+def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[SuiteParts]:
     folder = tmp_path_factory.mktemp("metrics")
     etcd = EtcdServer(folder)
-    made = Suite(
+    made = SuiteParts(
         etcd,
         Service("paz-service-directory", etcd, folder),
         suite_scheduler(etcd, docker_engine, folder),
@@ -78,7 +63,7 @@ def requests_counted(text: str, method: str, route: str, status: int) -> float:
 
 
 @pytest.mark.parametrize("part", ["directory", "scheduler", "haproxy_sync", "orchestrator", "web"])
-def test_every_service_counts_the_request_made_just_before_by_route_and_status(suite: Suite, part: str) -> None:
+def test_every_service_counts_the_request_made_just_before_by_route_and_status(suite: SuiteParts, part: str) -> None:
     service: Service = getattr(suite, part)
     before = scrape(service)
     stray = f"/no-such-route-{uuid.uuid4().hex}"
@@ -100,7 +85,7 @@ def test_every_service_counts_the_request_made_just_before_by_route_and_status(s
     assert samples(after, "paz_etcd_watch_lag_seconds") == {(): 0}
 
 
-def test_the_directorys_fast_read_is_counted_under_its_route(suite: Suite) -> None:
+def test_the_directorys_fast_read_is_counted_under_its_route(suite: SuiteParts) -> None:
     name = f"metrics-{uuid.uuid4().hex[:6]}"
     assert suite.directory.request("POST", "/services", json={"name": name, "dockerRepository": "paz-test/hello"}).status_code == 201
     before = requests_counted(scrape(suite.directory), "GET", "/services/<name>", 200)
@@ -111,7 +96,7 @@ def test_the_directorys_fast_read_is_counted_under_its_route(suite: Suite) -> No
     assert name not in scrape(suite.directory)
 
 
-def test_each_part_shows_its_own_figures(suite: Suite) -> None:
+def test_each_part_shows_its_own_figures(suite: SuiteParts) -> None:
     router = scrape(suite.haproxy_sync)
     assert samples(router, "paz_router_applies_total").keys() == {(("kind", "reload"),), (("kind", "runtime"),)}
     assert sum(samples(router, "paz_router_applies_total").values()) >= 1  # the first config haproxy-sync applied
@@ -127,7 +112,7 @@ def test_each_part_shows_its_own_figures(suite: Suite) -> None:
     assert "paz_router_applies_total" not in scrape(suite.directory)
 
 
-def test_haproxys_exporter_counts_the_requests_to_a_services_backend(suite: Suite, servers: list[IdServer]) -> None:
+def test_haproxys_exporter_counts_the_requests_to_a_services_backend(suite: SuiteParts, servers: list[IdServer]) -> None:
     name = f"routed-{uuid.uuid4().hex[:6]}"
     suite.etcd.put(f"/paz/services/{name}/1/1", instance(servers, "one").address)
     wait_until(lambda: suite.haproxy_sync.route(f"{name}.paz").text == "one", 15, what=f"{name}.paz routed")
@@ -152,7 +137,7 @@ def metrics_image(docker_engine: DockerEngine) -> str:
 
 
 def test_a_real_prometheus_finds_every_target_through_the_orchestrator_and_scrapes_an_app(
-        suite: Suite, metrics_image: str, tmp_path: Path) -> None:
+        suite: SuiteParts, metrics_image: str, tmp_path: Path) -> None:
     name = f"scraped-{uuid.uuid4().hex[:6]}"
     created = suite.orchestrator.request("POST", "/services", json={
         "name": name, "dockerRepository": "paz-test/metrics", "ports": [{"container": 8000}], "metrics": {"path": "/metrics.txt"}})
@@ -210,7 +195,7 @@ def chart_history(web: Service, name: str) -> list[list[float | None]] | None:
 
 
 def the_dashboards_chart_reads_the_last_hour_from_prometheus_and_falls_back_to_live(
-        suite: Suite, prometheus: Prometheus, name: str, tmp_path: Path) -> None:
+        suite: SuiteParts, prometheus: Prometheus, name: str, tmp_path: Path) -> None:
     assert chart_history(suite.web, name) is None  # no Prometheus given: live figures only
     web = Service("paz-web", suite.etcd, tmp_path, env={"PAZ_PROMETHEUS_URL": prometheus.url,
                                                         "PAZ_WEB_SECRET_FILE": str(tmp_path / "web-secret")})
@@ -228,7 +213,7 @@ def the_dashboards_chart_reads_the_last_hour_from_prometheus_and_falls_back_to_l
         assert chart_history(web, name) is None  # Prometheus gone: the page still answers, the chart goes live
 
 
-def test_a_metrics_port_prometheus_could_not_reach_is_refused_and_changes_nothing(suite: Suite) -> None:
+def test_a_metrics_port_prometheus_could_not_reach_is_refused_and_changes_nothing(suite: SuiteParts) -> None:
     name = f"unreachable-{uuid.uuid4().hex[:6]}"
     created = suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": "paz-test/metrics",
                                                                      "ports": [{"container": 8000}, {"container": 9100}]})

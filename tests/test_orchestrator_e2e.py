@@ -13,25 +13,15 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import requests
 
 from tests.support import (
-    DockerEngine, EtcdServer, EventStream, HaproxySync, Service, build_test_image, etcdctl_get,
-    free_port, suite_scheduler, wait_until,
+    DockerEngine, EtcdServer, EventStream, HaproxySync, Service, SuiteParts, build_test_image, etcdctl_get,
+    free_port, running, suite_scheduler, wait_until,
 )
-
-
-@dataclass
-class Suite:
-    etcd: EtcdServer
-    directory: Service
-    scheduler: Service
-    haproxy_sync: HaproxySync
-    orchestrator: Service
 
 
 @pytest.fixture(scope="module")
@@ -47,25 +37,19 @@ def images(docker_engine: DockerEngine, test_image: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine, images: dict[str, str]) -> Iterator[Suite]:
+def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine, images: dict[str, str]) -> Iterator[SuiteParts]:
     """The whole suite on its own etcd, so etcdctl finds exactly these processes."""
     folder = tmp_path_factory.mktemp("e2e")
-    etcd = EtcdServer(folder).start()
-    started: list[Service] = []
-    try:
-        def start(service: Service) -> Service:
-            started.append(service.start())
-            return service
-
-        directory = start(Service("paz-service-directory", etcd, folder))
-        scheduler = start(suite_scheduler(etcd, docker_engine, folder))
-        haproxy_sync = start(HaproxySync(etcd, folder))
-        orchestrator = start(Service("paz-orchestrator", etcd, folder, env={"PAZ_EVENTS_KEEPALIVE": "1"}))
-        yield Suite(etcd, directory, scheduler, haproxy_sync, orchestrator)
-    finally:
-        for service in reversed(started):
-            service.stop()
-        etcd.stop()
+    etcd = EtcdServer(folder)
+    made = SuiteParts(
+        etcd,
+        Service("paz-service-directory", etcd, folder),
+        suite_scheduler(etcd, docker_engine, folder),
+        HaproxySync(etcd, folder),
+        Service("paz-orchestrator", etcd, folder, env={"PAZ_EVENTS_KEEPALIVE": "1"}),
+    )
+    with running(etcd, *made.services):
+        yield made
 
 
 def containers(docker_engine: DockerEngine, name: str) -> list:
@@ -96,7 +80,7 @@ def positions(events: list[dict[str, Any]], service: str) -> dict[str, int]:
     return found
 
 
-def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: DockerEngine, images: dict[str, str]) -> None:
+def test_seed_walkthrough_and_its_events_in_order(suite: SuiteParts, docker_engine: DockerEngine, images: dict[str, str]) -> None:
     suffix = uuid.uuid4().hex[:6]
     demo, contrived = f"demo-api-{suffix}", f"contrived-service-1-{suffix}"
     orchestrator = suite.orchestrator
@@ -228,7 +212,7 @@ def test_seed_walkthrough_and_its_events_in_order(suite: Suite, docker_engine: D
     assert [(e["id"], e["event"]) for e in again] == [(e["id"], e["event"]) for e in events]
 
 
-def test_a_deploy_that_prefers_not_to_wait_answers_at_once_where_to_follow_it(suite: Suite, images: dict[str, str]) -> None:
+def test_a_deploy_that_prefers_not_to_wait_answers_at_once_where_to_follow_it(suite: SuiteParts, images: dict[str, str]) -> None:
     """``Prefer: respond-async`` goes through the orchestrator to the scheduler: 202 within a second,
     with a Location on the orchestrator itself whose version then ends running."""
     name = f"async-{uuid.uuid4().hex[:8]}"
@@ -246,7 +230,7 @@ def test_a_deploy_that_prefers_not_to_wait_answers_at_once_where_to_follow_it(su
     assert refused.status_code == 404 and "Location" not in refused.headers, refused.text
 
 
-def test_with_the_scheduler_stopped_services_list_and_config_last_names_it(suite: Suite) -> None:
+def test_with_the_scheduler_stopped_services_list_and_config_last_names_it(suite: SuiteParts) -> None:
     name = f"demo-api-{uuid.uuid4().hex[:6]}"
     assert suite.orchestrator.request("POST", "/services", json={"name": name, "dockerRepository": "lukebond/demo-api"}).status_code == 201
     assert suite.orchestrator.request("GET", f"/services/{name}/config/last").status_code == 404  # asked, never deployed

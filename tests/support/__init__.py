@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -586,6 +587,23 @@ def running(*things: Any) -> Iterator[None]:
     finally:
         for thing in reversed(started):
             thing.stop()
+
+
+@dataclass
+class SuiteParts:
+    """The whole suite on one etcd, as a module's fixture makes it (:func:`running` starts it)."""
+
+    etcd: EtcdServer
+    directory: Service
+    scheduler: Service
+    haproxy_sync: HaproxySync
+    orchestrator: Service
+    web: Service | None = None
+
+    @property
+    def services(self) -> list[Service]:
+        """The services, in the order they start (etcd aside)."""
+        return [part for part in (self.directory, self.scheduler, self.haproxy_sync, self.orchestrator, self.web) if part]
 
 
 class EventStream:
