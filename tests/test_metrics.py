@@ -19,25 +19,16 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import (
-    ROOT, DockerEngine, EtcdServer, HaproxySync, IdServer, Service, build_test_image, instance, running,
-    SuiteParts, suite_scheduler, wait_until,
+    ROOT, DockerEngine, IdServer, Service, build_test_image, instance, running,
+    SuiteParts, wait_until,
 )
 from tests.support.prometheus import Prometheus
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine) -> Iterator[SuiteParts]:
-    folder = tmp_path_factory.mktemp("metrics")
-    etcd = EtcdServer(folder)
-    made = SuiteParts(
-        etcd,
-        Service("paz-service-directory", etcd, folder),
-        suite_scheduler(etcd, docker_engine, folder),
-        HaproxySync(etcd, folder),
-        Service("paz-orchestrator", etcd, folder),
-        Service("paz-web", etcd, folder, env={"PAZ_WEB_SECRET_FILE": str(folder / "web-secret")}),
-    )
-    with running(etcd, *made.services):
+    made = SuiteParts.make(tmp_path_factory.mktemp("metrics"), docker_engine, web=True)
+    with running(made.etcd, *made.services):
         yield made
 
 

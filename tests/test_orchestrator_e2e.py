@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from tests.support import (
-    DockerEngine, EtcdServer, EventStream, HaproxySync, Service, SuiteParts, build_test_image, etcdctl_get,
-    free_port, running, suite_scheduler, wait_until,
+    DockerEngine, EtcdServer, EventStream, SuiteParts, build_test_image, etcdctl_get,
+    free_port, running, wait_until,
 )
 
 
@@ -39,16 +39,8 @@ def images(docker_engine: DockerEngine, test_image: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory, docker_engine: DockerEngine, images: dict[str, str]) -> Iterator[SuiteParts]:
     """The whole suite on its own etcd, so etcdctl finds exactly these processes."""
-    folder = tmp_path_factory.mktemp("e2e")
-    etcd = EtcdServer(folder)
-    made = SuiteParts(
-        etcd,
-        Service("paz-service-directory", etcd, folder),
-        suite_scheduler(etcd, docker_engine, folder),
-        HaproxySync(etcd, folder),
-        Service("paz-orchestrator", etcd, folder, env={"PAZ_EVENTS_KEEPALIVE": "1"}),
-    )
-    with running(etcd, *made.services):
+    made = SuiteParts.make(tmp_path_factory.mktemp("e2e"), docker_engine, orchestrator_env={"PAZ_EVENTS_KEEPALIVE": "1"})
+    with running(made.etcd, *made.services):
         yield made
 
 

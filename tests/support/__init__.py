@@ -600,6 +600,20 @@ class SuiteParts:
     orchestrator: Service
     web: Service | None = None
 
+    @classmethod
+    def make(cls, folder: Path, engine: DockerEngine, orchestrator_env: dict[str, str] | None = None,
+             web: bool = False) -> SuiteParts:
+        """The parts on an etcd of their own in ``folder``, the scheduler on ``engine``; not started."""
+        etcd = EtcdServer(folder)
+        return cls(
+            etcd,
+            Service("paz-service-directory", etcd, folder),
+            suite_scheduler(etcd, engine, folder),
+            HaproxySync(etcd, folder),
+            Service("paz-orchestrator", etcd, folder, env=orchestrator_env),
+            Service("paz-web", etcd, folder, env={"PAZ_WEB_SECRET_FILE": str(folder / "web-secret")}) if web else None,
+        )
+
     @property
     def services(self) -> list[Service]:
         """The services, in the order they start (etcd aside)."""
