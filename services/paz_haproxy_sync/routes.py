@@ -1,6 +1,7 @@
 """haproxy-sync's HTTP API: the config in force and HAProxy's view of each backend.
 
-These run in gunicorn's workers; they read the files the engine writes and HAProxy's stats socket.
+They read the files the engine writes and HAProxy's stats socket, never the engine's memory: the server
+may run them in worker processes of their own (``PAZ_WORKER_CLASS``).
 """
 
 from __future__ import annotations
