@@ -265,7 +265,8 @@ def test_a_scheduler_killed_mid_rollover_of_a_fixed_port_finishes_it_or_gives_th
     and gives the old one its replica back (before, the new version stayed ``running``, unserved, for
     good, and the old one at 0). How many to give back is a label on the old Swarm service: the killed
     scheduler's memory of it died with it. A new version that serves: it ends ``running`` and the old
-    version's service goes."""
+    version's service goes. The service stopped meanwhile: no Swarm service of it is left (the old
+    version's, at 0 replicas, has no task for the stop to find)."""
     address = f"{swarm.manager.address}:8082"
     suite.register(unique_name, IMAGE, ports=[{"container": 8000, "host": 8082}], env={"MESSAGE": "one"})
     assert suite.deploy(unique_name).status_code == 201 and page(address) == "one"
@@ -304,6 +305,12 @@ def test_a_scheduler_killed_mid_rollover_of_a_fixed_port_finishes_it_or_gives_th
         wait_until(lambda: swarm_services(swarm, unique_name) == [f"{unique_name}-3"], 30, what="v1's service removed")
         wait_until(lambda: suite.through(unique_name) == "three", 30, what="v3 serving through HAProxy")
         assert version_document(suite.etcd, unique_name, 3)["status"] == "running" and page(address) == "three"
+
+        killed_at_zero_replicas(SILENT_IMAGE)  # then stopped before the next scheduler leads
+        stopped = schedulers[-1].request("POST", f"/services/{unique_name}/stop", timeout=90)
+        assert stopped.status_code == 200, stopped.text
+        wait_until(lambda: swarm_services(swarm, unique_name) == [], 30, what="no Swarm service of it left")
+        assert suite.through(unique_name) is None
     finally:
         for scheduler in schedulers:
             scheduler.stop()

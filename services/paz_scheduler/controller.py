@@ -166,8 +166,19 @@ class DeployController:
                 self._stop(name, desired, extra)
             else:
                 self._converge(name, desired, extra)
+            self.driver.settle(name, self._serving(name, desired))
             if desired.get("observed") != desired["id"]:
                 self.store.observe(name, desired["id"])
+
+    def _serving(self, name: str, desired: dict[str, Any]) -> set[int]:
+        """The versions of ``name`` that should serve once a pass is over: none when it is stopped, the
+        desired one when it was deployed, else those still ``running`` (the desired one failed)."""
+        if desired.get("stopped"):
+            return set()
+        running = {document["version"]: document for document in self.store.versions_with_status(name, "running")}
+        if (running.get(desired["version"]) or {}).get("deployedAt"):
+            return {desired["version"]}
+        return set(running) - {desired["version"]}
 
     def _locked(self, name: str) -> "_ServiceLock":
         lease = self.leadership.lease

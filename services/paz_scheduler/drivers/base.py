@@ -122,7 +122,8 @@ class UnitEvents(Protocol):
 class Driver(Protocol):
     """A runtime the scheduler deploys onto (``docker``, ``swarm`` or ``fleet``).
 
-    The deploy (engine.py) uses ``prepare``, ``start``, ``wait_ready``, ``withdraw`` and ``remove``;
+    The deploy controller (controller.py) uses ``prepare``, ``start``, ``wait_ready``, ``withdraw``,
+    ``remove`` and ``settle``;
     the background task that announces instances (reconcile.py) uses only ``units`` (what runs, with
     its address: a unit is announced when its ``state`` is ``running`` and it answers) and
     ``events`` (what changed, to act before the next re-list).
@@ -150,6 +151,11 @@ class Driver(Protocol):
         """Take ``units`` out of service before they are stopped (where the runtime announces them)."""
 
     def remove(self, units: list[Unit]) -> None: ...
+    def settle(self, service: str, serving: set[int]) -> None:
+        """At the end of a deploy pass, undo what a rollover the driver rolls itself (``rolls_fixed_ports``)
+        left half done, a failure's or a crash's: an old version in ``serving`` (the versions that should
+        serve now) gets back what the rollover took from it; one that is not, and has nothing left, goes."""
+
     def hosts(self) -> list[dict[str, Any]]: ...
     def logs(self, unit: Unit, query: LogQuery) -> LogStream:
         """``unit``'s output (stdout and stderr apart, each line with its time) as ``query`` bounds it.

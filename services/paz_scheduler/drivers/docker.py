@@ -283,6 +283,9 @@ class DockerDriver:
     def withdraw(self, units: list[Unit]) -> None:
         """Nothing to do here: the background task withdraws keys once the version is no longer running."""
 
+    def settle(self, service: str, serving: set[int]) -> None:
+        """Nothing to settle: a fixed host port is stopped before the new version starts (no rollover held)."""
+
     def remove(self, units: list[Unit]) -> None:
         """Stop (SIGTERM, then SIGKILL after PAZ_STOP_TIMEOUT) and remove the units' containers, in parallel."""
         def remove_one(unit: Unit) -> None:

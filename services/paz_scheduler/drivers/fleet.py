@@ -249,6 +249,9 @@ class FleetDriver:
         for unit in units:
             self._call("DELETE", f"/units/{url_quote(unit.id)}-announce.service")
 
+    def settle(self, service: str, serving: set[int]) -> None:
+        """Nothing to settle: a fixed host port is stopped before the new version starts (no rollover held)."""
+
     def remove(self, units: list[Unit]) -> None:
         """Destroy the units in fleet: systemd stops the container, and the sidekick removes its key."""
         for unit in units:

@@ -168,18 +168,11 @@ class SwarmDriver(DockerDriver):
         """Wait until a task of every slot runs and serves; DeployFailed at the first task that fails or at the deadline.
 
         With a fixed host port, the old version gives up one node at a time while new tasks wait
-        for one (:meth:`_make_room`), and gets its replicas back if the new version fails; if it
-        serves, an old version scaled to 0 is removed here, having no task for the retiring to find.
+        for one (:meth:`_make_room`); :meth:`settle` ends what that leaves.
         """
         version = service_name(units[0].service, units[0].version) if units else ""
         try:
-            serving = self._wait_serving(units, health_check, time.monotonic() + timeout)
-        except DeployFailed:
-            self._give_back_room(version)
-            raise
-        else:
-            self._remove_emptied(version)
-            return serving
+            return self._wait_serving(units, health_check, time.monotonic() + timeout)
         finally:
             self._holding.pop(version, None)
 
@@ -226,20 +219,22 @@ class SwarmDriver(DockerDriver):
             wanted = {unit.id for unit in units}
             poll(lambda: sum(1 for t, u in self._tasks() if u.id in wanted and u.state == "pending") < len(blocked), 10, 0.1)
 
-    def _give_back_room(self, version: str) -> None:
-        """The old versions get back the replicas a failed fixed-port rollover took from them."""
-        for name, replicas in (self._holding.get(version) or {}).items():
-            with contextlib.suppress(EngineRefused, Unavailable), self.reaching():
-                spec = self.client().api.inspect_service(name)["Spec"]
-                if replicas_of(spec) != replicas or REPLICAS_BEFORE_LABEL in (spec.get("Labels") or {}):
-                    self._scale(name, replicas)
-
-    def _remove_emptied(self, version: str) -> None:
-        for name in self._holding.get(version) or {}:
-            with contextlib.suppress(docker.errors.NotFound, EngineRefused, Unavailable), self.reaching():
-                if self._replicas(name) == 0:
-                    log.info("fixed host port: removing the old version scaled to 0", extra={"service": name})
-                    self.client().api.remove_service(name)
+    def settle(self, service: str, serving: set[int]) -> None:
+        """A version's Swarm service a fixed-port rollover scaled down (it carries the replicas it had,
+        :data:`REPLICAS_BEFORE_LABEL`) gets them back while its version should serve (the new one
+        failed); else, left at 0 replicas, it is removed: it has no task for the retiring to find."""
+        with self.reaching():
+            for found in self.client().api.services(filters=self.label_filter(service)):
+                spec, labels = found["Spec"], found["Spec"].get("Labels") or {}
+                if REPLICAS_BEFORE_LABEL not in labels or not self._is_a_version(found):
+                    continue
+                if int(labels["paz.version"]) in serving:
+                    log.info("fixed host port: the old version gets its replicas back", extra={"service": spec["Name"]})
+                    self._scale(spec["Name"], int(labels[REPLICAS_BEFORE_LABEL]))
+                elif replicas_of(spec) == 0:
+                    log.info("fixed host port: removing the old version left at 0 replicas", extra={"service": spec["Name"]})
+                    with contextlib.suppress(docker.errors.NotFound):
+                        self.client().api.remove_service(found["ID"])
 
     def _scale(self, name: str, replicas: int, before: int | None = None) -> str:
         """Change only the replicas of service ``name`` (its ID), labelled with ``before``, the replicas
