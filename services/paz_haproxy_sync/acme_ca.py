@@ -25,6 +25,7 @@ from paz import keys
 from paz.etcd import AlreadyExists, Store
 from paz.secrets import Keyring
 
+from .certs import OrderFailed
 from .settings import SyncSettings
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ ORDER_SECONDS = 90
 """How long one order may take: the CA validating every name, then issuing."""
 CHALLENGE_TTL = 600
 USER_AGENT = "paz-haproxy-sync"
-
-
-class OrderFailed(Exception):
-    """The CA could not be reached, or refused the order; the message says which and why."""
 
 
 class AcmeCa:

@@ -31,6 +31,10 @@ class BadCertificate(ValueError):
     """PEM that is not a usable certificate and key for a name; the message says what to fix."""
 
 
+class OrderFailed(Exception):
+    """The ACME CA could not be reached, or refused the order; the message says which and why."""
+
+
 @dataclass(frozen=True)
 class Certificate:
     name: str

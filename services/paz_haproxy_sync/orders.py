@@ -13,11 +13,12 @@ its previous certificate) meanwhile.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paz import journal, keys
 from paz.contracts.times import iso, iso_now
@@ -25,10 +26,12 @@ from paz.etcd import Store, StoreUnavailable
 from paz.leadership import Leadership
 from paz.secrets import Keyring
 
-from .acme_ca import AcmeCa, OrderFailed
-from .certs import ACME, BROUGHT, BadCertificate, Certificate, read_pem, stored
+from .certs import ACME, BROUGHT, BadCertificate, Certificate, OrderFailed, read_pem, stored
 from .figures import router_figures
 from .settings import SyncSettings
+
+if TYPE_CHECKING:
+    from .acme_ca import AcmeCa
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +56,20 @@ class CertificateOrders:
     def __init__(self, settings: SyncSettings, etcd: Store, keyring: Keyring,
                  wanted: Callable[[], dict[str, str] | None], held: Callable[[], dict[str, Certificate]],
                  failures: Callable[[], dict[str, dict[str, Any]]]) -> None:
-        self.etcd, self.keyring = etcd, keyring
-        self.ca = AcmeCa(settings, etcd, keyring)
+        self.settings, self.etcd, self.keyring = settings, etcd, keyring
         self.wanted, self.held, self.failures = wanted, held, failures
         self.leadership = Leadership(etcd, PART, settings.address, LEADER_TTL)
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="paz-certificate-orders", daemon=True)
+
+    @functools.cached_property
+    def ca(self) -> AcmeCa:
+        """The ACME client, made for the first order: a router that never orders never imports ``acme``,
+        ``josepy`` and pyOpenSSL (about 4 MB of its memory)."""
+        from .acme_ca import AcmeCa
+
+        return AcmeCa(self.settings, self.etcd, self.keyring)
 
     def start(self) -> "CertificateOrders":
         self._thread.start()
