@@ -166,9 +166,10 @@ class DeployController:
                 self._stop(name, desired, extra)
             else:
                 self._converge(name, desired, extra)
-            self.driver.settle(name, self._serving(name, desired))
             if desired.get("observed") != desired["id"]:
                 self.store.observe(name, desired["id"])
+            # after observing: a request waiting for the pass does not wait for this clean-up too
+            self.driver.settle(name, self._serving(name, desired))
 
     def _serving(self, name: str, desired: dict[str, Any]) -> set[int]:
         """The versions of ``name`` that should serve once a pass is over: none when it is stopped, the
