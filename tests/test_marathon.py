@@ -210,6 +210,9 @@ def test_hostile_app_ids_labels_hosts_and_ports_never_reach_the_config(sync, mar
         marathon.set_task(app_id, f"task{hostile}", "127.0.0.1", [good])
         marathon.set_task(app_id, f"fine{number}", "127.0.0.1", [good])
     wait_until(lambda: body(sync, f"ok{len(HOSTILE) - 1}.example.com") == "good", 10, what="the good parts routed")
+    # servers added by the Runtime API reach the file once changes pause (0.2 s)
+    wait_until(lambda: all(f"fine{number} " in config(sync) for number in range(len(HOSTILE))), 10,
+               what="every good task in the config file")
     text = config(sync)
     for marker in ("evil", "pwned", "comment", "quote", "x y", "x;y", "x\\"):
         assert marker not in text
