@@ -48,6 +48,8 @@ SLOW_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 """Seconds, for what takes seconds to minutes: deploys, certificate orders."""
 T = TypeVar("T")
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"))
+FOLDER_PREFIX = "paz-metrics-"
+"""The figures' folder of a server whose pid is 123 is ``<temp>/paz-metrics-123-<random>``."""
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 
@@ -55,11 +57,21 @@ def share() -> None:
     """Make the folder for the figures of every process this server starts (in its main process, once).
 
     A fresh folder per start: figures begin at zero with the server, as Prometheus expects of a
-    restarted target, and the folder goes when the server exits.
+    restarted target, and the folder goes when the server exits. One that a server killed outright
+    left behind (SIGKILL, the OOM killer: no exit handler ran) goes when the next server starts; the
+    folder's name carries its server's pid to tell.
     """
-    path = tempfile.mkdtemp(prefix="paz-metrics-")
+    _remove_left_behind()
+    path = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
     os.environ[FOLDER_ENV] = path
     atexit.register(shutil.rmtree, path, True)
+
+
+def _remove_left_behind() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _shared() -> bool:

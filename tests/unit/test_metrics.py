@@ -31,6 +31,17 @@ def test_the_live_gauges_of_a_process_that_is_gone_are_dropped_and_its_counters_
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"counter_{gone}.db", f"gauge_livesum_{os.getpid()}.db"])
 
 
+def test_a_figures_folder_a_killed_server_left_behind_goes_and_a_live_ones_stays(tmp_path: Path, monkeypatch) -> None:
+    """A server killed outright runs no exit handler: the next server to start removes its folder."""
+    gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
+    for name in (f"paz-metrics-{gone}-x1y2", f"paz-metrics-{os.getpid()}-a3b4", "paz-metrics-9abc_de", "other-1-2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "counter_1.db").write_bytes(b"")
+    monkeypatch.setattr(metrics.tempfile, "gettempdir", lambda: str(tmp_path))
+    metrics._remove_left_behind()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"paz-metrics-{os.getpid()}-a3b4", "paz-metrics-9abc_de", "other-1-2"])
+
+
 def test_observations_added_at_once_read_as_the_same_observations_one_by_one() -> None:
     one_by_one, at_once = CollectorRegistry(), CollectorRegistry()
     values = [0.0004, 0.003, 0.003, 0.2, 42.0]
