@@ -161,8 +161,7 @@ def main() -> None:
                 finally:
                     paz_command(state, "down", env=env)
     finally:
-        if engine.process:
-            engine.process.stop()
+        engine.stop()  # its folder too (data root, sockets, log)
     report(starts, memory, reference)
     print(f"load average (1 min) of this machine: {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after "
           f"({os.cpu_count()} cores; other work on them slows every figure, references included)")
